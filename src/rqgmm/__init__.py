@@ -1,0 +1,9 @@
+"""rqgmm: semantic IDs from item embeddings with residual quantized Gaussian mixtures."""
+
+from rqgmm._version import __version__
+from rqgmm.errors import ConvergenceWarning, RqgmmError
+from rqgmm.quantize import RQGMM, ResidualTokenizer, RQKMeans
+
+load = ResidualTokenizer.load
+
+__all__ = ["__version__", "RQGMM", "RQKMeans", "ResidualTokenizer", "load", "ConvergenceWarning", "RqgmmError"]

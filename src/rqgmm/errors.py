@@ -1,0 +1,34 @@
+"""Exceptions and warnings raised by rqgmm.
+
+Every error a user can trigger with bad input derives from :class:`RqgmmError`, so the CLI can
+print its message without a stack trace. They also derive from the built-in class that fits
+(``ValueError``, ``FileNotFoundError``…), so ``except ValueError`` keeps working.
+"""
+
+
+class RqgmmError(Exception):
+    """Base class of every user-facing rqgmm error."""
+
+
+class InvalidInputError(RqgmmError, ValueError):
+    """Input data is unusable: wrong shape, dtype, NaN/Inf values, too few rows."""
+
+
+class ArtifactError(RqgmmError, ValueError):
+    """A saved tokenizer directory is missing, incomplete, corrupted or of another version."""
+
+
+class OutputExistsError(RqgmmError, FileExistsError):
+    """An output path already exists and overwriting was not requested."""
+
+
+class NotFittedError(RqgmmError, AttributeError):
+    """A method that needs a fitted tokenizer was called before ``fit``."""
+
+
+class ConvergenceWarning(UserWarning):
+    """EM or k-means stopped at ``max_iter`` before the change fell below ``tol``."""
+
+
+class ComponentReseedWarning(UserWarning):
+    """Empty or collapsed mixture components / clusters were re-seeded during fitting."""

@@ -1,0 +1,1 @@
+"""Artifacts (manifest + arrays) and readers/writers for .npy and Parquet."""

@@ -1,0 +1,7 @@
+"""Tokenizers: one base contract, one module per method."""
+
+from rqgmm.quantize.base import ResidualTokenizer
+from rqgmm.quantize.rq_gmm import RQGMM
+from rqgmm.quantize.rq_kmeans import RQKMeans
+
+__all__ = ["ResidualTokenizer", "RQGMM", "RQKMeans"]

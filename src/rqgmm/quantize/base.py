@@ -1,0 +1,354 @@
+"""The contract every residual tokenizer of rqgmm shares.
+
+A residual tokenizer has ``n_levels`` codebooks. Level 0 quantizes the embedding, level ``l``
+quantizes what levels ``0..l-1`` left (the residual). Subclasses say how one level is fitted
+(``_fit_level``) and how a residual chunk is assigned (``_level_scores``); this base class owns
+validation, chunked iteration, the residual chain, encoding, decoding and artifacts.
+
+Shapes: embeddings ``X`` are ``(n_items, dim)`` real numbers (any float dtype, read as float32);
+codes are ``(n_items, n_levels)`` int64, code ``c`` at level ``l`` in ``[0, codebook_size[l])``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterator
+
+import numpy as np
+import torch
+
+from rqgmm.errors import InvalidInputError, NotFittedError
+from rqgmm.progress import progress_bar
+from rqgmm.validation import EmbeddingMatrix, check_embeddings
+
+RESIDUAL_MODES = ("hard", "soft")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA when available; ``"cuda"`` without a GPU falls back to the CPU
+    with a warning (the result is the same, only slower)."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(f"device={name!r} requested but CUDA is not available; using the CPU", stacklevel=3)
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+
+
+def _nonnegative_number(value) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and value >= 0
+
+
+class ResidualTokenizer:
+    """Base class: fit / encode / decode / fit_encode / save / load for residual tokenizers.
+
+    Subclasses define ``__init__`` with keyword hyperparameters only (no logic), a
+    ``_parameter_constraints`` mapping of parameter name to ``(check, description)``, and the
+    level hooks below.
+    """
+
+    _registry: ClassVar[dict[str, type["ResidualTokenizer"]]] = {}
+    _parameter_constraints: ClassVar[dict[str, tuple[Callable[[Any], bool], str]]] = {
+        "n_levels": (_positive_int, "a positive int"),
+        "codebook_size": (
+            lambda v: _positive_int(v) or (isinstance(v, (list, tuple)) and len(v) > 0
+                                           and all(_positive_int(x) and x >= 1 for x in v)),
+            "a positive int or a list of positive ints, one per level",
+        ),
+        "max_iter": (_positive_int, "a positive int"),
+        "tol": (_nonnegative_number, "a number >= 0"),
+        "seed": (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0,
+                 "an int >= 0"),
+        "device": (lambda v: isinstance(v, (str, torch.device)), "'cpu', 'cuda', 'cuda:N' or 'auto'"),
+        "batch_size": (_positive_int, "a positive int (rows per chunk)"),
+        "residual": (lambda v: v in RESIDUAL_MODES, f"one of {RESIDUAL_MODES}"),
+        "precision": (lambda v: v in ("float32", "float64"), "'float32' or 'float64'"),
+        "progress": (lambda v: v is None or isinstance(v, bool), "True, False or None (auto)"),
+    }
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        ResidualTokenizer._registry[cls.__name__] = cls
+
+    # ------------------------------------------------------------------ parameters
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        return [p.name for p in signature.parameters.values() if p.name != "self" and p.kind in kinds]
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyperparameters as passed to ``__init__`` (JSON-serializable)."""
+        params = {name: getattr(self, name) for name in self._param_names()}
+        if isinstance(params.get("codebook_size"), tuple):
+            params["codebook_size"] = list(params["codebook_size"])
+        if isinstance(params.get("device"), torch.device):
+            params["device"] = str(params["device"])
+        return params
+
+    def set_params(self, **params) -> "ResidualTokenizer":
+        unknown = set(params) - set(self._param_names())
+        if unknown:
+            raise InvalidInputError(f"unknown parameter(s) {sorted(unknown)} for {type(self).__name__}")
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _validate_params(self) -> None:
+        constraints = {}
+        for klass in reversed(type(self).__mro__):
+            constraints.update(getattr(klass, "_parameter_constraints", {}))
+        for name in self._param_names():
+            if name in constraints:
+                check, description = constraints[name]
+                value = getattr(self, name)
+                if not check(value):
+                    raise InvalidInputError(
+                        f"{type(self).__name__}: parameter {name} must be {description}, got {value!r}")
+        sizes = self.codebook_sizes
+        if len(sizes) != self.n_levels:
+            raise InvalidInputError(
+                f"{type(self).__name__}: codebook_size lists {len(sizes)} sizes but n_levels={self.n_levels}")
+
+    @property
+    def codebook_sizes(self) -> list[int]:
+        """Codebook size of each level, a list of ``n_levels`` ints."""
+        if isinstance(self.codebook_size, (list, tuple)):
+            return [int(k) for k in self.codebook_size]
+        return [int(self.codebook_size)] * int(self.n_levels)
+
+    # ------------------------------------------------------------------ level hooks
+    def _fit_level(self, level: int, residuals: "ResidualStream", generator: torch.Generator,
+                   rng: np.random.Generator) -> None:
+        """Fit level ``level`` on the residual stream and store its parameters."""
+        raise NotImplementedError
+
+    def _level_scores(self, level: int, residual: torch.Tensor) -> torch.Tensor:
+        """(m, K) scores whose argmax is the code of each residual row."""
+        raise NotImplementedError
+
+    def _level_reconstruction(self, level: int, residual: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """What level ``level`` subtracts from the residual: (m, dim). Hard: the chosen codeword."""
+        return self._device_codebooks[level][codes]
+
+    def _fitted_arrays(self) -> dict[str, np.ndarray]:
+        return {f"level_{level}.codebook": codebook for level, codebook in enumerate(self.codebooks_)}
+
+    def _fitted_attributes(self) -> dict[str, Any]:
+        return {"n_features_in_": self.n_features_in_}
+
+    def _restore(self, arrays: dict[str, np.ndarray], attributes: dict[str, Any]) -> None:
+        self.n_features_in_ = int(attributes["n_features_in_"])
+        self.codebooks_ = [arrays[f"level_{level}.codebook"] for level in range(self.n_levels)]
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, *, drop_invalid: bool = False) -> "ResidualTokenizer":
+        """Fit the codebooks level by level.
+
+        X: (n_items, dim) array or ``np.memmap`` of real numbers; read in chunks of
+        ``batch_size`` rows, never copied whole. Rows with NaN/Inf raise an error naming them,
+        or are skipped with ``drop_invalid=True``. Returns ``self``.
+        """
+        self._validate_params()
+        matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, chunk_size=self.batch_size)
+        sizes = self.codebook_sizes
+        if matrix.n_rows < max(sizes):
+            level = int(np.argmax(sizes))
+            raise InvalidInputError(
+                f"{matrix.name}: {matrix.n_rows} row(s) but level {level} has codebook_size={sizes[level]};"
+                " a codebook needs at least as many rows as codes (use a smaller codebook_size)")
+        moments = matrix.moments(self.batch_size)
+        if not np.any(moments.variance > 0):
+            raise InvalidInputError(
+                f"{matrix.name}: every row is identical (constant data); there is nothing to quantize")
+        self.device_ = resolve_device(self.device)
+        self.n_features_in_ = matrix.dim
+        self.feature_variance_ = moments.variance
+        self.codebooks_: list[np.ndarray] = []
+        self._device_codebooks: list[torch.Tensor] = []
+        self._reset_fit_state()
+        generator = torch.Generator().manual_seed(int(self.seed))
+        rng = np.random.default_rng(int(self.seed))
+        stream = ResidualStream(self, matrix)
+        levels = progress_bar(range(self.n_levels), enabled=self.progress, desc=f"{type(self).__name__} levels")
+        for level in levels:
+            stream.level = level
+            self._fit_level(level, stream, generator, rng)
+            self._device_codebooks.append(torch.as_tensor(self.codebooks_[level], device=self.device_))
+            stream.store_codes(level)
+        self._train_codes = stream.codes
+        self._train_rows = matrix.rows
+        return self
+
+    def _reset_fit_state(self) -> None:
+        """Clear per-level learned lists before a new fit (subclasses extend)."""
+
+    def fit_encode(self, X, y=None, *, drop_invalid: bool = False) -> np.ndarray:
+        """``fit(X)`` then the codes of ``X``: (n_valid_items, n_levels) int64.
+
+        Equal to ``fit(X).encode(X)``; the codes come from the final assignment pass of the fit.
+        """
+        self.fit(X, drop_invalid=drop_invalid)
+        codes = self._train_codes
+        del self._train_codes
+        return codes
+
+    # ------------------------------------------------------------------ encode / decode
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "codebooks_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) or load(path)")
+        if not hasattr(self, "_device_codebooks") or len(self._device_codebooks) != len(self.codebooks_):
+            self.device_ = resolve_device(self.device)
+            self._device_codebooks = [torch.as_tensor(c, device=self.device_) for c in self.codebooks_]
+
+    def encode(self, X, *, drop_invalid: bool = False) -> np.ndarray:
+        """Codes of ``X``: (n_items, n_levels) int64 (``n_items`` less dropped rows if
+        ``drop_invalid``). X must have the fitted dimension."""
+        self._check_fitted()
+        matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, expected_dim=self.n_features_in_,
+                                     chunk_size=self.batch_size)
+        codes = np.empty((matrix.n_rows, self.n_levels), dtype=np.int64)
+        with torch.inference_mode():
+            for start, chunk in progress_bar(matrix.chunks(self.batch_size, self.device_), enabled=self.progress,
+                                             total=-(-matrix.n_rows // self.batch_size), desc="encode"):
+                residual = chunk
+                for level in range(self.n_levels):
+                    level_codes = self._level_scores(level, residual).argmax(dim=1)
+                    codes[start:start + chunk.shape[0], level] = level_codes.cpu().numpy()
+                    if level + 1 < self.n_levels:
+                        residual = residual - self._level_reconstruction(level, residual, level_codes)
+        return codes
+
+    def decode(self, codes) -> np.ndarray:
+        """Reconstruction from codes: the sum of the selected codewords, (n_items, dim) float32.
+
+        codes: (n_items, n_levels) integers with code ``c`` of level ``l`` in
+        ``[0, codebook_sizes[l])``; an out-of-range code raises an error naming its row and level.
+        """
+        self._check_fitted()
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or codes.shape[1] != self.n_levels:
+            raise InvalidInputError(
+                f"codes: expected shape (n_items, {self.n_levels}), got {codes.shape}")
+        if codes.size and not np.issubdtype(codes.dtype, np.integer):
+            raise InvalidInputError(f"codes: expected integers, got dtype {codes.dtype}")
+        out = np.zeros((codes.shape[0], self.n_features_in_), dtype=np.float32)
+        for level, codebook in enumerate(self.codebooks_):
+            column = codes[:, level]
+            bad = np.flatnonzero((column < 0) | (column >= codebook.shape[0]))
+            if bad.size:
+                raise InvalidInputError(
+                    f"codes: row {int(bad[0])} has code {int(column[bad[0]])} at level {level},"
+                    f" outside [0, {codebook.shape[0]}) ({bad.size} such row(s))")
+            out += codebook[column]
+        return out
+
+    # ------------------------------------------------------------------ artifacts
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the fitted tokenizer to directory ``path`` atomically (safetensors + manifest).
+
+        Refuses an existing ``path`` unless ``overwrite``; a failed save leaves it untouched."""
+        from rqgmm.io.artifacts import save_artifact
+
+        self._check_fitted()
+        return save_artifact(path, kind=type(self).__name__, params=self.get_params(),
+                             attributes=self._fitted_attributes(), arrays=self._fitted_arrays(),
+                             overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ResidualTokenizer":
+        """Load a tokenizer saved by :meth:`save`, verifying version, shapes and checksums.
+
+        Called on the base class, returns an instance of the saved class."""
+        from rqgmm.io.artifacts import ArtifactError, load_artifact
+
+        manifest, arrays = load_artifact(path)
+        kind = manifest["kind"]
+        klass = ResidualTokenizer._registry.get(kind)
+        if klass is None or not issubclass(klass, cls):
+            raise ArtifactError(f"{path}: holds a {kind!r}, not a {cls.__name__}")
+        try:
+            tokenizer = klass(**manifest["params"])
+            tokenizer._validate_params()
+            tokenizer._restore(arrays, manifest["attributes"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{path}: manifest does not describe a valid {kind}: {exc}") from None
+        return tokenizer
+
+
+class ResidualStream:
+    """The residuals of a matrix at the level being fitted, read chunk by chunk.
+
+    With hard residuals the codes of finished levels are kept in memory ((n, n_levels) int64,
+    8 bytes per row and level) and residuals are ``x - sum of chosen codewords``; with soft
+    residuals the chain is recomputed per chunk from the finished levels.
+    """
+
+    def __init__(self, tokenizer: ResidualTokenizer, matrix: EmbeddingMatrix):
+        self.tokenizer = tokenizer
+        self.matrix = matrix
+        self.level = 0
+        self.codes = np.zeros((matrix.n_rows, tokenizer.n_levels), dtype=np.int64)
+
+    @property
+    def n_rows(self) -> int:
+        return self.matrix.n_rows
+
+    @property
+    def dim(self) -> int:
+        return self.matrix.dim
+
+    def residual_of(self, chunk: torch.Tensor, positions: slice | np.ndarray) -> torch.Tensor:
+        """Residual at ``self.level`` of raw rows ``chunk`` (m, dim) found at ``positions``."""
+        tokenizer = self.tokenizer
+        if self.level == 0:
+            return chunk
+        if getattr(tokenizer, "residual", "hard") == "hard":
+            codes = torch.from_numpy(self.codes[positions, : self.level]).to(chunk.device)
+            residual = chunk.clone()
+            for level in range(self.level):
+                residual -= tokenizer._device_codebooks[level][codes[:, level]].to(chunk.dtype)
+            return residual
+        residual = chunk
+        for level in range(self.level):
+            level_codes = tokenizer._level_scores(level, residual).argmax(dim=1)
+            residual = residual - tokenizer._level_reconstruction(level, residual, level_codes).to(chunk.dtype)
+        return residual
+
+    def chunks(self, desc: str | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(start, residual chunk (m, dim) float32)`` over all rows."""
+        tokenizer = self.tokenizer
+        total = -(-self.n_rows // tokenizer.batch_size)
+        iterator = self.matrix.chunks(tokenizer.batch_size, tokenizer.device_)
+        if desc is not None:
+            iterator = progress_bar(iterator, enabled=tokenizer.progress, total=total, desc=desc)
+        for start, chunk in iterator:
+            yield start, self.residual_of(chunk, slice(start, start + chunk.shape[0]))
+
+    def sample(self, size: int, rng: np.random.Generator) -> torch.Tensor:
+        """A uniform sample of ``min(size, n)`` residual rows without replacement: (m, dim)."""
+        if size >= self.n_rows:
+            positions = np.arange(self.n_rows)
+        else:
+            positions = np.sort(rng.choice(self.n_rows, size=size, replace=False))
+        rows = torch.from_numpy(self.matrix.take(positions)).to(self.tokenizer.device_)
+        return self.residual_of(rows, positions)
+
+    def store_codes(self, level: int) -> None:
+        """Final assignment pass of a fitted level: fill ``codes[:, level]``."""
+        tokenizer = self.tokenizer
+        with torch.inference_mode():
+            for start, residual in self.chunks(desc=f"level {level} assign"):
+                level_codes = tokenizer._level_scores(level, residual).argmax(dim=1)
+                self.codes[start:start + residual.shape[0], level] = level_codes.cpu().numpy()

@@ -1,0 +1,96 @@
+"""One level of k-means (Lloyd) as chunked sufficient statistics, and k-means++ seeding.
+
+Squared distances are expanded as ``|x|^2 - 2 x.c + |c|^2`` so a chunk costs one matrix product
+of shape (m, dim) x (dim, K); per-cluster counts and sums are accumulated in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class KMeansStats:
+    """counts: (K,) rows per cluster; sums: (K, dim) their sums; inertia: sum of squared
+    distances to the nearest centroid; n_rows: rows seen (all float64 / Python numbers)."""
+
+    counts: torch.Tensor
+    sums: torch.Tensor
+    inertia: float
+    n_rows: int
+
+    def __add__(self, other: "KMeansStats") -> "KMeansStats":
+        return KMeansStats(self.counts + other.counts, self.sums + other.sums,
+                           self.inertia + other.inertia, self.n_rows + other.n_rows)
+
+
+class CentroidScorer:
+    """Nearest-centroid assignment for chunks (m, dim); ``scores`` are ``2 x.c - |c|^2``,
+    whose argmax is the nearest centroid."""
+
+    def __init__(self, centroids: torch.Tensor, dtype: torch.dtype = torch.float32):
+        self.centroids = centroids
+        self.dtype = dtype
+        c = centroids.to(dtype)
+        self.weight_matrix = (2.0 * c).T.contiguous()  # (dim, K)
+        self.bias = -(c.square().sum(1))
+
+    def scores(self, chunk: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.bias, chunk.to(self.dtype), self.weight_matrix)
+
+    def assign(self, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(codes (m,) int64, squared distance to the chosen centroid (m,))``."""
+        best, codes = self.scores(chunk).max(dim=1)
+        distances = (chunk.to(self.dtype).square().sum(1) - best).clamp_min(0.0)
+        return codes, distances
+
+    def accumulate(self, chunk: torch.Tensor) -> KMeansStats:
+        codes, distances = self.assign(chunk)
+        k, dim = self.centroids.shape
+        counts = torch.bincount(codes, minlength=k).double()
+        sums = torch.zeros(k, dim, dtype=torch.float64, device=chunk.device)
+        sums.index_add_(0, codes, chunk.double())
+        return KMeansStats(counts, sums, float(distances.double().sum()), int(chunk.shape[0]))
+
+
+def empty_kmeans_stats(n_clusters: int, dim: int, device) -> KMeansStats:
+    return KMeansStats(torch.zeros(n_clusters, dtype=torch.float64, device=device),
+                       torch.zeros(n_clusters, dim, dtype=torch.float64, device=device), 0.0, 0)
+
+
+def kmeans_plusplus(sample: torch.Tensor, n_clusters: int, generator: torch.Generator,
+                    n_local_trials: int | None = None) -> torch.Tensor:
+    """Greedy k-means++ seeding (Arthur & Vassilvitskii 2007, as in scikit-learn).
+
+    sample: (m, dim) float tensor; returns (n_clusters, dim) rows of ``sample``. When the sample
+    has fewer distinct rows than ``n_clusters`` the remaining centers repeat existing rows
+    (the caller re-seeds duplicates by splitting).
+    """
+    m = sample.shape[0]
+    if n_local_trials is None:
+        n_local_trials = 2 + int(math.log(n_clusters))
+    sample = sample.double() if sample.dtype == torch.float64 else sample.float()
+    norms = sample.square().sum(1)
+    first = int(torch.randint(m, (1,), generator=generator, device="cpu"))
+    centers = [first]
+    closest = (norms - 2 * sample @ sample[first] + norms[first]).clamp_min(0)
+    potential = closest.sum()
+    for _ in range(1, n_clusters):
+        if float(potential) <= 0.0:  # every sample point already is a center
+            centers.append(int(torch.randint(m, (1,), generator=generator, device="cpu")))
+            continue
+        draws = torch.rand(n_local_trials, generator=generator, device="cpu").to(sample.device, sample.dtype)
+        cumulative = torch.cumsum(closest, 0)
+        candidates = torch.searchsorted(cumulative, draws * potential).clamp_max(m - 1)
+        cand = sample[candidates]  # (trials, dim)
+        dist = (norms[None, :] - 2 * cand @ sample.T + norms[candidates][:, None]).clamp_min(0)
+        trial_closest = torch.minimum(closest[None, :], dist)
+        trial_potential = trial_closest.sum(1)
+        best = int(torch.argmin(trial_potential))
+        centers.append(int(candidates[best]))
+        closest = trial_closest[best]
+        potential = trial_potential[best]
+    return sample[torch.tensor(centers, device=sample.device)].clone()

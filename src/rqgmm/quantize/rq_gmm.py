@@ -1,0 +1,273 @@
+"""RQ-GMM: residual quantization with a Gaussian mixture fitted by EM at every level.
+
+After arXiv 2602.12593: at each level a K-component Gaussian mixture with diagonal covariance
+is fitted by EM to the current residuals; an item's code is the component of highest posterior,
+and the residual passed on is the input minus that component's mean (``residual="hard"``, the
+paper's) or minus the posterior-weighted mean of all components (``residual="soft"``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+
+from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
+from rqgmm.progress import progress_bar
+from rqgmm.quantize.base import ResidualTokenizer
+from rqgmm.quantize.gaussian_mixture import (
+    COVARIANCE_TYPES, MixtureParams, MixtureScorer, empty_stats, hard_assignment_stats, m_step,
+)
+from rqgmm.quantize.kmeans import CentroidScorer
+from rqgmm.quantize.reseed import split_heaviest
+from rqgmm.quantize.rq_kmeans import init_sample_size, lloyd, seed_centers
+from rqgmm.validation import check_embeddings
+
+GMM_INITS = ("kmeans++", "random", "kmeans")
+# A component holding less than one row's worth of responsibility has no usable estimate.
+EMPTY_COMPONENT_MASS = 1.0
+# Lloyd iterations of init="kmeans" before EM takes over.
+KMEANS_INIT_MAX_ITER = 20
+
+
+class RQGMM(ResidualTokenizer):
+    """Residual Gaussian-mixture tokenizer (RQ-GMM).
+
+    Parameters
+    ----------
+    n_levels: number of residual levels L.
+    codebook_size: mixture components per level, an int or a list of L ints (any size).
+    max_iter: EM iterations per level at most (after initialization).
+    tol: stop when the mean log-likelihood per row changes by less than ``tol`` (nats), as
+        scikit-learn's ``GaussianMixture``.
+    reg_covar: variance floor added to every variance (same units as the squared embedding).
+    covariance_type: "diag" (the paper's) or "spherical" (one variance per component).
+    init: "kmeans++" (k-means++ centers on a sample, then weights and variances of the hard
+        assignment, as scikit-learn), "random" (random sample rows as centers) or "kmeans"
+        (k-means++ then Lloyd to convergence, so EM starts where RQ-KMeans ends).
+    residual: "hard" (x - mean of the chosen component) or "soft" (x - posterior-weighted mean).
+        ``decode`` always returns the sum of the chosen means.
+    seed, device, batch_size, precision, progress: as in :class:`RQKMeans`.
+
+    Attributes
+    ----------
+    weights_: list of L arrays (K_l,) float64 mixture weights.
+    means_: list of L arrays (K_l, dim) float64; ``codebooks_`` holds them as float32.
+    variances_: list of L arrays (K_l, dim) float64 (spherical: equal columns).
+    lower_bound_: per level, mean log-likelihood per row at the last EM iteration.
+    log_likelihood_history_: per level, the mean log-likelihood before each M-step.
+    n_iter_, converged_, n_reseeded_: per level.
+
+    Example::
+
+        tokenizer = RQGMM(n_levels=2, codebook_size=128, seed=0)
+        codes = tokenizer.fit_encode(X)            # (n, 2) int64
+        posterior = tokenizer.predict_proba(X, 0)  # (n, 128) float32
+    """
+
+    _parameter_constraints = {
+        "init": (lambda v: v in GMM_INITS, f"one of {GMM_INITS}"),
+        "covariance_type": (lambda v: v in COVARIANCE_TYPES, f"one of {COVARIANCE_TYPES}"),
+        "reg_covar": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
+                      "a number > 0"),
+    }
+
+    def __init__(self, n_levels: int = 3, codebook_size: int | list[int] = 256, *, max_iter: int = 100,
+                 tol: float = 1e-3, reg_covar: float = 1e-6, covariance_type: str = "diag",
+                 init: str = "kmeans++", residual: str = "hard", seed: int = 0, device: str = "cpu",
+                 batch_size: int = 16384, precision: str = "float32", progress: bool | None = None):
+        self.n_levels = n_levels
+        self.codebook_size = codebook_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.covariance_type = covariance_type
+        self.init = init
+        self.residual = residual
+        self.seed = seed
+        self.device = device
+        self.batch_size = batch_size
+        self.precision = precision
+        self.progress = progress
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return torch.float64 if self.precision == "float64" else torch.float32
+
+    def _reset_fit_state(self) -> None:
+        self.weights_: list[np.ndarray] = []
+        self.means_: list[np.ndarray] = []
+        self.variances_: list[np.ndarray] = []
+        self.lower_bound_: list[float] = []
+        self.log_likelihood_history_: list[list[float]] = []
+        self.n_iter_: list[int] = []
+        self.converged_: list[bool] = []
+        self.n_reseeded_: list[int] = []
+        self.__dict__.pop("_scorers", None)
+
+    # ------------------------------------------------------------------ fitting one level
+    def _initial_params(self, level, residuals, generator, rng) -> MixtureParams:
+        n_codes = self.codebook_sizes[level]
+        sample = residuals.sample(init_sample_size(n_codes), rng)
+        spread = sample.double().std(0)
+        centers = seed_centers(sample, n_codes, "random" if self.init == "random" else "kmeans++", generator)
+        if self.init == "kmeans":
+            centers = lloyd(residuals, centers, max_iter=KMEANS_INIT_MAX_ITER, tol=1e-4, dtype=self._dtype,
+                            generator=generator, spread=spread, progress=self.progress,
+                            desc=f"k-means init level {level}").centroids
+        shift = sample.double().mean(0)
+        scorer = CentroidScorer(centers, self._dtype)
+        stats = empty_stats(n_codes, residuals.dim, shift)
+        with torch.inference_mode():
+            for _, chunk in residuals.chunks():
+                codes, _ = scorer.assign(chunk)
+                stats = stats + hard_assignment_stats(chunk, codes, n_codes, shift)
+        params = m_step(stats, self.reg_covar, self.covariance_type)
+        self._reseed(params, stats.counts, generator, level)
+        return params
+
+    def _reseed(self, params: MixtureParams, counts: torch.Tensor, generator, level: int) -> int:
+        """Split the heaviest component into each empty one (in place); return how many."""
+        dead = counts < EMPTY_COMPONENT_MASS
+        if not bool(dead.any()):
+            return 0
+        pairs = split_heaviest(counts, dead, params.means, params.variances.sqrt(), generator)
+        for dead_index, donor in pairs:
+            params.variances[dead_index] = params.variances[donor]
+            half = params.weights[donor] / 2
+            params.weights[donor] = half
+            params.weights[dead_index] = half
+        params.weights /= params.weights.sum()
+        return len(pairs)
+
+    def _fit_level(self, level, residuals, generator, rng) -> None:
+        params = self._initial_params(level, residuals, generator, rng)
+        history: list[float] = []
+        converged = False
+        n_reseeded = 0
+        iterations = progress_bar(range(self.max_iter), enabled=self.progress, desc=f"EM level {level}")
+        for _ in iterations:
+            scorer = MixtureScorer(params, self._dtype)
+            stats = empty_stats(params.n_components, residuals.dim, scorer.shift)
+            with torch.inference_mode():
+                for _, chunk in residuals.chunks():
+                    stats = stats + scorer.accumulate(chunk)
+            mean_log_likelihood = stats.log_likelihood / stats.n_rows
+            history.append(mean_log_likelihood)
+            params = m_step(stats, self.reg_covar, self.covariance_type)
+            reseeded = self._reseed(params, stats.counts, generator, level)
+            n_reseeded += reseeded
+            iterations.set_postfix(loglik=f"{mean_log_likelihood:.6g}")
+            if len(history) > 1 and not reseeded and abs(history[-1] - history[-2]) < self.tol:
+                converged = True
+                break
+        if not converged:
+            change = abs(history[-1] - history[-2]) if len(history) > 1 else float("nan")
+            warnings.warn(
+                f"RQGMM level {level}: EM did not converge in max_iter={self.max_iter} iterations (last change"
+                f" of the mean log-likelihood {change:.3g} > tol={self.tol}); raise max_iter, raise tol,"
+                " or raise reg_covar if components keep collapsing", ConvergenceWarning, stacklevel=3)
+        if n_reseeded:
+            warnings.warn(
+                f"RQGMM level {level}: re-seeded {n_reseeded} empty component(s) (less than"
+                f" {EMPTY_COMPONENT_MASS:g} row of responsibility) by splitting the heaviest; consider a smaller"
+                " codebook_size for this level or a larger reg_covar", ComponentReseedWarning, stacklevel=3)
+        self.weights_.append(params.weights.cpu().numpy())
+        self.means_.append(params.means.cpu().numpy())
+        self.variances_.append(params.variances.cpu().numpy())
+        self.codebooks_.append(params.means.float().cpu().numpy())
+        self.lower_bound_.append(history[-1])
+        self.log_likelihood_history_.append(history)
+        self.n_iter_.append(len(history))
+        self.converged_.append(converged)
+        self.n_reseeded_.append(n_reseeded)
+
+    # ------------------------------------------------------------------ scoring
+    def _scorer(self, level: int, device: torch.device) -> MixtureScorer:
+        scorers = self.__dict__.setdefault("_scorers", {})
+        scorer = scorers.get(level)
+        if scorer is None or scorer.shift.device != device:
+            params = MixtureParams(*(torch.as_tensor(a, dtype=torch.float64, device=device) for a in
+                                     (self.weights_[level], self.means_[level], self.variances_[level])))
+            scorer = MixtureScorer(params, self._dtype)
+            scorers[level] = scorer
+        return scorer
+
+    def _level_scores(self, level, residual):
+        return self._scorer(level, residual.device).joint_log_prob(residual)
+
+    def _level_reconstruction(self, level, residual, codes):
+        if self.residual == "soft":
+            posterior = self._scorer(level, residual.device).predict_proba(residual)
+            return posterior @ self._device_codebooks[level].to(posterior.dtype)
+        return self._device_codebooks[level][codes]
+
+    def _level_passes(self, X):
+        """Yield ``(level, residual chunk)`` for every chunk and level of X (inference)."""
+        self._check_fitted()
+        matrix, _ = check_embeddings(X, expected_dim=self.n_features_in_, chunk_size=self.batch_size)
+        with torch.inference_mode():
+            for _, chunk in matrix.chunks(self.batch_size, self.device_):
+                residual = chunk
+                for level in range(self.n_levels):
+                    yield level, residual
+                    if level + 1 < self.n_levels:
+                        codes = self._level_scores(level, residual).argmax(dim=1)
+                        residual = residual - self._level_reconstruction(level, residual, codes)
+
+    def predict_proba(self, X, level: int = 0) -> np.ndarray:
+        """Posterior over the components of ``level`` for the residuals of X at that level:
+        (n_items, codebook_sizes[level]) float32, rows summing to 1."""
+        self._check_fitted()
+        if not 0 <= level < self.n_levels:
+            raise ValueError(f"level must be in [0, {self.n_levels}), got {level}")
+        parts = [self._scorer(level, residual.device).predict_proba(residual).float().cpu().numpy()
+                 for at, residual in self._level_passes(X) if at == level]
+        return np.concatenate(parts)
+
+    def score(self, X) -> np.ndarray:
+        """Mean log-likelihood per row of X's residuals under each level's mixture: (n_levels,)
+        float64, in nats (a density: higher is better, can exceed 0)."""
+        totals = np.zeros(self.n_levels)
+        n_rows = 0
+        for level, residual in self._level_passes(X):
+            _, log_norm = self._scorer(level, residual.device).log_responsibilities(residual)
+            totals[level] += float(log_norm.double().sum())
+            if level == 0:
+                n_rows += residual.shape[0]
+        return totals / n_rows
+
+    def n_parameters(self) -> list[int]:
+        """Free parameters of each level's mixture (means, variances, weights)."""
+        dim = self.n_features_in_
+        per_variance = dim if self.covariance_type == "diag" else 1
+        return [k * dim + k * per_variance + k - 1 for k in self.codebook_sizes]
+
+    def bic(self, X) -> np.ndarray:
+        """Bayesian information criterion of each level on X: (n_levels,), lower is better."""
+        n_rows = check_embeddings(X, expected_dim=self.n_features_in_)[0].n_rows
+        return -2.0 * self.score(X) * n_rows + np.array(self.n_parameters()) * math.log(n_rows)
+
+    # ------------------------------------------------------------------ artifacts
+    def _fitted_arrays(self):
+        arrays = super()._fitted_arrays()
+        for level in range(self.n_levels):
+            arrays[f"level_{level}.weights"] = self.weights_[level]
+            arrays[f"level_{level}.means"] = self.means_[level]
+            arrays[f"level_{level}.variances"] = self.variances_[level]
+        return arrays
+
+    def _fitted_attributes(self):
+        return {**super()._fitted_attributes(), "lower_bound_": self.lower_bound_,
+                "log_likelihood_history_": self.log_likelihood_history_, "n_iter_": self.n_iter_,
+                "converged_": self.converged_, "n_reseeded_": self.n_reseeded_}
+
+    def _restore(self, arrays, attributes):
+        super()._restore(arrays, attributes)
+        self.weights_ = [arrays[f"level_{level}.weights"] for level in range(self.n_levels)]
+        self.means_ = [arrays[f"level_{level}.means"] for level in range(self.n_levels)]
+        self.variances_ = [arrays[f"level_{level}.variances"] for level in range(self.n_levels)]
+        for name in ("lower_bound_", "log_likelihood_history_", "n_iter_", "converged_", "n_reseeded_"):
+            setattr(self, name, list(attributes[name]))

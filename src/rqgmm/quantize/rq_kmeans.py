@@ -1,0 +1,182 @@
+"""RQ-KMeans: residual quantization with k-means at every level (as in OneRec, arXiv 2506.13695)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
+from rqgmm.progress import progress_bar
+from rqgmm.quantize.base import ResidualStream, ResidualTokenizer
+from rqgmm.quantize.kmeans import CentroidScorer, empty_kmeans_stats, kmeans_plusplus
+from rqgmm.quantize.reseed import split_heaviest
+
+KMEANS_INITS = ("kmeans++", "random")
+
+
+def init_sample_size(n_codes: int) -> int:
+    """Rows drawn for seeding a level of ``n_codes`` codes: enough for k-means++ to see every
+    region (64 per code), at least 20k, bounded so seeding stays cheap next to the passes."""
+    return max(20_000, 64 * n_codes)
+
+
+def seed_centers(sample: torch.Tensor, n_codes: int, init: str, generator: torch.Generator) -> torch.Tensor:
+    """Initial codewords (n_codes, dim) float64 drawn from ``sample`` (m, dim)."""
+    if init == "kmeans++":
+        return kmeans_plusplus(sample.double(), n_codes, generator)
+    if init == "random":
+        order = torch.randperm(sample.shape[0], generator=generator)[:n_codes].to(sample.device)
+        return sample[order].double().clone()
+    raise ValueError(f"unknown init {init!r}")
+
+
+@dataclass
+class LloydResult:
+    """centroids: (K, dim) float64; inertia_history: mean squared distance per row before each
+    update; converged; n_reseeded: entries re-seeded over the run."""
+
+    centroids: torch.Tensor
+    inertia_history: list[float]
+    converged: bool
+    n_reseeded: int
+
+
+def lloyd(stream: ResidualStream, centroids: torch.Tensor, *, max_iter: int, tol: float, dtype: torch.dtype,
+          generator: torch.Generator, spread: torch.Tensor, progress: bool | None, desc: str) -> LloydResult:
+    """Chunked Lloyd iterations until the relative decrease of inertia is below ``tol``."""
+    history: list[float] = []
+    converged = False
+    n_reseeded = 0
+    centroids = centroids.clone()
+    iterations = progress_bar(range(max_iter), enabled=progress, desc=desc)
+    for _ in iterations:
+        scorer = CentroidScorer(centroids, dtype)
+        stats = empty_kmeans_stats(centroids.shape[0], centroids.shape[1], centroids.device)
+        with torch.inference_mode():
+            for _, chunk in stream.chunks():
+                stats = stats + scorer.accumulate(chunk)
+        inertia = stats.inertia / stats.n_rows
+        history.append(inertia)
+        dead = stats.counts < 0.5
+        updated = stats.sums / stats.counts.clamp_min(1.0)[:, None]
+        updated[dead] = centroids[dead]
+        if bool(dead.any()):
+            n_reseeded += len(split_heaviest(stats.counts, dead, updated, spread, generator))
+        iterations.set_postfix(mse=f"{inertia:.5g}")
+        shift = float(torch.linalg.vector_norm(updated - centroids))
+        centroids = updated
+        if len(history) > 1 and not dead.any():
+            previous = history[-2]
+            if previous - inertia <= tol * max(previous, 1e-300) or shift == 0.0:
+                converged = True
+                break
+    return LloydResult(centroids, history, converged, n_reseeded)
+
+
+class RQKMeans(ResidualTokenizer):
+    """Residual k-means tokenizer.
+
+    Level ``l`` runs k-means (Lloyd, k-means++ seeding on a sample) on the residuals left by
+    levels ``0..l-1``; an item's code is its nearest centroid; decode sums the chosen centroids.
+
+    Parameters
+    ----------
+    n_levels: number of residual levels L.
+    codebook_size: codes per level, an int or a list of L ints (any size, not only powers of 2).
+    max_iter: Lloyd iterations per level at most.
+    tol: stop when inertia (mean squared distance) decreases by less than ``tol`` relative.
+    init: "kmeans++" (greedy k-means++ on a sample) or "random" (distinct sample rows).
+    seed: seed of every random choice; same seed, same data -> same codes.
+    device: "cpu", "cuda", "cuda:N" or "auto".
+    batch_size: rows per chunk; bounds memory during fit and encode.
+    precision: compute dtype of the distance products, "float32" or "float64"; statistics are
+        always accumulated in float64.
+    progress: show progress bars (None: only on a terminal).
+
+    Attributes
+    ----------
+    codebooks_: list of L arrays (K_l, dim) float32.
+    inertia_: list of L floats, mean squared residual distance after each level's last update.
+    n_iter_, converged_, n_reseeded_: per level.
+
+    Example::
+
+        tokenizer = RQKMeans(n_levels=2, codebook_size=128, seed=0)
+        codes = tokenizer.fit_encode(X)          # (n, 2) int64
+        X_hat = tokenizer.decode(codes)          # (n, dim) float32
+    """
+
+    _parameter_constraints = {"init": (lambda v: v in KMEANS_INITS, f"one of {KMEANS_INITS}")}
+
+    def __init__(self, n_levels: int = 3, codebook_size: int | list[int] = 256, *, max_iter: int = 50,
+                 tol: float = 1e-4, init: str = "kmeans++", seed: int = 0, device: str = "cpu",
+                 batch_size: int = 16384, precision: str = "float32", progress: bool | None = None):
+        self.n_levels = n_levels
+        self.codebook_size = codebook_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init = init
+        self.seed = seed
+        self.device = device
+        self.batch_size = batch_size
+        self.precision = precision
+        self.progress = progress
+
+    residual = "hard"
+
+    def _reset_fit_state(self) -> None:
+        self.inertia_: list[float] = []
+        self.n_iter_: list[int] = []
+        self.converged_: list[bool] = []
+        self.n_reseeded_: list[int] = []
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return torch.float64 if self.precision == "float64" else torch.float32
+
+    def _fit_level(self, level, residuals, generator, rng) -> None:
+        n_codes = self.codebook_sizes[level]
+        sample = residuals.sample(init_sample_size(n_codes), rng)
+        centroids = seed_centers(sample, n_codes, self.init, generator)
+        spread = sample.double().std(0)
+        result = lloyd(residuals, centroids, max_iter=self.max_iter, tol=self.tol, dtype=self._dtype,
+                       generator=generator, spread=spread, progress=self.progress, desc=f"k-means level {level}")
+        if not result.converged:
+            warnings.warn(
+                f"RQKMeans level {level}: k-means did not converge in max_iter={self.max_iter} iterations"
+                f" (relative inertia change above tol={self.tol}); raise max_iter or tol", ConvergenceWarning,
+                stacklevel=3)
+        if result.n_reseeded:
+            warnings.warn(f"RQKMeans level {level}: re-seeded {result.n_reseeded} empty cluster(s) by splitting"
+                          " the largest; the level may have more codes than the data supports",
+                          ComponentReseedWarning, stacklevel=3)
+        self.codebooks_.append(result.centroids.float().cpu().numpy())
+        self.inertia_.append(result.inertia_history[-1])
+        self.n_iter_.append(len(result.inertia_history))
+        self.converged_.append(result.converged)
+        self.n_reseeded_.append(result.n_reseeded)
+
+    def _level_scores(self, level, residual):
+        scorers = self.__dict__.setdefault("_scorers", {})
+        scorer = scorers.get(level)
+        if scorer is None or scorer.centroids.device != residual.device:
+            scorer = CentroidScorer(self._device_codebooks[level].to(residual.device).double(), self._dtype)
+            scorers[level] = scorer
+        return scorer.scores(residual)
+
+    def fit(self, X, y=None, *, drop_invalid: bool = False):
+        self.__dict__.pop("_scorers", None)
+        return super().fit(X, drop_invalid=drop_invalid)
+
+    def _fitted_attributes(self):
+        return {**super()._fitted_attributes(), "inertia_": self.inertia_, "n_iter_": self.n_iter_,
+                "converged_": self.converged_, "n_reseeded_": self.n_reseeded_}
+
+    def _restore(self, arrays, attributes):
+        super()._restore(arrays, attributes)
+        for name in ("inertia_", "n_iter_", "converged_", "n_reseeded_"):
+            setattr(self, name, list(attributes[name]))

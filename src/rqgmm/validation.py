@@ -1,0 +1,161 @@
+"""Validation of embedding matrices and chunked access to them.
+
+Tokenizers never hold more than one chunk of the input in memory at a time: they read an
+``(n, dim)`` matrix (a NumPy array or a ``np.memmap`` larger than RAM) through
+:class:`EmbeddingMatrix`, which yields ``(chunk, dim)`` float32 tensors on the target device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from rqgmm.errors import InvalidInputError
+
+_MAX_ROWS_NAMED = 5
+
+
+@dataclass(frozen=True)
+class ColumnMoments:
+    """Per-dimension first and second moments of a matrix, from one chunked pass.
+
+    mean: (dim,) float64; variance: (dim,) float64 (population variance).
+    """
+
+    n_rows: int
+    mean: np.ndarray
+    variance: np.ndarray
+
+
+class EmbeddingMatrix:
+    """Chunked, validated, read-only view of an ``(n, dim)`` numeric matrix.
+
+    Parameters
+    ----------
+    data: 2-D NumPy array or memmap of any real dtype. Never copied whole.
+    rows: optional int64 row indices (sorted) selecting a subset, e.g. the valid rows.
+    name: how the data is named in error messages (a file name, "X").
+    """
+
+    def __init__(self, data: np.ndarray, rows: np.ndarray | None = None, name: str = "X"):
+        if isinstance(data, torch.Tensor):
+            data = data.detach().cpu().numpy()
+        if not isinstance(data, np.ndarray):
+            try:
+                data = np.asarray(data)
+            except (ValueError, TypeError) as exc:
+                raise InvalidInputError(f"{name}: cannot be read as a numeric matrix ({exc})") from None
+        if data.ndim != 2:
+            raise InvalidInputError(
+                f"{name}: expected a 2-D matrix (n_items, dim), got an array of shape {data.shape}"
+            )
+        if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)
+                or data.dtype == np.bool_):
+            raise InvalidInputError(
+                f"{name}: expected real numbers, got dtype {data.dtype}"
+                " (strings, objects or complex values cannot be quantized)"
+            )
+        self.data = data
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self.name = name
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.data.shape[0] if self.rows is None else self.rows.shape[0])
+
+    @property
+    def dim(self) -> int:
+        return int(self.data.shape[1])
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``[start, stop)`` of the view as a float32 array (copy)."""
+        if self.rows is None:
+            block = self.data[start:stop]
+        else:
+            block = self.data[self.rows[start:stop]]
+        return np.ascontiguousarray(block, dtype=np.float32)
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """Rows at view positions ``indices`` as float32, shape (len(indices), dim)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(indices, kind="stable")
+        source = indices[order] if self.rows is None else self.rows[indices[order]]
+        out = np.empty((indices.shape[0], self.dim), dtype=np.float32)
+        out[order] = self.data[source]
+        return out
+
+    def chunks(self, chunk_size: int, device: torch.device | str = "cpu") -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(start, tensor)`` with tensor of shape (<= chunk_size, dim) float32 on device."""
+        for start in range(0, self.n_rows, chunk_size):
+            block = self.read(start, min(start + chunk_size, self.n_rows))
+            yield start, torch.from_numpy(block).to(device, non_blocking=True)
+
+    def invalid_rows(self, chunk_size: int = 65536) -> np.ndarray:
+        """View positions of rows holding NaN or Inf, int64 sorted."""
+        bad = []
+        for start in range(0, self.n_rows, chunk_size):
+            block = self.read(start, min(start + chunk_size, self.n_rows))
+            finite = np.isfinite(block).all(axis=1)
+            if not finite.all():
+                bad.append(start + np.flatnonzero(~finite))
+        return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
+
+    def without_rows(self, positions: np.ndarray) -> "EmbeddingMatrix":
+        """A view with the given view positions removed (e.g. the invalid rows)."""
+        keep = np.ones(self.n_rows, dtype=bool)
+        keep[positions] = False
+        base = np.arange(self.n_rows, dtype=np.int64) if self.rows is None else self.rows
+        return EmbeddingMatrix(self.data, rows=base[keep], name=self.name)
+
+    def moments(self, chunk_size: int = 65536) -> ColumnMoments:
+        """Per-dimension mean and variance in float64, with NaN/Inf detection on the way."""
+        total = np.zeros(self.dim)
+        total_sq = np.zeros(self.dim)
+        shift = None
+        for start in range(0, self.n_rows, chunk_size):
+            block = self.read(start, min(start + chunk_size, self.n_rows)).astype(np.float64)
+            if shift is None:
+                shift = block[0].copy()  # shifted sums avoid cancellation in the variance
+            block -= shift
+            total += block.sum(axis=0)
+            total_sq += np.square(block).sum(axis=0)
+        n = max(self.n_rows, 1)
+        mean = total / n
+        variance = np.maximum(total_sq / n - mean**2, 0.0)
+        return ColumnMoments(self.n_rows, mean + (0.0 if shift is None else shift), variance)
+
+
+def check_embeddings(
+    X, *, name: str = "X", drop_invalid: bool = False, expected_dim: int | None = None,
+    chunk_size: int = 65536,
+) -> tuple[EmbeddingMatrix, np.ndarray]:
+    """Validate an embedding matrix and return ``(view, dropped_positions)``.
+
+    Raises :class:`InvalidInputError` on a wrong shape or dtype, zero rows, a dimension other
+    than ``expected_dim``, or NaN/Inf rows (naming the first ones) unless ``drop_invalid``,
+    in which case those rows are left out of the view and their positions returned.
+    """
+    matrix = X if isinstance(X, EmbeddingMatrix) else EmbeddingMatrix(X, name=name)
+    if matrix.n_rows == 0:
+        raise InvalidInputError(f"{matrix.name}: has zero rows; nothing to quantize")
+    if expected_dim is not None and matrix.dim != expected_dim:
+        raise InvalidInputError(
+            f"{matrix.name}: wrong embedding dimension: the tokenizer was fitted on dim={expected_dim},"
+            f" got dim={matrix.dim}"
+        )
+    bad = matrix.invalid_rows(chunk_size)
+    if bad.size:
+        if not drop_invalid:
+            named = ", ".join(str(int(i)) for i in bad[:_MAX_ROWS_NAMED])
+            more = f" and {bad.size - _MAX_ROWS_NAMED} more" if bad.size > _MAX_ROWS_NAMED else ""
+            raise InvalidInputError(
+                f"{matrix.name}: {bad.size} row(s) contain NaN or Inf, first at row(s) {named}{more};"
+                " clean them or pass drop_invalid=True (--drop-invalid) to skip them"
+            )
+        matrix = matrix.without_rows(bad)
+        if matrix.n_rows == 0:
+            raise InvalidInputError(f"{matrix.name}: every row contains NaN or Inf")
+    return matrix, bad
