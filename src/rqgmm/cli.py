@@ -1,0 +1,182 @@
+"""Command line: ``rqgmm fit | encode | decode | info | demo``. Thin: parse, call, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import click
+import numpy as np
+
+from rqgmm.errors import RqgmmError
+
+METHODS = ("rq-gmm", "rq-kmeans")
+
+
+class _Group(click.Group):
+    """Turns rqgmm's own errors into one clean line (exit status 1), never a stack trace."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RqgmmError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _codebook_sizes(value: str) -> int | list[int]:
+    try:
+        sizes = [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected an int or comma-separated ints, got {value!r}") from None
+    if any(size < 1 for size in sizes):
+        raise click.BadParameter(f"codebook sizes must be positive, got {value!r}")
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+def _show_warnings(quiet: bool):
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not quiet:
+            click.echo(f"warning: {message}", err=True)
+    warnings.showwarning = show
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="rqgmm")
+def main() -> None:
+    """Semantic IDs from item embeddings: RQ-GMM, RQ-KMeans and friends."""
+
+
+@main.command()
+@click.argument("embeddings", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Tokenizer directory to write.")
+@click.option("--method", type=click.Choice(METHODS), default="rq-gmm", show_default=True)
+@click.option("--levels", "n_levels", type=int, default=3, show_default=True, help="Residual levels L.")
+@click.option("--codebook-size", default="256", show_default=True, help="Codes per level: K or K1,K2,...")
+@click.option("--max-iter", type=int, default=None, help="EM / Lloyd iterations per level (method default).")
+@click.option("--tol", type=float, default=None, help="Convergence tolerance (method default).")
+@click.option("--reg-covar", type=float, default=None, help="RQ-GMM variance floor (default 1e-6).")
+@click.option("--covariance-type", type=click.Choice(["diag", "spherical"]), default=None)
+@click.option("--residual", type=click.Choice(["hard", "soft"]), default=None, help="RQ-GMM residual mode.")
+@click.option("--init", default=None, help="kmeans++, random (or kmeans for rq-gmm).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--batch-size", type=int, default=16384, show_default=True, help="Rows per chunk.")
+@click.option("--column", default=None, help="Parquet embedding column (auto-detected if only one list column).")
+@click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the other column).")
+@click.option("--drop-invalid", is_flag=True, help="Skip rows with NaN/Inf instead of failing.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings.")
+def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_covar, covariance_type, residual,
+        init, seed, device, batch_size, column, id_column, drop_invalid, overwrite, quiet):
+    """Fit a tokenizer on EMBEDDINGS (.npy or .parquet) and save it to OUTPUT."""
+    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.tables import read_embeddings
+    from rqgmm.quantize import RQGMM, RQKMeans
+
+    _show_warnings(quiet)
+    refuse_existing(output, overwrite)  # fail before the (long) fit, not after
+    options = {"max_iter": max_iter, "tol": tol, "init": init}
+    if method == "rq-gmm":
+        options.update(reg_covar=reg_covar, covariance_type=covariance_type, residual=residual)
+        klass = RQGMM
+    else:
+        for name, value in (("--reg-covar", reg_covar), ("--covariance-type", covariance_type),
+                            ("--residual", residual)):
+            if value is not None:
+                raise click.UsageError(f"{name} applies to --method rq-gmm only")
+        klass = RQKMeans
+    options = {k: v for k, v in options.items() if v is not None}
+    table = read_embeddings(embeddings, column=column, id_column=id_column)
+    tokenizer = klass(n_levels=n_levels, codebook_size=_codebook_sizes(codebook_size), seed=seed, device=device,
+                      batch_size=batch_size, progress=False if quiet else None, **options)
+    from rqgmm.validation import EmbeddingMatrix
+
+    tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid)
+    tokenizer.save(output, overwrite=overwrite)
+    if not quiet:
+        click.echo(f"fitted {type(tokenizer).__name__} {tokenizer.codebook_sizes} on"
+                   f" {table.embeddings.shape[0]} x {table.embeddings.shape[1]}; saved to {output}")
+
+
+@main.command()
+@click.argument("tokenizer_dir", type=click.Path(path_type=Path))
+@click.argument("embeddings", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Codes Parquet to write.")
+@click.option("--column", default=None)
+@click.option("--id-column", default=None)
+@click.option("--device", default=None, help="Override the tokenizer's device.")
+@click.option("--drop-invalid", is_flag=True, help="Skip rows with NaN/Inf (they are left out of the output).")
+@click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_invalid, overwrite, quiet):
+    """Encode EMBEDDINGS with a saved tokenizer; write id + level_0..level_{L-1} to OUTPUT."""
+    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.tables import read_embeddings, write_codes
+    from rqgmm.quantize import ResidualTokenizer
+    from rqgmm.validation import check_embeddings
+
+    _show_warnings(quiet)
+    refuse_existing(output, overwrite)
+    tokenizer = ResidualTokenizer.load(tokenizer_dir)
+    tokenizer.progress = False if quiet else None
+    if device:
+        tokenizer.device = device
+    table = read_embeddings(embeddings, column=column, id_column=id_column)
+    matrix, dropped = check_embeddings(table.embeddings, name=str(embeddings), drop_invalid=drop_invalid,
+                                       expected_dim=tokenizer.n_features_in_)
+    codes = tokenizer.encode(matrix)
+    ids = np.delete(table.ids, dropped) if dropped.size else table.ids
+    write_codes(output, codes, ids, table.id_name, overwrite=overwrite)
+    if not quiet:
+        note = f" ({dropped.size} row(s) with NaN/Inf dropped)" if dropped.size else ""
+        click.echo(f"encoded {len(codes)} rows into {codes.shape[1]} levels; wrote {output}{note}")
+
+
+@main.command()
+@click.argument("tokenizer_dir", type=click.Path(path_type=Path))
+@click.argument("codes", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help=".npy or .parquet to write.")
+@click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+def decode(tokenizer_dir, codes, output, overwrite, quiet):
+    """Reconstruct embeddings from a CODES Parquet written by `rqgmm encode`."""
+    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.tables import read_codes, write_matrix
+    from rqgmm.quantize import ResidualTokenizer
+
+    refuse_existing(output, overwrite)
+    tokenizer = ResidualTokenizer.load(tokenizer_dir)
+    code_matrix, ids, id_name = read_codes(codes, tokenizer.n_levels)
+    write_matrix(output, tokenizer.decode(code_matrix), ids, id_name, overwrite=overwrite)
+    if not quiet:
+        click.echo(f"decoded {len(code_matrix)} rows; wrote {output}")
+
+
+@main.command()
+@click.argument("tokenizer_dir", type=click.Path(path_type=Path))
+def info(tokenizer_dir):
+    """Print a saved tokenizer's manifest (class, hyperparameters, shapes) after verifying it."""
+    from rqgmm.io.artifacts import load_artifact
+
+    manifest, _ = load_artifact(tokenizer_dir)
+    summary = {k: manifest[k] for k in ("kind", "library_version", "params")}
+    summary["arrays"] = {name: meta["shape"] for name, meta in manifest["arrays"].items()}
+    click.echo(json.dumps(summary, indent=2))
+
+
+@main.command()
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+def demo(seed, quiet):
+    """RQ-GMM vs RQ-KMeans on MovieLens-100k item embeddings (MiniLM), 2x128 and 3x256."""
+    from rqgmm.demo import format_rows, run_demo
+
+    rows = run_demo(seed=seed, progress=False if quiet else None)
+    click.echo("MovieLens-100k items (1,682 titles + genres, all-MiniLM-L6-v2, 384-d), seed "
+               f"{seed}:\n" + format_rows(rows))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

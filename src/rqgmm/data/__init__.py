@@ -1,0 +1,1 @@
+"""Dataset loaders, the packaged text encoder and its on-disk embedding cache."""

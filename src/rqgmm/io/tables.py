@@ -1,0 +1,166 @@
+"""Reading embeddings from ``.npy`` / Parquet and writing codes / reconstructions.
+
+``.npy`` files are memory-mapped (never loaded whole, never unpickled). Parquet files hold an id
+column and an embedding column of type ``list<float>`` or ``fixed_size_list<float>[dim]``;
+null embeddings become NaN rows, which the NaN/Inf check then names (or drops).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from rqgmm.errors import InvalidInputError
+from rqgmm.io.atomic import atomic_path
+
+LEVEL_COLUMN = "level_{}"
+
+
+@dataclass
+class EmbeddingTable:
+    """embeddings: (n, dim) array or memmap; ids: (n,) array (row numbers for ``.npy``);
+    id_name: the id column's name; source: the file read."""
+
+    embeddings: np.ndarray
+    ids: np.ndarray
+    id_name: str
+    source: str
+
+
+def read_embeddings(path: str | Path, *, column: str | None = None, id_column: str | None = None) -> EmbeddingTable:
+    """Read an embedding matrix from ``.npy`` (memory-mapped) or ``.parquet``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            embeddings = np.load(path, mmap_mode="r", allow_pickle=False)
+        except ValueError as exc:
+            raise InvalidInputError(f"{path}: not a numeric .npy matrix ({exc})") from None
+        if embeddings.dtype.kind not in "fiub":
+            raise InvalidInputError(f"{path}: expected real numbers, got dtype {embeddings.dtype}")
+        if embeddings.ndim != 2:
+            raise InvalidInputError(f"{path}: expected a 2-D matrix (n_items, dim), got shape {embeddings.shape}")
+        return EmbeddingTable(embeddings, np.arange(embeddings.shape[0]), id_column or "row", str(path))
+    if suffix in (".parquet", ".pq"):
+        return _read_parquet(path, column, id_column)
+    raise InvalidInputError(f"{path}: unsupported file type {suffix!r}; expected .npy or .parquet")
+
+
+def _is_vector_type(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type)
+
+
+def _read_parquet(path: Path, column: str | None, id_column: str | None) -> EmbeddingTable:
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from None
+    names = schema.names
+    if column is None:
+        vector_columns = [f.name for f in schema if _is_vector_type(f.type)]
+        if len(vector_columns) != 1:
+            raise InvalidInputError(
+                f"{path}: cannot tell which column holds the embeddings (list columns: {vector_columns},"
+                f" all columns: {names}); name it with --column")
+        column = vector_columns[0]
+    if column not in names:
+        raise InvalidInputError(f"{path}: no column {column!r}; columns are {names}")
+    field_type = schema.field(column).type
+    if not _is_vector_type(field_type) or not (pa.types.is_floating(field_type.value_type)
+                                               or pa.types.is_integer(field_type.value_type)):
+        raise InvalidInputError(
+            f"{path}: column {column!r} has type {field_type}, expected a list of numbers (list<float>)")
+    if id_column is None:
+        id_column = "id" if "id" in names else next((n for n in names if n != column), None)
+    if id_column is not None and id_column not in names:
+        raise InvalidInputError(f"{path}: no id column {id_column!r}; columns are {names}")
+    table = pq.read_table(path, columns=[column] + ([id_column] if id_column else []))
+    vectors = table.column(column).combine_chunks()
+    embeddings = _list_array_to_matrix(vectors, path, column)
+    ids = table.column(id_column).to_numpy(zero_copy_only=False) if id_column else np.arange(len(embeddings))
+    return EmbeddingTable(embeddings, ids, id_column or "row", str(path))
+
+
+def _list_array_to_matrix(vectors: pa.Array, path: Path, column: str) -> np.ndarray:
+    n = len(vectors)
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    null = vectors.is_null().to_numpy(zero_copy_only=False)
+    lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
+    valid_lengths = lengths[~null] if (~null).any() else np.array([0])
+    dim = int(np.bincount(valid_lengths.astype(np.int64)).argmax())
+    wrong = np.flatnonzero(~null & (lengths != dim))
+    if wrong.size:
+        raise InvalidInputError(
+            f"{path}: column {column!r} row {int(wrong[0])} has {int(lengths[wrong[0]])} values, expected {dim}"
+            f" like most rows ({wrong.size} row(s) differ)")
+    out = np.full((n, dim), np.nan, dtype=np.float32)
+    present = np.flatnonzero(~null)
+    flat = pc.list_flatten(vectors.filter(pa.array(~null))).to_numpy(zero_copy_only=False)
+    if flat.dtype == object:  # null values inside a list
+        flat = np.array([np.nan if v is None else v for v in flat], dtype=np.float32)
+    out[present] = flat.astype(np.float32).reshape(-1, dim)
+    return out
+
+
+def write_codes(path: str | Path, codes: np.ndarray, ids: np.ndarray, id_name: str, *, overwrite: bool = False) -> Path:
+    """Write ``codes`` (n, L) as Parquet: the id column then ``level_0 .. level_{L-1}`` (int32)."""
+    columns = {id_name: ids}
+    for level in range(codes.shape[1]):
+        columns[LEVEL_COLUMN.format(level)] = codes[:, level].astype(np.int32)
+    table = pa.table(columns)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def read_codes(path: str | Path, n_levels: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Read codes written by :func:`write_codes`: ``(codes (n, L) int64, ids, id_name)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from None
+    wanted = [LEVEL_COLUMN.format(level) for level in range(n_levels)]
+    missing = [c for c in wanted if c not in table.column_names]
+    if missing:
+        raise InvalidInputError(f"{path}: missing code column(s) {missing} for a {n_levels}-level tokenizer;"
+                                f" columns are {table.column_names}")
+    for name in wanted:
+        if not pa.types.is_integer(table.schema.field(name).type):
+            raise InvalidInputError(f"{path}: column {name!r} has type {table.schema.field(name).type}, expected int")
+        if table.column(name).null_count:
+            raise InvalidInputError(f"{path}: column {name!r} has {table.column(name).null_count} null code(s)")
+    codes = np.stack([table.column(c).to_numpy() for c in wanted], axis=1).astype(np.int64)
+    others = [c for c in table.column_names if c not in wanted]
+    id_name = others[0] if others else "row"
+    ids = table.column(id_name).to_numpy(zero_copy_only=False) if others else np.arange(len(codes))
+    return codes, ids, id_name
+
+
+def write_matrix(path: str | Path, matrix: np.ndarray, ids: np.ndarray | None = None, id_name: str = "id",
+                 *, overwrite: bool = False) -> Path:
+    """Write a float matrix as ``.npy`` or as Parquet (id + ``embedding`` fixed-size list)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        if suffix == ".npy":
+            with open(tmp, "wb") as handle:
+                np.save(handle, matrix, allow_pickle=False)
+        elif suffix in (".parquet", ".pq"):
+            flat = pa.array(np.ascontiguousarray(matrix, dtype=np.float32).reshape(-1))
+            vectors = pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
+            ids = np.arange(len(matrix)) if ids is None else ids
+            pq.write_table(pa.table({id_name: ids, "embedding": vectors}), tmp)
+        else:
+            raise InvalidInputError(f"{path}: unsupported output type {suffix!r}; expected .npy or .parquet")
+    return path
