@@ -76,7 +76,7 @@ class EmbeddingMatrix:
             block = self.data[start:stop]
         else:
             block = self.data[self.rows[start:stop]]
-        return np.ascontiguousarray(block, dtype=np.float32)
+        return np.array(block, dtype=np.float32, order="C", copy=True)  # writable, never a view
 
     def take(self, indices: np.ndarray) -> np.ndarray:
         """Rows at view positions ``indices`` as float32, shape (len(indices), dim)."""

@@ -21,7 +21,7 @@ def split_heaviest(counts: torch.Tensor, dead: torch.Tensor, means: torch.Tensor
     """
     counts = counts.clone()
     pairs = []
-    for dead_index in torch.flatnonzero(dead).tolist():
+    for dead_index in torch.nonzero(dead).flatten().tolist():
         alive = counts.clone()
         alive[dead] = -1.0
         donor = int(torch.argmax(alive))

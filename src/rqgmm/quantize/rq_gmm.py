@@ -108,7 +108,9 @@ class RQGMM(ResidualTokenizer):
         self.__dict__.pop("_scorers", None)
 
     # ------------------------------------------------------------------ fitting one level
-    def _initial_params(self, level, residuals, generator, rng) -> MixtureParams:
+    def _initial_params(self, level, residuals, generator, rng) -> tuple[MixtureParams, int]:
+        """Start of EM: centers by ``init``, weights and variances of their hard assignment.
+        Returns ``(params, number of empty components re-seeded)``."""
         n_codes = self.codebook_sizes[level]
         sample = residuals.sample(init_sample_size(n_codes), rng)
         spread = sample.double().std(0)
@@ -125,8 +127,7 @@ class RQGMM(ResidualTokenizer):
                 codes, _ = scorer.assign(chunk)
                 stats = stats + hard_assignment_stats(chunk, codes, n_codes, shift)
         params = m_step(stats, self.reg_covar, self.covariance_type)
-        self._reseed(params, stats.counts, generator, level)
-        return params
+        return params, self._reseed(params, stats.counts, generator, level)
 
     def _reseed(self, params: MixtureParams, counts: torch.Tensor, generator, level: int) -> int:
         """Split the heaviest component into each empty one (in place); return how many."""
@@ -143,10 +144,9 @@ class RQGMM(ResidualTokenizer):
         return len(pairs)
 
     def _fit_level(self, level, residuals, generator, rng) -> None:
-        params = self._initial_params(level, residuals, generator, rng)
+        params, n_reseeded = self._initial_params(level, residuals, generator, rng)
         history: list[float] = []
         converged = False
-        n_reseeded = 0
         iterations = progress_bar(range(self.max_iter), enabled=self.progress, desc=f"EM level {level}")
         for _ in iterations:
             scorer = MixtureScorer(params, self._dtype)

@@ -1,0 +1,118 @@
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from rqgmm import load
+from rqgmm.cli import main
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+@pytest.fixture
+def parquet_embeddings(tmp_path, blobs):
+    path = tmp_path / "items.parquet"
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(blobs.reshape(-1)), blobs.shape[1])
+    pq.write_table(pa.table({"item": np.arange(1000, 1000 + len(blobs)), "vec": vectors}), path)
+    return path
+
+
+def test_fit_encode_decode_roundtrip_from_npy(tmp_path, blobs):
+    np.save(tmp_path / "X.npy", blobs)
+    result = run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 2, "--codebook-size", "9,5", "-q")
+    assert result.exit_code == 0, result.output
+    tokenizer = load(tmp_path / "tok")
+    assert tokenizer.codebook_sizes == [9, 5]
+    result = run("encode", tmp_path / "tok", tmp_path / "X.npy", "-o", tmp_path / "codes.parquet", "-q")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "codes.parquet")
+    assert table.column_names == ["row", "level_0", "level_1"]
+    codes = np.stack([table.column("level_0").to_numpy(), table.column("level_1").to_numpy()], axis=1)
+    np.testing.assert_array_equal(codes, tokenizer.encode(blobs))
+    result = run("decode", tmp_path / "tok", tmp_path / "codes.parquet", "-o", tmp_path / "X_hat.npy", "-q")
+    assert result.exit_code == 0, result.output
+    np.testing.assert_allclose(np.load(tmp_path / "X_hat.npy"), tokenizer.decode(codes))
+
+
+def test_parquet_input_keeps_ids_and_kmeans_method(tmp_path, parquet_embeddings, blobs):
+    result = run("fit", parquet_embeddings, "-o", tmp_path / "tok", "--method", "rq-kmeans", "--levels", 1,
+                 "--codebook-size", 7, "-q")
+    assert result.exit_code == 0, result.output
+    result = run("encode", tmp_path / "tok", parquet_embeddings, "-o", tmp_path / "codes.parquet", "-q")
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "codes.parquet")
+    assert table.column("item").to_pylist()[:3] == [1000, 1001, 1002]
+    np.testing.assert_array_equal(table.column("level_0").to_numpy(), load(tmp_path / "tok").encode(blobs)[:, 0])
+    result = run("decode", tmp_path / "tok", tmp_path / "codes.parquet", "-o", tmp_path / "X_hat.parquet", "-q")
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "X_hat.parquet").column_names == ["item", "embedding"]
+
+
+def test_nan_rows_fail_cleanly_or_are_dropped(tmp_path, blobs):
+    X = blobs.copy()
+    X[7, 1] = np.nan
+    np.save(tmp_path / "X.npy", X)
+    result = run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 1, "--codebook-size", 4, "-q")
+    assert result.exit_code == 1
+    assert "NaN or Inf, first at row(s) 7" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "tok").exists()
+    result = run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 1, "--codebook-size", 4,
+                 "--drop-invalid", "-q")
+    assert result.exit_code == 0, result.output
+    result = run("encode", tmp_path / "tok", tmp_path / "X.npy", "-o", tmp_path / "c.parquet", "--drop-invalid")
+    assert result.exit_code == 0, result.output
+    assert "1 row(s) with NaN/Inf dropped" in result.output
+    rows = pq.read_table(tmp_path / "c.parquet").column("row").to_pylist()
+    assert 7 not in rows and len(rows) == len(blobs) - 1
+
+
+def test_existing_output_needs_overwrite(tmp_path, blobs):
+    np.save(tmp_path / "X.npy", blobs)
+    args = ("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 1, "--codebook-size", 3, "-q")
+    assert run(*args).exit_code == 0
+    result = run(*args)
+    assert result.exit_code == 1 and "already exists" in result.output
+    assert run(*args, "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize("content, message", [
+    ("strings", "has type string, expected a list of numbers"),
+    ("ragged", "row 1 has 2 values, expected 3"),
+])
+def test_bad_parquet_columns(tmp_path, content, message):
+    path = tmp_path / "bad.parquet"
+    if content == "strings":
+        table = pa.table({"id": [1, 2], "vec": ["a", "b"]})
+        extra = ["--column", "vec"]
+    else:
+        table = pa.table({"id": [1, 2, 3], "vec": [[1.0, 2.0, 3.0], [1.0, 2.0], [0.0, 1.0, 2.0]]})
+        extra = []
+    pq.write_table(table, path)
+    result = run("fit", path, "-o", tmp_path / "tok", "--levels", 1, "--codebook-size", 1, "-q", *extra)
+    assert result.exit_code == 1
+    assert message in result.output
+
+
+def test_wrong_dimension_and_missing_tokenizer(tmp_path, blobs):
+    np.save(tmp_path / "X.npy", blobs)
+    np.save(tmp_path / "small.npy", blobs[:, :3])
+    assert run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 1, "--codebook-size", 3,
+               "-q").exit_code == 0
+    result = run("encode", tmp_path / "tok", tmp_path / "small.npy", "-o", tmp_path / "c.parquet")
+    assert result.exit_code == 1 and "fitted on dim=8, got dim=3" in result.output
+    result = run("encode", tmp_path / "nowhere", tmp_path / "X.npy", "-o", tmp_path / "c.parquet")
+    assert result.exit_code == 1 and "no tokenizer directory" in result.output
+    result = run("encode", tmp_path / "tok", tmp_path / "missing.npy", "-o", tmp_path / "c.parquet")
+    assert result.exit_code == 1 and "missing.npy: no such file" in result.output
+
+
+def test_info_prints_the_manifest(tmp_path, blobs):
+    np.save(tmp_path / "X.npy", blobs)
+    run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 1, "--codebook-size", 3, "-q")
+    result = run("info", tmp_path / "tok")
+    assert result.exit_code == 0 and '"kind": "RQGMM"' in result.output

@@ -1,0 +1,42 @@
+"""MovieLens-100k from the installed recbole files and the cached packaged MiniLM encoder."""
+
+import numpy as np
+
+from rqgmm.data.movielens import load_items
+from rqgmm.data.text_encoder import TextEncoder
+from rqgmm.demo import evaluate, format_rows
+from rqgmm import RQKMeans
+
+
+def test_movielens_items_are_read_from_the_package():
+    items = load_items()
+    assert len(items) == 1682
+    first = items.iloc[0]
+    assert first["item_id"] == 1 and first["title"] == "Toy Story" and first["year"] == 1995
+    assert first["genres"] == ["Animation", "Children's", "Comedy"]
+    assert first["text"] == "Toy Story (1995). Genres: Animation, Children's, Comedy"
+    assert items["item_id"].is_unique and items["title"].str.len().min() > 0
+
+
+def test_text_encoder_caches_by_text_and_model(tmp_path):
+    texts = ["Toy Story (1995)", "GoldenEye (1995)", "Toy Story (1995)"]
+    encoder = TextEncoder(cache_dir=tmp_path, progress=False)
+    vectors = encoder.encode(texts)
+    assert vectors.shape == (3, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(vectors[0], vectors[2])
+    assert encoder.n_encoded == 2
+    again = TextEncoder(cache_dir=tmp_path, progress=False)
+    np.testing.assert_array_equal(again.encode(texts[::-1]), vectors[::-1])
+    assert again.n_encoded == 0  # everything came from the cache
+    similar = float(vectors[0] @ again.encode(["Toy Story 2 (1999)"])[0])
+    unrelated = float(vectors[0] @ again.encode(["quarterly tax filing deadline"])[0])
+    assert similar > unrelated
+
+
+def test_demo_rows_report_error_and_utilization(blobs):
+    row = evaluate("RQ-KMeans", RQKMeans(n_levels=2, codebook_size=8, seed=0, progress=False), blobs)
+    assert row.levels == 2 and len(row.utilization) == 2
+    assert all(0 < u <= 1 for u in row.utilization)
+    assert 0 < row.relative_error < 1 and row.rmse > 0
+    assert "RQ-KMeans" in format_rows([row])

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.cluster import KMeans
+
+from rqgmm import RQKMeans, load
+from rqgmm.errors import ComponentReseedWarning
+from rqgmm.quantize.kmeans import CentroidScorer, kmeans_plusplus
+
+
+def lloyd_step_reference(X, centroids):
+    """One Lloyd step, obviously correct: (new centroids, labels, inertia)."""
+    distances = ((X[:, None, :] - centroids[None, :, :]) ** 2).sum(-1)
+    labels = distances.argmin(1)
+    new = np.stack([X[labels == k].mean(0) for k in range(len(centroids))])
+    return new, labels, distances.min(1).sum()
+
+
+def test_chunked_statistics_match_a_numpy_lloyd_step(blobs):
+    X = blobs.astype(np.float64)
+    centroids = X[:12].copy()
+    stats = None
+    scorer = CentroidScorer(torch.from_numpy(centroids), dtype=torch.float64)
+    for start in range(0, len(X), 999):
+        part = scorer.accumulate(torch.from_numpy(X[start:start + 999]))
+        stats = part if stats is None else stats + part
+    new, labels, inertia = lloyd_step_reference(X, centroids)
+    np.testing.assert_allclose((stats.sums / stats.counts[:, None]).numpy(), new, rtol=1e-10)
+    np.testing.assert_array_equal(stats.counts.numpy(), np.bincount(labels, minlength=12))
+    assert stats.inertia == pytest.approx(inertia, rel=1e-9)
+
+
+def test_inertia_is_close_to_scikit_learn(blobs):
+    ours = RQKMeans(n_levels=1, codebook_size=12, seed=0, progress=False).fit(blobs)
+    reference = KMeans(12, n_init=1, random_state=0).fit(blobs)
+    ours_inertia = ours.inertia_[0] * len(blobs)
+    assert ours_inertia <= reference.inertia_ * 1.05
+
+
+def test_kmeans_plusplus_picks_distinct_well_spread_rows(blobs):
+    sample = torch.from_numpy(blobs).double()
+    centers = kmeans_plusplus(sample, 12, torch.Generator().manual_seed(0))
+    assert len({tuple(row) for row in centers.numpy().round(6)}) == 12
+    assert all((sample == c).all(1).any() for c in centers)
+
+
+def test_decode_encode_and_roundtrip(tmp_path, blobs):
+    model = RQKMeans(n_levels=3, codebook_size=[10, 7, 3], seed=0, progress=False)
+    codes = model.fit_encode(blobs)
+    np.testing.assert_array_equal(codes, model.encode(blobs))
+    expected = sum(model.codebooks_[level][codes[:, level]] for level in range(3))
+    np.testing.assert_allclose(model.decode(codes), expected, rtol=1e-6)
+    model.save(tmp_path / "tok")
+    restored = load(tmp_path / "tok")
+    assert isinstance(restored, RQKMeans)
+    np.testing.assert_array_equal(restored.encode(blobs), codes)
+
+
+def test_residual_levels_reduce_error(blobs):
+    errors = []
+    for levels in (1, 2, 3):
+        model = RQKMeans(n_levels=levels, codebook_size=8, seed=0, progress=False)
+        errors.append(np.mean((model.decode(model.fit_encode(blobs)) - blobs) ** 2))
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_empty_clusters_are_reseeded():
+    points = np.random.default_rng(0).normal(size=(5, 4)) * 10
+    X = np.repeat(points, 40, axis=0).astype(np.float32)
+    with pytest.warns(ComponentReseedWarning):
+        model = RQKMeans(n_levels=1, codebook_size=8, max_iter=5, seed=0, progress=False).fit(X)
+    assert np.isfinite(model.codebooks_[0]).all()
