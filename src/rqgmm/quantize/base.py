@@ -236,16 +236,24 @@ class ResidualTokenizer:
         codes: (n_items, n_levels) integers with code ``c`` of level ``l`` in
         ``[0, codebook_sizes[l])``; an out-of-range code raises an error naming its row and level.
         """
+        return self.decode_prefix(codes, self.n_levels, exact_width=True)
+
+    def decode_prefix(self, codes, n_levels: int, *, exact_width: bool = False) -> np.ndarray:
+        """Reconstruction from the first ``n_levels`` levels only: (n_items, dim) float32.
+
+        ``decode_prefix(codes, L)`` equals ``decode(codes)``; smaller prefixes show what each
+        level adds. codes: (n_items, >= n_levels) integers."""
         self._check_fitted()
         codes = np.asarray(codes)
-        if codes.ndim != 2 or codes.shape[1] != self.n_levels:
-            raise InvalidInputError(
-                f"codes: expected shape (n_items, {self.n_levels}), got {codes.shape}")
+        width_ok = codes.ndim == 2 and (codes.shape[1] == self.n_levels if exact_width
+                                        else n_levels <= codes.shape[1])
+        if not width_ok:
+            raise InvalidInputError(f"codes: expected shape (n_items, {self.n_levels}), got {codes.shape}")
         if codes.size and not np.issubdtype(codes.dtype, np.integer):
             raise InvalidInputError(f"codes: expected integers, got dtype {codes.dtype}")
         out = np.zeros((codes.shape[0], self.n_features_in_), dtype=np.float32)
-        for level, codebook in enumerate(self.codebooks_):
-            column = codes[:, level]
+        for level in range(n_levels):
+            codebook, column = self.codebooks_[level], codes[:, level]
             bad = np.flatnonzero((column < 0) | (column >= codebook.shape[0]))
             if bad.size:
                 raise InvalidInputError(

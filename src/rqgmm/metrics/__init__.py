@@ -1,0 +1,9 @@
+"""Semantic-ID quality: pure functions, frozen result dataclasses and a streaming accumulator."""
+
+from rqgmm.metrics.quality import (
+    CollisionStats, LevelUsage, OverlapStats, QualityAccumulator, QualityReport, ReconstructionStats,
+    SemanticStats, compare, quality_report, usage_stats,
+)
+
+__all__ = ["CollisionStats", "LevelUsage", "OverlapStats", "QualityAccumulator", "QualityReport",
+           "ReconstructionStats", "SemanticStats", "compare", "quality_report", "usage_stats"]
