@@ -108,9 +108,13 @@ def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_
 @click.option("--id-column", default=None)
 @click.option("--device", default=None, help="Override the tokenizer's device.")
 @click.option("--drop-invalid", is_flag=True, help="Skip rows with NaN/Inf (they are left out of the output).")
+@click.option("--collisions", type=click.Choice(["none", "suffix", "relocate"]), default="none", show_default=True,
+              help="Make IDs unique: a counting 'suffix' column, or 'relocate' at the last level.")
+@click.option("--capacity", type=int, default=1, show_default=True, help="Items per full ID allowed by relocate.")
 @click.option("--overwrite", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
-def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_invalid, overwrite, quiet):
+def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_invalid, collisions, capacity,
+           overwrite, quiet):
     """Encode EMBEDDINGS with a saved tokenizer; write id + level_0..level_{L-1} to OUTPUT."""
     from rqgmm.io.atomic import refuse_existing
     from rqgmm.io.tables import read_embeddings, write_codes
@@ -126,7 +130,7 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
     table = read_embeddings(embeddings, column=column, id_column=id_column)
     matrix, dropped = check_embeddings(table.embeddings, name=str(embeddings), drop_invalid=drop_invalid,
                                        expected_dim=tokenizer.n_features_in_)
-    codes = tokenizer.encode(matrix)
+    codes = tokenizer.encode(matrix, collisions=collisions, capacity=capacity)
     ids = np.delete(table.ids, dropped) if dropped.size else table.ids
     write_codes(output, codes, ids, table.id_name, overwrite=overwrite)
     if not quiet:
@@ -164,6 +168,87 @@ def info(tokenizer_dir):
     summary = {k: manifest[k] for k in ("kind", "library_version", "params")}
     summary["arrays"] = {name: meta["shape"] for name, meta in manifest["arrays"].items()}
     click.echo(json.dumps(summary, indent=2))
+
+
+@main.command()
+@click.argument("tokenizer_dir", type=click.Path(path_type=Path))
+@click.argument("embeddings", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Report directory.")
+@click.option("--compare", "others", multiple=True, type=click.Path(path_type=Path),
+              help="Another tokenizer directory to put side by side (repeatable).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Parquet/CSV with item labels (aligned by id column if shared, else by row).")
+@click.option("--label-column", "--column", "label_column", default=None,
+              help="Label column (a label or a list of labels per item; CSV lists separated by '|').")
+@click.option("--embedding-column", default=None)
+@click.option("--id-column", default=None)
+@click.option("--noise-scale", type=float, default=0.1, show_default=True,
+              help="Perturbation norm relative to |x| for keep rate and K_eff.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-q", "--quiet", is_flag=True)
+def report(tokenizer_dir, embeddings, output, others, labels, label_column, embedding_column, id_column, noise_scale,
+           seed, quiet):
+    """Semantic-ID quality of one or more tokenizers on EMBEDDINGS: table, report.json, plots."""
+    from rqgmm.io.tables import read_embeddings, read_labels
+    from rqgmm.metrics import quality_report
+    from rqgmm.metrics.report import format_table, write_report
+    from rqgmm.quantize import ResidualTokenizer
+    from rqgmm.validation import check_embeddings
+
+    _show_warnings(quiet)
+    table = read_embeddings(embeddings, column=embedding_column, id_column=id_column)
+    item_labels = None
+    if labels is not None:
+        if label_column is None:
+            raise click.UsageError("--labels needs --label-column (the column holding the labels)")
+        item_labels = read_labels(labels, label_column, table.ids, table.id_name)
+    matrix, _ = check_embeddings(table.embeddings, name=str(embeddings))
+    X = matrix.read(0, matrix.n_rows)
+    reports = []
+    for directory in (tokenizer_dir, *others):
+        tokenizer = ResidualTokenizer.load(directory)
+        tokenizer.progress = False if quiet else None
+        reports.append(quality_report(tokenizer, X, item_labels, noise_scale=noise_scale, seed=seed,
+                                      method=f"{type(tokenizer).__name__} ({Path(directory).name})"))
+    paths = write_report(reports, output, extra={"embeddings": str(embeddings), "noise_scale": noise_scale,
+                                                 "labels": str(labels) if labels else None, "seed": seed})
+    click.echo(format_table(reports))
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+@main.group()
+def data() -> None:
+    """Export the real data sets that ship inside installed packages."""
+
+
+@data.command("ml-100k")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Items Parquet to write.")
+@click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+def data_movielens(output, overwrite, quiet):
+    """MovieLens-100k items with their MiniLM text embeddings (item_id, title, year, genres, text, embedding).
+
+    For local use only: MovieLens' terms forbid redistributing the file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rqgmm.data.movielens import load_items
+    from rqgmm.data.text_encoder import TextEncoder
+    from rqgmm.io.atomic import atomic_path, refuse_existing
+
+    refuse_existing(output, overwrite)
+    items = load_items()
+    vectors = TextEncoder(progress=False if quiet else None).encode(items["text"].tolist())
+    table = pa.table({
+        "item_id": items["item_id"].to_numpy(), "title": items["title"].tolist(),
+        "year": pa.array(items["year"].astype(object).where(items["year"].notna(), None).tolist(), pa.int64()),
+        "genres": items["genres"].tolist(), "text": items["text"].tolist(),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
+    })
+    with atomic_path(output, overwrite=overwrite) as tmp:
+        pq.write_table(table, tmp)
+    if not quiet:
+        click.echo(f"wrote {len(items)} items x {vectors.shape[1]}-d embeddings to {output}")
 
 
 @main.command()

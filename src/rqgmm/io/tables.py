@@ -164,3 +164,37 @@ def write_matrix(path: str | Path, matrix: np.ndarray, ids: np.ndarray | None = 
         else:
             raise InvalidInputError(f"{path}: unsupported output type {suffix!r}; expected .npy or .parquet")
     return path
+
+
+def read_labels(path: str | Path, column: str, ids: np.ndarray, id_name: str) -> list:
+    """Item labels aligned with embedding rows: a list (one label or list of labels per item).
+
+    Rows are matched by the id column ``id_name`` when the label file has it, else by position
+    (then the row counts must agree). In CSV files a list of labels is written ``a|b|c``."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        frame = pq.read_table(path).to_pandas()
+    elif path.suffix.lower() == ".csv":
+        frame = pd.read_csv(path)
+        if column in frame:
+            frame[column] = frame[column].map(lambda v: v.split("|") if isinstance(v, str) else v)
+    else:
+        raise InvalidInputError(f"{path}: unsupported label file type {path.suffix!r}; expected .parquet or .csv")
+    if column not in frame:
+        raise InvalidInputError(f"{path}: no label column {column!r}; columns are {list(frame.columns)}")
+    if id_name in frame.columns:
+        by_id = dict(zip(frame[id_name].tolist(), frame[column].tolist()))
+        missing = [i for i in ids.tolist() if i not in by_id]
+        if missing:
+            raise InvalidInputError(f"{path}: no labels for {len(missing)} item(s), first {id_name}={missing[0]!r}")
+        values = [by_id[i] for i in ids.tolist()]
+    else:
+        if len(frame) != len(ids):
+            raise InvalidInputError(f"{path}: {len(frame)} label rows for {len(ids)} embeddings and no shared"
+                                    f" id column {id_name!r} to align them")
+        values = frame[column].tolist()
+    return [list(v) if isinstance(v, np.ndarray) else v for v in values]

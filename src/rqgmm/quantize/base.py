@@ -212,9 +212,22 @@ class ResidualTokenizer:
             self.device_ = resolve_device(self.device)
             self._device_codebooks = [torch.as_tensor(c, device=self.device_) for c in self.codebooks_]
 
-    def encode(self, X, *, drop_invalid: bool = False) -> np.ndarray:
+    def encode(self, X, *, drop_invalid: bool = False, collisions: str = "none", capacity: int = 1) -> np.ndarray:
         """Codes of ``X``: (n_items, n_levels) int64 (``n_items`` less dropped rows if
-        ``drop_invalid``). X must have the fitted dimension."""
+        ``drop_invalid``). X must have the fitted dimension.
+
+        collisions: "none" (codes as they are), "suffix" (one extra column counting the items
+        that share an ID, so every ID is unique: (n_items, n_levels + 1)), or "relocate" (items
+        of a last-level bucket holding more than ``capacity`` items move to their next most
+        likely free last-level code; earlier levels untouched). Both are deterministic and do not
+        depend on the order of the items.
+        """
+        from rqgmm.quantize.collisions import COLLISION_MODES, add_suffix, content_keys, relocate
+
+        if collisions not in COLLISION_MODES:
+            raise InvalidInputError(f"collisions must be one of {COLLISION_MODES}, got {collisions!r}")
+        if not (isinstance(capacity, (int, np.integer)) and capacity >= 1):
+            raise InvalidInputError(f"capacity must be an int >= 1, got {capacity!r}")
         self._check_fitted()
         matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, expected_dim=self.n_features_in_,
                                      chunk_size=self.batch_size)
@@ -222,13 +235,35 @@ class ResidualTokenizer:
         with torch.inference_mode():
             for start, chunk in progress_bar(matrix.chunks(self.batch_size, self.device_), enabled=self.progress,
                                              total=-(-matrix.n_rows // self.batch_size), desc="encode"):
-                residual = chunk
-                for level in range(self.n_levels):
-                    level_codes = self._level_scores(level, residual).argmax(dim=1)
-                    codes[start:start + chunk.shape[0], level] = level_codes.cpu().numpy()
-                    if level + 1 < self.n_levels:
-                        residual = residual - self._level_reconstruction(level, residual, level_codes)
+                codes[start:start + chunk.shape[0]] = self._encode_chunk(chunk).cpu().numpy()
+        if collisions == "none":
+            return codes
+        keys = np.concatenate([content_keys(matrix.read(s, min(s + 65536, matrix.n_rows)))
+                               for s in range(0, matrix.n_rows, 65536)])
+        if collisions == "suffix":
+            return add_suffix(codes, keys)
+        return relocate(codes, keys, lambda positions: self._last_level_scores(matrix.take(positions)), capacity)
+
+    def _encode_chunk(self, chunk: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
+        """Codes of a chunk (m, dim) on the device: (m, n_levels) int64; with ``n_levels`` given,
+        only the first levels."""
+        levels = self.n_levels if n_levels is None else n_levels
+        codes = torch.empty(chunk.shape[0], levels, dtype=torch.int64, device=chunk.device)
+        residual = chunk
+        for level in range(levels):
+            codes[:, level] = self._level_scores(level, residual).argmax(dim=1)
+            if level + 1 < levels:
+                residual = residual - self._level_reconstruction(level, residual, codes[:, level])
         return codes
+
+    def _last_level_scores(self, rows: np.ndarray) -> np.ndarray:
+        """Scores of the last level for raw rows (m, dim): (m, K_last) float64."""
+        with torch.inference_mode():
+            residual = torch.from_numpy(rows).to(self.device_)
+            for level in range(self.n_levels - 1):
+                codes = self._level_scores(level, residual).argmax(dim=1)
+                residual = residual - self._level_reconstruction(level, residual, codes)
+            return self._level_scores(self.n_levels - 1, residual).double().cpu().numpy()
 
     def decode(self, codes) -> np.ndarray:
         """Reconstruction from codes: the sum of the selected codewords, (n_items, dim) float32.

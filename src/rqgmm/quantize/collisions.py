@@ -1,0 +1,99 @@
+"""Making semantic IDs unique: a counting suffix (as TIGER) or relocation at the last level.
+
+Both are independent of the order of the items: ties are broken by a hash of each item's
+embedding bytes (items with byte-identical embeddings are interchangeable).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from typing import Callable
+
+import numpy as np
+
+COLLISION_MODES = ("none", "suffix", "relocate")
+
+
+def content_keys(X: np.ndarray) -> np.ndarray:
+    """A uint64 per row from a hash of its float32 bytes: (n,)."""
+    rows = np.ascontiguousarray(X, dtype=np.float32)
+    return np.array([int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
+                     for row in rows], dtype=np.uint64)
+
+
+def _group_ids(codes: np.ndarray) -> np.ndarray:
+    _, inverse = np.unique(codes, axis=0, return_inverse=True)
+    return inverse.ravel()
+
+
+def add_suffix(codes: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Append a level counting the items that share the full ID: (n, L) -> (n, L+1) int64.
+
+    Within an ID the counter follows ``keys`` (content hashes), so every resulting ID is unique
+    and the result does not depend on the order of the items."""
+    group = _group_ids(codes)
+    order = np.lexsort((keys, group))
+    sorted_group = group[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_group)) + 1]
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    suffix = np.empty(len(codes), dtype=np.int64)
+    suffix[order] = np.arange(len(order)) - run_start
+    return np.concatenate([codes, suffix[:, None]], axis=1)
+
+
+def relocate(codes: np.ndarray, keys: np.ndarray, last_level_scores: Callable[[np.ndarray], np.ndarray],
+             capacity: int = 1) -> np.ndarray:
+    """Move items out of over-full last-level buckets to their next most likely free code.
+
+    codes: (n, L) int64; keys: (n,) content hashes; last_level_scores(positions) -> (m, K) scores
+    of the last level (higher = more likely) for those items; capacity: items allowed per full ID.
+    In each over-full bucket the ``capacity`` items scoring highest keep the code; the others,
+    in order of decreasing score over all (item, free code) pairs, take the best code of their
+    prefix that still has room. Earlier levels never change. Items that find no room (the prefix
+    holds more than K * capacity items) keep their code, with a warning.
+    """
+    codes = codes.copy()
+    n_levels = codes.shape[1]
+    full = _group_ids(codes)
+    load = np.bincount(full)
+    crowded_items = np.flatnonzero(load[full] > capacity)
+    if crowded_items.size == 0:
+        return codes
+    prefix = _group_ids(codes[:, : n_levels - 1]) if n_levels > 1 else np.zeros(len(codes), dtype=np.int64)
+    unplaced = 0
+    for group in np.unique(prefix[crowded_items]):
+        members = np.flatnonzero(prefix == group)
+        scores = last_level_scores(members)
+        n_codes = scores.shape[1]
+        current = codes[members, -1]
+        own = scores[np.arange(len(members)), current]
+        # who stays: per code, the `capacity` best-scoring members (ties by content hash)
+        order = np.lexsort((keys[members], -own, current))
+        rank = np.empty(len(members), dtype=np.int64)
+        sorted_codes = current[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
+        rank[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        movers = np.flatnonzero(rank >= capacity)
+        occupancy = np.bincount(current[rank < capacity], minlength=n_codes)
+        candidate_scores = scores[movers]  # (movers, K)
+        item_index = np.repeat(np.arange(len(movers)), n_codes)
+        code_index = np.tile(np.arange(n_codes), len(movers))
+        flat = candidate_scores.ravel()
+        greedy = np.lexsort((code_index, keys[members[movers]][item_index], -flat))
+        placed = np.zeros(len(movers), dtype=bool)
+        for position in greedy:
+            item, code = item_index[position], code_index[position]
+            if placed[item] or occupancy[code] >= capacity:
+                continue
+            codes[members[movers[item]], -1] = code
+            occupancy[code] += 1
+            placed[item] = True
+            if placed.all():
+                break
+        unplaced += int((~placed).sum())
+    if unplaced:
+        warnings.warn(f"relocate: {unplaced} item(s) found no free last-level code under their prefix"
+                      f" (capacity {capacity}); they keep colliding IDs. Raise capacity or the last codebook size.",
+                      UserWarning, stacklevel=3)
+    return codes
