@@ -327,7 +327,8 @@ class QualityAccumulator:
         rows, clean = X[:take], codes[:take]
         dim = X.shape[1]
         scale = self.noise_scale * np.linalg.norm(rows, axis=1, keepdims=True) / math.sqrt(dim)
-        noise = self.noise_rng.standard_normal((self.overlap_draws, take, dim)).astype(np.float32)
+        # row-major draws: the same rows get the same noise however the items are chunked
+        noise = self.noise_rng.standard_normal((take, self.overlap_draws, dim)).astype(np.float32).transpose(1, 0, 2)
         perturbed = (rows[None] + noise * scale[None].astype(np.float32)).reshape(-1, dim)
         noisy = self.tokenizer.encode(perturbed).reshape(self.overlap_draws, take, -1)
         for level, size in enumerate(self.sizes):
