@@ -160,6 +160,11 @@ class ResidualTokenizer:
         ``batch_size`` rows, never copied whole. Rows with NaN/Inf raise an error naming them,
         or are skipped with ``drop_invalid=True``. Returns ``self``.
         """
+        self._fit(X, drop_invalid)
+        return self
+
+    def _fit(self, X, drop_invalid: bool) -> np.ndarray:
+        """Fit; return the training codes of the final assignment passes, (n, n_levels) int64."""
         self._validate_params()
         matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, chunk_size=self.batch_size)
         sizes = self.codebook_sizes
@@ -174,7 +179,6 @@ class ResidualTokenizer:
                 f"{matrix.name}: every row is identical (constant data); there is nothing to quantize")
         self.device_ = resolve_device(self.device)
         self.n_features_in_ = matrix.dim
-        self.feature_variance_ = moments.variance
         self.codebooks_: list[np.ndarray] = []
         self._device_codebooks: list[torch.Tensor] = []
         self._reset_fit_state()
@@ -187,9 +191,7 @@ class ResidualTokenizer:
             self._fit_level(level, stream, generator, rng)
             self._device_codebooks.append(torch.as_tensor(self.codebooks_[level], device=self.device_))
             stream.store_codes(level)
-        self._train_codes = stream.codes
-        self._train_rows = matrix.rows
-        return self
+        return stream.codes
 
     def _reset_fit_state(self) -> None:
         """Clear per-level learned lists before a new fit (subclasses extend)."""
@@ -199,10 +201,7 @@ class ResidualTokenizer:
 
         Equal to ``fit(X).encode(X)``; the codes come from the final assignment pass of the fit.
         """
-        self.fit(X, drop_invalid=drop_invalid)
-        codes = self._train_codes
-        del self._train_codes
-        return codes
+        return self._fit(X, drop_invalid)
 
     # ------------------------------------------------------------------ encode / decode
     def _check_fitted(self) -> None:

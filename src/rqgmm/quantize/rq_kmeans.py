@@ -168,9 +168,9 @@ class RQKMeans(ResidualTokenizer):
             scorers[level] = scorer
         return scorer.scores(residual)
 
-    def fit(self, X, y=None, *, drop_invalid: bool = False):
+    def _fit(self, X, drop_invalid):
         self.__dict__.pop("_scorers", None)
-        return super().fit(X, drop_invalid=drop_invalid)
+        return super()._fit(X, drop_invalid)
 
     def _fitted_attributes(self):
         return {**super()._fitted_attributes(), "inertia_": self.inertia_, "n_iter_": self.n_iter_,
