@@ -74,6 +74,7 @@ def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_
     from rqgmm.io.atomic import refuse_existing
     from rqgmm.io.tables import read_embeddings
     from rqgmm.quantize import RQGMM, RQKMeans
+    from rqgmm.validation import EmbeddingMatrix
 
     _show_warnings(quiet)
     refuse_existing(output, overwrite)  # fail before the (long) fit, not after
@@ -91,8 +92,6 @@ def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_
     table = read_embeddings(embeddings, column=column, id_column=id_column)
     tokenizer = klass(n_levels=n_levels, codebook_size=_codebook_sizes(codebook_size), seed=seed, device=device,
                       batch_size=batch_size, progress=False if quiet else None, **options)
-    from rqgmm.validation import EmbeddingMatrix
-
     tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid)
     tokenizer.save(output, overwrite=overwrite)
     if not quiet:

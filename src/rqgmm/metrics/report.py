@@ -39,7 +39,7 @@ def format_table(reports: Sequence[QualityReport]) -> str:
     if all(r.semantic for r in reports):
         rows += [("label lift, level 1", [f"{r.semantic.level1_lift:.2f}x" for r in reports]),
                  ("label lift, full ID", [f"{r.semantic.full_id_lift:.2f}x" for r in reports]),
-                 (f"kNN label purity", [f"{r.semantic.knn_purity:.3f}" for r in reports])]
+                 ("kNN label purity", [f"{r.semantic.knn_purity:.3f}" for r in reports])]
     if any(r.log_likelihood for r in reports):
         rows.append(("mean log-lik / level", [per_level(r.log_likelihood, ".1f") if r.log_likelihood else "-"
                                              for r in reports]))
@@ -49,6 +49,13 @@ def format_table(reports: Sequence[QualityReport]) -> str:
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip([name, *values], widths)) for name, values in rows]
     return "\n".join(lines)
+
+
+def _label(axis, xlabel: str, ylabel: str, title: str) -> None:
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.legend(fontsize=8)
 
 
 def _save_figure(figure, path: Path) -> None:
@@ -81,10 +88,7 @@ def write_report(reports: Sequence[QualityReport], directory: str | Path, *, ext
             if level < len(report.usage_counts):
                 counts = np.sort(np.asarray(report.usage_counts[level]))[::-1]
                 axis.plot(np.arange(1, len(counts) + 1), counts, label=report.method, drawstyle="steps-post")
-        axis.set_title(f"level {level}: items per code (sorted)")
-        axis.set_xlabel("code rank")
-        axis.set_ylabel("items")
-        axis.legend(fontsize=8)
+        _label(axis, "code rank", "items", f"level {level}: items per code (sorted)")
     _save_figure(figure, directory / "code_usage.png")
     plt.close(figure)
     written.append(directory / "code_usage.png")
@@ -93,11 +97,8 @@ def write_report(reports: Sequence[QualityReport], directory: str | Path, *, ext
     for report in reports:
         levels = np.arange(1, len(report.reconstruction.rmse) + 1)
         axis.plot(levels, report.reconstruction.rmse, marker="o", label=report.method)
-    axis.set_xlabel("levels decoded")
-    axis.set_ylabel("RMSE per coordinate")
-    axis.set_title("reconstruction error by level")
     axis.set_xticks(range(1, n_levels + 1))
-    axis.legend(fontsize=8)
+    _label(axis, "levels decoded", "RMSE per coordinate", "reconstruction error by level")
     _save_figure(figure, directory / "reconstruction.png")
     plt.close(figure)
     written.append(directory / "reconstruction.png")
@@ -109,10 +110,7 @@ def write_report(reports: Sequence[QualityReport], directory: str | Path, *, ext
         bucket_size = np.flatnonzero(sizes)
         items = sizes[bucket_size] * bucket_size  # items living in buckets of that size
         axis.bar(bucket_size + index * width, items, width=width, label=report.method)
-    axis.set_xlabel("items sharing the full ID (bucket size)")
-    axis.set_ylabel("items")
-    axis.set_title("collision buckets")
-    axis.legend(fontsize=8)
+    _label(axis, "items sharing the full ID (bucket size)", "items", "collision buckets")
     _save_figure(figure, directory / "collisions.png")
     plt.close(figure)
     written.append(directory / "collisions.png")
