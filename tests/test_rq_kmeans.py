@@ -3,7 +3,7 @@ import pytest
 import torch
 from sklearn.cluster import KMeans
 
-from rqgmm import RQKMeans, load
+from rqgmm import RQGMM, RQKMeans, load
 from rqgmm.errors import ComponentReseedWarning
 from rqgmm.quantize.kmeans import CentroidScorer, kmeans_plusplus
 
@@ -37,7 +37,7 @@ def test_inertia_is_close_to_scikit_learn(blobs):
     assert ours_inertia <= reference.inertia_ * 1.05
 
 
-def test_kmeans_plusplus_picks_distinct_well_spread_rows(blobs):
+def test_kmeans_plusplus_picks_distinct_rows_of_the_sample(blobs):
     sample = torch.from_numpy(blobs).double()
     centers = kmeans_plusplus(sample, 12, torch.Generator().manual_seed(0))
     assert len({tuple(row) for row in centers.numpy().round(6)}) == 12
@@ -56,10 +56,11 @@ def test_decode_encode_and_roundtrip(tmp_path, blobs):
     np.testing.assert_array_equal(restored.encode(blobs), codes)
 
 
-def test_residual_levels_reduce_error(blobs):
+@pytest.mark.parametrize("klass", [RQGMM, RQKMeans])
+def test_each_residual_level_reduces_error(klass, blobs):
     errors = []
     for levels in (1, 2, 3):
-        model = RQKMeans(n_levels=levels, codebook_size=8, seed=0, progress=False)
+        model = klass(n_levels=levels, codebook_size=8, seed=0, progress=False)
         errors.append(np.mean((model.decode(model.fit_encode(blobs)) - blobs) ** 2))
     assert errors[0] > errors[1] > errors[2]
 

@@ -34,7 +34,7 @@ returns a frozen :class:`QualityReport`. Definitions (``n`` items, level ``l`` w
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np

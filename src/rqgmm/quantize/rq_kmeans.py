@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
