@@ -116,3 +116,31 @@ def test_info_prints_the_manifest(tmp_path, blobs):
     run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 1, "--codebook-size", 3, "-q")
     result = run("info", tmp_path / "tok")
     assert result.exit_code == 0 and '"kind": "RQGMM"' in result.output
+
+
+@pytest.mark.parametrize("method, levels", [("rq-vae", 2), ("vq-vae", 1)])
+def test_neural_methods_fit_from_the_cli_with_their_options(tmp_path, blobs, method, levels):
+    np.save(tmp_path / "X.npy", blobs)
+    result = run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--method", method, "--levels", levels,
+                 "--codebook-size", 8, "--latent-dim", 4, "--hidden-dims", "16", "--max-epochs", 3,
+                 "--codebook-update", "ema", "--dead-code-steps", 10, "-q")
+    assert result.exit_code == 0, result.output
+    tokenizer = load(tmp_path / "tok")
+    assert type(tokenizer).__name__ == method.upper().replace("-", "")
+    assert tokenizer.latent_dim == 4 and list(tokenizer.hidden_dims) == [16] and tokenizer.n_epochs_ == 3
+    assert tokenizer.codebook_update == "ema" and tokenizer.dead_code_steps == 10
+    assert tokenizer.encode(blobs).shape == (len(blobs), levels)
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--method", "rq-gmm", "--beta", "0.5"), "--beta applies to --method rq-vae or vq-vae only, not rq-gmm"),
+    (("--method", "rq-vae", "--reg-covar", "1e-3"), "--reg-covar applies to --method rq-gmm only, not rq-vae"),
+    (("--method", "vq-vae", "--levels", "2"), "vq-vae has one level; pass --levels 1"),
+    (("--method", "rq-vae", "--hidden-dims", "64,x"), "expected comma-separated ints, got '64,x'"),
+])
+def test_options_of_another_method_are_refused(tmp_path, blobs, args, message):
+    np.save(tmp_path / "X.npy", blobs)
+    result = run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", *args, "-q")
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "tok").exists()

@@ -2,10 +2,10 @@
 
 import numpy as np
 
+from rqgmm import RQKMeans
 from rqgmm.data.movielens import load_items
 from rqgmm.data.text_encoder import TextEncoder
 from rqgmm.demo import evaluate, format_rows
-from rqgmm import RQKMeans
 
 
 def test_movielens_items_are_read_from_the_package():

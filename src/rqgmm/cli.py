@@ -12,7 +12,7 @@ import numpy as np
 
 from rqgmm.errors import RqgmmError
 
-METHODS = ("rq-gmm", "rq-kmeans")
+METHODS = ("rq-gmm", "rq-kmeans", "rq-vae", "vq-vae")
 
 
 class _Group(click.Group):
@@ -26,13 +26,17 @@ class _Group(click.Group):
 
 
 def _codebook_sizes(value: str) -> int | list[int]:
-    try:
-        sizes = [int(part) for part in value.split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected an int or comma-separated ints, got {value!r}") from None
-    if any(size < 1 for size in sizes):
-        raise click.BadParameter(f"codebook sizes must be positive, got {value!r}")
+    sizes = _int_list("--codebook-size", value)
+    if not sizes or any(size < 1 for size in sizes):
+        raise click.BadParameter(f"codebook sizes must be positive ints, got {value!r}")
     return sizes[0] if len(sizes) == 1 else sizes
+
+
+def _int_list(option: str, value: str) -> list[int]:
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated ints, got {value!r}", param_hint=option) from None
 
 
 def _show_warnings(quiet: bool):
@@ -48,11 +52,49 @@ def main() -> None:
     """Semantic IDs from item embeddings: RQ-GMM, RQ-KMeans and friends."""
 
 
+# Options that belong to some methods only: option name -> (parameter name, methods that take it).
+METHOD_OPTIONS = {
+    "--max-iter": ("max_iter", ("rq-gmm", "rq-kmeans")),
+    "--tol": ("tol", ("rq-gmm", "rq-kmeans")),
+    "--init": ("init", ("rq-gmm", "rq-kmeans")),
+    "--reg-covar": ("reg_covar", ("rq-gmm",)),
+    "--covariance-type": ("covariance_type", ("rq-gmm",)),
+    "--residual": ("residual", ("rq-gmm",)),
+    "--latent-dim": ("latent_dim", ("rq-vae", "vq-vae")),
+    "--hidden-dims": ("hidden_dims", ("rq-vae", "vq-vae")),
+    "--beta": ("beta", ("rq-vae", "vq-vae")),
+    "--codebook-update": ("codebook_update", ("rq-vae", "vq-vae")),
+    "--dead-code-steps": ("dead_code_steps", ("rq-vae", "vq-vae")),
+    "--max-epochs": ("max_epochs", ("rq-vae", "vq-vae")),
+    "--learning-rate": ("learning_rate", ("rq-vae", "vq-vae")),
+}
+
+
+def _tokenizer_for(method: str, n_levels: int, codebook_size, common: dict, given: dict):
+    """Build the tokenizer of ``method``; ``given`` maps option names to values (None = not given)."""
+    from rqgmm.quantize import RQGMM, RQVAE, VQVAE, RQKMeans
+
+    options = {}
+    for option, value in given.items():
+        if value is None:
+            continue
+        parameter, methods = METHOD_OPTIONS[option]
+        if method not in methods:
+            raise click.UsageError(f"{option} applies to --method {' or '.join(methods)} only, not {method}")
+        options[parameter] = value
+    if method == "vq-vae":
+        if n_levels != 1:
+            raise click.UsageError(f"vq-vae has one level; pass --levels 1 (got --levels {n_levels})")
+        return VQVAE(codebook_size=codebook_size, **common, **options)
+    klass = {"rq-gmm": RQGMM, "rq-kmeans": RQKMeans, "rq-vae": RQVAE}[method]
+    return klass(n_levels=n_levels, codebook_size=codebook_size, **common, **options)
+
+
 @main.command()
 @click.argument("embeddings", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Tokenizer directory to write.")
 @click.option("--method", type=click.Choice(METHODS), default="rq-gmm", show_default=True)
-@click.option("--levels", "n_levels", type=int, default=3, show_default=True, help="Residual levels L.")
+@click.option("--levels", "n_levels", type=int, default=3, show_default=True, help="Residual levels L (vq-vae: 1).")
 @click.option("--codebook-size", default="256", show_default=True, help="Codes per level: K or K1,K2,...")
 @click.option("--max-iter", type=int, default=None, help="EM / Lloyd iterations per level (method default).")
 @click.option("--tol", type=float, default=None, help="Convergence tolerance (method default).")
@@ -60,6 +102,15 @@ def main() -> None:
 @click.option("--covariance-type", type=click.Choice(["diag", "spherical"]), default=None)
 @click.option("--residual", type=click.Choice(["hard", "soft"]), default=None, help="RQ-GMM residual mode.")
 @click.option("--init", default=None, help="kmeans++, random (or kmeans for rq-gmm).")
+@click.option("--latent-dim", type=int, default=None, help="RQ-VAE / VQ-VAE latent width (default 32).")
+@click.option("--hidden-dims", default=None, help="RQ-VAE / VQ-VAE encoder widths, e.g. 512,256,128.")
+@click.option("--beta", type=float, default=None, help="RQ-VAE / VQ-VAE commitment weight (default 0.25).")
+@click.option("--codebook-update", type=click.Choice(["loss", "ema"]), default=None,
+              help="RQ-VAE / VQ-VAE codebook learning (default loss).")
+@click.option("--dead-code-steps", type=int, default=None,
+              help="RQ-VAE / VQ-VAE: re-seed codes unused for this many steps (default 0: off).")
+@click.option("--max-epochs", type=int, default=None, help="RQ-VAE / VQ-VAE epochs at most (default 200).")
+@click.option("--learning-rate", type=float, default=None, help="RQ-VAE / VQ-VAE Adam step (default 1e-3).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--batch-size", type=int, default=16384, show_default=True, help="Rows per chunk.")
@@ -69,29 +120,23 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings.")
 def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_covar, covariance_type, residual,
-        init, seed, device, batch_size, column, id_column, drop_invalid, overwrite, quiet):
+        init, latent_dim, hidden_dims, beta, codebook_update, dead_code_steps, max_epochs, learning_rate,
+        seed, device, batch_size, column, id_column, drop_invalid, overwrite, quiet):
     """Fit a tokenizer on EMBEDDINGS (.npy or .parquet) and save it to OUTPUT."""
     from rqgmm.io.atomic import refuse_existing
     from rqgmm.io.tables import read_embeddings
-    from rqgmm.quantize import RQGMM, RQKMeans
     from rqgmm.validation import EmbeddingMatrix
 
     _show_warnings(quiet)
     refuse_existing(output, overwrite)  # fail before the (long) fit, not after
-    options = {"max_iter": max_iter, "tol": tol, "init": init}
-    if method == "rq-gmm":
-        options.update(reg_covar=reg_covar, covariance_type=covariance_type, residual=residual)
-        klass = RQGMM
-    else:
-        for name, value in (("--reg-covar", reg_covar), ("--covariance-type", covariance_type),
-                            ("--residual", residual)):
-            if value is not None:
-                raise click.UsageError(f"{name} applies to --method rq-gmm only")
-        klass = RQKMeans
-    options = {k: v for k, v in options.items() if v is not None}
+    given = {"--max-iter": max_iter, "--tol": tol, "--init": init, "--reg-covar": reg_covar,
+             "--covariance-type": covariance_type, "--residual": residual, "--latent-dim": latent_dim,
+             "--hidden-dims": None if hidden_dims is None else _int_list("--hidden-dims", hidden_dims),
+             "--beta": beta, "--codebook-update": codebook_update, "--dead-code-steps": dead_code_steps,
+             "--max-epochs": max_epochs, "--learning-rate": learning_rate}
+    common = {"seed": seed, "device": device, "batch_size": batch_size, "progress": False if quiet else None}
+    tokenizer = _tokenizer_for(method, n_levels, _codebook_sizes(codebook_size), common, given)
     table = read_embeddings(embeddings, column=column, id_column=id_column)
-    tokenizer = klass(n_levels=n_levels, codebook_size=_codebook_sizes(codebook_size), seed=seed, device=device,
-                      batch_size=batch_size, progress=False if quiet else None, **options)
     tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid)
     tokenizer.save(output, overwrite=overwrite)
     if not quiet:

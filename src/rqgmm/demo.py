@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rqgmm.quantize import RQGMM, RQKMeans, ResidualTokenizer
+from rqgmm.quantize import RQGMM, ResidualTokenizer, RQKMeans
 
 
 @dataclass(frozen=True)

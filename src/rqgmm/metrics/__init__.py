@@ -1,8 +1,16 @@
 """Semantic-ID quality: pure functions, frozen result dataclasses and a streaming accumulator."""
 
 from rqgmm.metrics.quality import (
-    CollisionStats, LevelUsage, OverlapStats, QualityAccumulator, QualityReport, ReconstructionStats,
-    SemanticStats, compare, quality_report, usage_stats,
+    CollisionStats,
+    LevelUsage,
+    OverlapStats,
+    QualityAccumulator,
+    QualityReport,
+    ReconstructionStats,
+    SemanticStats,
+    compare,
+    quality_report,
+    usage_stats,
 )
 
 __all__ = ["CollisionStats", "LevelUsage", "OverlapStats", "QualityAccumulator", "QualityReport",

@@ -163,8 +163,8 @@ class ResidualTokenizer:
         self._fit(X, drop_invalid)
         return self
 
-    def _fit(self, X, drop_invalid: bool) -> np.ndarray:
-        """Fit; return the training codes of the final assignment passes, (n, n_levels) int64."""
+    def _check_fit_input(self, X, drop_invalid: bool) -> EmbeddingMatrix:
+        """Validate parameters and training rows; set ``device_`` and ``n_features_in_``."""
         self._validate_params()
         matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, chunk_size=self.batch_size)
         sizes = self.codebook_sizes
@@ -179,6 +179,11 @@ class ResidualTokenizer:
                 f"{matrix.name}: every row is identical (constant data); there is nothing to quantize")
         self.device_ = resolve_device(self.device)
         self.n_features_in_ = matrix.dim
+        return matrix
+
+    def _fit(self, X, drop_invalid: bool) -> np.ndarray:
+        """Fit; return the training codes of the final assignment passes, (n, n_levels) int64."""
+        matrix = self._check_fit_input(X, drop_invalid)
         self.codebooks_: list[np.ndarray] = []
         self._device_codebooks: list[torch.Tensor] = []
         self._reset_fit_state()
@@ -230,11 +235,7 @@ class ResidualTokenizer:
         self._check_fitted()
         matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, expected_dim=self.n_features_in_,
                                      chunk_size=self.batch_size)
-        codes = np.empty((matrix.n_rows, self.n_levels), dtype=np.int64)
-        with torch.inference_mode():
-            for start, chunk in progress_bar(matrix.chunks(self.batch_size, self.device_), enabled=self.progress,
-                                             total=-(-matrix.n_rows // self.batch_size), desc="encode"):
-                codes[start:start + chunk.shape[0]] = self._encode_chunk(chunk).cpu().numpy()
+        codes = self._encode_matrix(matrix)
         if collisions == "none":
             return codes
         keys = np.concatenate([content_keys(matrix.read(s, min(s + 65536, matrix.n_rows)))
@@ -243,12 +244,31 @@ class ResidualTokenizer:
             return add_suffix(codes, keys)
         return relocate(codes, keys, lambda positions: self._last_level_scores(matrix.take(positions)), capacity)
 
+    def _encode_matrix(self, matrix: EmbeddingMatrix) -> np.ndarray:
+        """Codes of every row of a validated matrix, chunk by chunk: (n_rows, n_levels) int64."""
+        codes = np.empty((matrix.n_rows, self.n_levels), dtype=np.int64)
+        with torch.inference_mode():
+            for start, chunk in progress_bar(matrix.chunks(self.batch_size, self.device_), enabled=self.progress,
+                                             total=-(-matrix.n_rows // self.batch_size), desc="encode"):
+                codes[start:start + chunk.shape[0]] = self._encode_chunk(chunk).cpu().numpy()
+        return codes
+
+    def _to_latent(self, chunk: torch.Tensor) -> torch.Tensor:
+        """The space the codebooks quantize: (m, dim) -> (m, latent_dim). Identity here;
+        neural tokenizers apply their encoder."""
+        return chunk
+
+    def _from_latent(self, latent: np.ndarray) -> np.ndarray:
+        """Inverse map of a sum of codewords back to the input space: (m, latent_dim) -> (m, dim)
+        float32. Identity here; neural tokenizers apply their decoder."""
+        return latent
+
     def _encode_chunk(self, chunk: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
         """Codes of a chunk (m, dim) on the device: (m, n_levels) int64; with ``n_levels`` given,
         only the first levels."""
         levels = self.n_levels if n_levels is None else n_levels
         codes = torch.empty(chunk.shape[0], levels, dtype=torch.int64, device=chunk.device)
-        residual = chunk
+        residual = self._to_latent(chunk)
         for level in range(levels):
             codes[:, level] = self._level_scores(level, residual).argmax(dim=1)
             if level + 1 < levels:
@@ -258,14 +278,15 @@ class ResidualTokenizer:
     def _last_level_scores(self, rows: np.ndarray) -> np.ndarray:
         """Scores of the last level for raw rows (m, dim): (m, K_last) float64."""
         with torch.inference_mode():
-            residual = torch.from_numpy(rows).to(self.device_)
+            residual = self._to_latent(torch.from_numpy(rows).to(self.device_))
             for level in range(self.n_levels - 1):
                 codes = self._level_scores(level, residual).argmax(dim=1)
                 residual = residual - self._level_reconstruction(level, residual, codes)
             return self._level_scores(self.n_levels - 1, residual).double().cpu().numpy()
 
     def decode(self, codes) -> np.ndarray:
-        """Reconstruction from codes: the sum of the selected codewords, (n_items, dim) float32.
+        """Reconstruction from codes, (n_items, dim) float32: the sum of the selected codewords
+        (neural tokenizers: the decoder output of that sum).
 
         codes: (n_items, n_levels) integers with code ``c`` of level ``l`` in
         ``[0, codebook_sizes[l])``; an out-of-range code raises an error naming its row and level.
@@ -285,7 +306,7 @@ class ResidualTokenizer:
             raise InvalidInputError(f"codes: expected shape (n_items, {self.n_levels}), got {codes.shape}")
         if codes.size and not np.issubdtype(codes.dtype, np.integer):
             raise InvalidInputError(f"codes: expected integers, got dtype {codes.dtype}")
-        out = np.zeros((codes.shape[0], self.n_features_in_), dtype=np.float32)
+        out = np.zeros((codes.shape[0], self.codebooks_[0].shape[1]), dtype=np.float32)
         for level in range(n_levels):
             codebook, column = self.codebooks_[level], codes[:, level]
             bad = np.flatnonzero((column < 0) | (column >= codebook.shape[0]))
@@ -294,7 +315,7 @@ class ResidualTokenizer:
                     f"codes: row {int(bad[0])} has code {int(column[bad[0]])} at level {level},"
                     f" outside [0, {codebook.shape[0]}) ({bad.size} such row(s))")
             out += codebook[column]
-        return out
+        return self._from_latent(out)
 
     # ------------------------------------------------------------------ artifacts
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:

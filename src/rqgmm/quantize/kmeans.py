@@ -94,3 +94,23 @@ def kmeans_plusplus(sample: torch.Tensor, n_clusters: int, generator: torch.Gene
         closest = trial_closest[best]
         potential = trial_potential[best]
     return sample[torch.tensor(centers, device=sample.device)].clone()
+
+
+def kmeans_in_memory(sample: torch.Tensor, n_clusters: int, generator: torch.Generator, *,
+                     n_iter: int = 20) -> torch.Tensor:
+    """k-means++ seeding plus ``n_iter`` Lloyd updates on a sample held in memory.
+
+    sample: (m, dim) float tensor; returns centroids (n_clusters, dim) float32. A cluster that
+    empties keeps its previous centroid (used for codebook initialization, where the training
+    loop re-seeds codes that stay unused).
+    """
+    centroids = kmeans_plusplus(sample, n_clusters, generator).double()
+    for _ in range(n_iter):
+        stats = CentroidScorer(centroids).accumulate(sample)
+        alive = stats.counts > 0
+        updated = centroids.clone()
+        updated[alive] = stats.sums[alive] / stats.counts[alive, None]
+        if torch.equal(updated, centroids):
+            break
+        centroids = updated
+    return centroids.float()

@@ -18,7 +18,12 @@ from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.base import ResidualTokenizer
 from rqgmm.quantize.gaussian_mixture import (
-    COVARIANCE_TYPES, MixtureParams, MixtureScorer, empty_stats, hard_assignment_stats, m_step,
+    COVARIANCE_TYPES,
+    MixtureParams,
+    MixtureScorer,
+    empty_stats,
+    hard_assignment_stats,
+    m_step,
 )
 from rqgmm.quantize.kmeans import CentroidScorer
 from rqgmm.quantize.reseed import split_heaviest
