@@ -6,4 +6,5 @@ from rqgmm.quantize import RQGMM, RQVAE, VQVAE, ResidualTokenizer, RQKMeans
 
 load = ResidualTokenizer.load
 
-__all__ = ["__version__", "RQGMM", "RQKMeans", "RQVAE", "VQVAE", "ResidualTokenizer", "load", "ConvergenceWarning", "RqgmmError"]
+__all__ = ["RQGMM", "RQVAE", "VQVAE", "ConvergenceWarning", "RQKMeans", "ResidualTokenizer", "RqgmmError",
+           "__version__", "load"]

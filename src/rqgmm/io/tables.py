@@ -57,6 +57,13 @@ def _is_vector_type(arrow_type: pa.DataType) -> bool:
     return pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type) or pa.types.is_fixed_size_list(arrow_type)
 
 
+def _is_numeric_vector_type(arrow_type: pa.DataType) -> bool:
+    if not _is_vector_type(arrow_type):
+        return False
+    value = arrow_type.value_type
+    return pa.types.is_floating(value) or pa.types.is_integer(value)
+
+
 def _read_parquet(path: Path, column: str | None, id_column: str | None) -> EmbeddingTable:
     try:
         schema = pq.read_schema(path)
@@ -64,10 +71,10 @@ def _read_parquet(path: Path, column: str | None, id_column: str | None) -> Embe
         raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from None
     names = schema.names
     if column is None:
-        vector_columns = [f.name for f in schema if _is_vector_type(f.type)]
+        vector_columns = [f.name for f in schema if _is_numeric_vector_type(f.type)]
         if len(vector_columns) != 1:
             raise InvalidInputError(
-                f"{path}: cannot tell which column holds the embeddings (list columns: {vector_columns},"
+                f"{path}: cannot tell which column holds the embeddings (numeric list columns: {vector_columns},"
                 f" all columns: {names}); name it with --column")
         column = vector_columns[0]
     if column not in names:

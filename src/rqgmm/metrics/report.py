@@ -18,7 +18,7 @@ def format_table(reports: Sequence[QualityReport]) -> str:
         return " / ".join(format(v, fmt) for v in values)
 
     rows: list[tuple[str, list[str]]] = [
-        ("levels x codes", ["x".join(str(k) for k in r.codebook_sizes) for r in reports]),
+        ("codes per level", [" / ".join(str(k) for k in r.codebook_sizes) for r in reports]),
         ("RMSE (per coord)", [f"{r.reconstruction.rmse[-1]:.5f}" for r in reports]),
         ("RMSE by level", [per_level(r.reconstruction.rmse, ".5f") for r in reports]),
         ("relative L2 error", [f"{r.reconstruction.relative_l2[-1]:.4f}" for r in reports]),
