@@ -1,0 +1,176 @@
+"""CTR data: an interaction table and an item table, from MovieLens-100k or a user's Parquet files.
+
+``interactions``: one row per impression with ``user_id`` and ``item_id`` (strings), ``label``
+(int8, 0 or 1), ``timestamp`` (int64) and any declared categorical (string) and numeric (float)
+columns. ``items``: one row per item with ``item_id`` (string) and ``text`` and/or an
+``embedding`` matrix (n_items, dim) float32 aligned with the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from rqgmm.errors import InvalidInputError
+
+REQUIRED = ("user_id", "item_id", "label", "timestamp")
+
+
+@dataclass
+class CTRDataset:
+    """Interactions plus items. ``categorical`` and ``numeric`` name the extra feature columns of
+    ``interactions``; ``item_embeddings`` is (len(items), dim) float32 or None (then ``items`` needs
+    a ``text`` column to be encoded)."""
+
+    name: str
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    item_embeddings: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.interactions = validate_interactions(self.interactions, self.categorical, self.numeric, self.name)
+        if "item_id" not in self.items.columns:
+            raise InvalidInputError(f"{self.name}: item table has no item_id column (columns: {list(self.items.columns)})")
+        self.items = self.items.assign(item_id=self.items["item_id"].astype(str)).reset_index(drop=True)
+        duplicated = self.items["item_id"].duplicated()
+        if duplicated.any():
+            raise InvalidInputError(f"{self.name}: item table lists item_id {self.items['item_id'][duplicated].iloc[0]!r}"
+                                    f" more than once ({int(duplicated.sum())} duplicate(s))")
+        if self.item_embeddings is not None and len(self.item_embeddings) != len(self.items):
+            raise InvalidInputError(f"{self.name}: {len(self.item_embeddings)} item embeddings for"
+                                    f" {len(self.items)} items")
+
+
+def validate_interactions(frame: pd.DataFrame, categorical, numeric, name: str) -> pd.DataFrame:
+    """Check columns and labels; return a copy with canonical dtypes."""
+    missing = [c for c in (*REQUIRED, *categorical, *numeric) if c not in frame.columns]
+    if missing:
+        raise InvalidInputError(f"{name}: interaction table lacks column(s) {missing} (has {list(frame.columns)})")
+    if frame.empty:
+        raise InvalidInputError(f"{name}: interaction table has no rows")
+    labels = pd.to_numeric(frame["label"], errors="coerce")
+    bad = ~labels.isin([0, 1])
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InvalidInputError(f"{name}: column label must hold 0 or 1; row {row} has {frame['label'].iloc[row]!r}"
+                                f" ({int(bad.sum())} such row(s)); binarize ratings first (e.g. rating >= 4)")
+    out = pd.DataFrame({"user_id": frame["user_id"].astype(str), "item_id": frame["item_id"].astype(str),
+                        "label": labels.astype(np.int8),
+                        "timestamp": pd.to_numeric(frame["timestamp"], errors="raise").astype(np.int64)})
+    for column in categorical:
+        out[column] = frame[column].astype(str)
+    for column in numeric:
+        values = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+        if values.isna().all():
+            raise InvalidInputError(f"{name}: numeric column {column!r} holds no numbers")
+        out[column] = values
+    return out.reset_index(drop=True)
+
+
+def load_movielens(threshold: float = 4.0) -> CTRDataset:
+    """MovieLens-100k from the installed recbole files: label = rating >= ``threshold``; user
+    features gender, occupation (categorical) and age; item year and 19 genre indicators
+    (numeric); item text "Title (year). Genres: ..." for the text encoder."""
+    from rqgmm.data.movielens import load_items, movielens_dir, read_atomic_file
+
+    ratings = read_atomic_file(movielens_dir() / "ml-100k.inter")
+    users = read_atomic_file(movielens_dir() / "ml-100k.user")
+    items = load_items()
+    genres = sorted({g for gs in items["genres"] for g in gs})
+    item_side = pd.DataFrame({"item_id": items["item_id"].astype(str),
+                              "year": items["year"].astype("Float64").fillna(items["year"].median()).astype(float)})
+    for genre in genres:
+        item_side[f"genre_{genre}"] = [float(genre in gs) for gs in items["genres"]]
+    frame = ratings.merge(users[["user_id", "age", "gender", "occupation"]], on="user_id", how="left")
+    frame = frame.merge(item_side, on="item_id", how="left")
+    frame["label"] = (frame["rating"].astype(float) >= threshold).astype(np.int8)
+    numeric = ("age", "year", *(f"genre_{g}" for g in genres))
+    return CTRDataset("ml-100k", frame, items[["item_id", "text"]].astype({"item_id": str}),
+                      categorical=("gender", "occupation"), numeric=numeric)
+
+
+@dataclass
+class ParquetDatasetConfig:
+    """A user's data set: interactions and items as Parquet files, described in YAML::
+
+        name: my-shop
+        interactions: data/impressions.parquet
+        items: data/items.parquet
+        columns: {user_id: uid, item_id: sku, label: clicked, timestamp: ts}   # renames, optional
+        categorical: [device, country]
+        numeric: [price]
+        embedding_column: embedding        # or text_column: title
+    """
+
+    interactions: str
+    items: str
+    name: str = "parquet"
+    columns: dict = field(default_factory=dict)
+    categorical: list = field(default_factory=list)
+    numeric: list = field(default_factory=list)
+    embedding_column: str | None = None
+    text_column: str | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "ParquetDatasetConfig":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidInputError(f"{path}: cannot read the data set config ({exc})") from None
+        if not isinstance(raw, dict):
+            raise InvalidInputError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidInputError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        for required in ("interactions", "items"):
+            if required not in raw:
+                raise InvalidInputError(f"{path}: setting {required!r} is missing")
+        config = cls(**raw)
+        base = path.parent
+        config.interactions = str(base / config.interactions)
+        config.items = str(base / config.items)
+        return config
+
+
+def load_parquet_dataset(config: ParquetDatasetConfig) -> CTRDataset:
+    """Read the files a :class:`ParquetDatasetConfig` names, renaming columns to the canonical ones."""
+    from rqgmm.io.tables import read_embeddings
+
+    for path in (config.interactions, config.items):
+        if not Path(path).is_file():
+            raise InvalidInputError(f"{path}: no such file")
+    renames = {source: target for target, source in config.columns.items()}
+    interactions = pd.read_parquet(config.interactions).rename(columns=renames)
+    items_frame = pd.read_parquet(config.items).rename(columns=renames)
+    embeddings = None
+    if config.embedding_column is not None:
+        embeddings = read_embeddings(config.items, column=config.embedding_column, id_column=None).embeddings
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+    elif config.text_column is not None:
+        if config.text_column not in items_frame.columns:
+            raise InvalidInputError(f"{config.items}: no text column {config.text_column!r}")
+        items_frame = items_frame.assign(text=items_frame[config.text_column].astype(str))
+    else:
+        raise InvalidInputError(f"{config.name}: set embedding_column or text_column for the items")
+    items = items_frame[[c for c in ("item_id", "text") if c in items_frame.columns]]
+    return CTRDataset(config.name, interactions, items, tuple(config.categorical), tuple(config.numeric), embeddings)
+
+
+def item_content(dataset: CTRDataset, progress: bool | None = None) -> np.ndarray:
+    """(n_items, dim) float32 content embeddings: given ones, or the item texts through the
+    packaged MiniLM encoder (cached on disk by hash of model and text)."""
+    if dataset.item_embeddings is not None:
+        return dataset.item_embeddings
+    if "text" not in dataset.items.columns:
+        raise InvalidInputError(f"{dataset.name}: items have neither embeddings nor text")
+    from rqgmm.data.text_encoder import TextEncoder
+
+    return TextEncoder(progress=progress).encode(dataset.items["text"].tolist())

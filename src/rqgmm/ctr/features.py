@@ -1,0 +1,218 @@
+"""Features for CTR models: vocabularies, standardized numerics, item-side tables, histories.
+
+Every interaction becomes
+- ``context`` (n, F_c) int64: user id and each categorical column, index 0 = out of vocabulary;
+- ``numeric`` (n, F_n) float32: numeric columns standardized with training statistics;
+- ``item`` (n,) int64: the item's row in the item tables (0 = an item without content);
+- ``history`` (n, H) int64: item rows of the user's last ``H`` positive interactions before this
+  one (0 = padding), for DIN.
+Item-side fields are looked up from ``item_fields`` (n_items + 1, F_i): the item-id vocabulary
+index, then (feature sets with ``sid``) one column per semantic-ID level holding ``code + 1``.
+Semantic IDs use the whole codebook as vocabulary, so an item never seen in training still has
+meaningful content fields. ``item_content`` (n_items + 1, dim) holds raw content embeddings for
+feature sets with ``emb``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from rqgmm.ctr.dataset import CTRDataset
+from rqgmm.errors import InvalidInputError
+
+FEATURE_SETS = ("id", "emb", "sid", "sid+emb")
+MISSING_ITEM_POLICIES = ("error", "zero")
+
+
+class Vocabulary:
+    """Values seen at least ``min_count`` times in training, indexed from 1; 0 is the bucket of
+    unseen and rare values."""
+
+    def __init__(self, values: list[str]):
+        self.values = list(values)
+        self._index = pd.Index(self.values)
+
+    @classmethod
+    def fit(cls, column: pd.Series, min_count: int = 1) -> "Vocabulary":
+        counts = column.astype(str).value_counts()
+        return cls(sorted(counts.index[counts >= min_count].tolist()))
+
+    def __len__(self) -> int:
+        return len(self.values) + 1
+
+    def transform(self, column: pd.Series | np.ndarray) -> np.ndarray:
+        positions = self._index.get_indexer(pd.Index(np.asarray(column, dtype=str)))
+        return (positions + 1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """What a model needs to size its layers. Cardinalities include the out-of-vocabulary 0."""
+
+    context_fields: tuple[str, ...]
+    context_cardinalities: tuple[int, ...]
+    item_fields: tuple[str, ...]
+    item_cardinalities: tuple[int, ...]
+    n_numeric: int
+    content_dim: int
+    history_length: int
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "FeatureLayout":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+class FeatureEncoder:
+    """Fits vocabularies and statistics on the training rows; turns any rows into model inputs.
+
+    feature_set: "id", "emb", "sid" or "sid+emb". min_count: a categorical value needs this many
+    training rows to get its own index. history_length: items kept for DIN (0: none).
+    missing_items: "error" (an interaction whose item has no content stops the run) or "zero"
+    (such items get zero content and out-of-vocabulary semantic IDs; their count is reported).
+    """
+
+    def __init__(self, feature_set: str = "id", *, min_count: int = 1, history_length: int = 20,
+                 missing_items: str = "error"):
+        if feature_set not in FEATURE_SETS:
+            raise InvalidInputError(f"feature set must be one of {FEATURE_SETS}, got {feature_set!r}")
+        if missing_items not in MISSING_ITEM_POLICIES:
+            raise InvalidInputError(f"missing_items must be one of {MISSING_ITEM_POLICIES}, got {missing_items!r}")
+        self.feature_set = feature_set
+        self.min_count = min_count
+        self.history_length = history_length
+        self.missing_items = missing_items
+
+    @property
+    def uses_sid(self) -> bool:
+        return "sid" in self.feature_set
+
+    @property
+    def uses_content(self) -> bool:
+        return "emb" in self.feature_set
+
+    def fit(self, dataset: CTRDataset, train_rows: np.ndarray, *, item_codes: np.ndarray | None = None,
+            codebook_sizes: list[int] | None = None, content: np.ndarray | None = None) -> "FeatureEncoder":
+        """item_codes: (n_items, L) semantic IDs aligned with ``dataset.items`` (needed for sid
+        sets); codebook_sizes: K per level; content: (n_items, dim) (needed for emb sets)."""
+        train = dataset.interactions.iloc[train_rows]
+        self.categorical = list(dataset.categorical)
+        self.numeric = list(dataset.numeric)
+        self.vocabularies = {name: Vocabulary.fit(train[name], self.min_count)
+                             for name in ("user_id", *self.categorical, "item_id")}
+        values = train[self.numeric].to_numpy(np.float64) if self.numeric else np.zeros((len(train), 0))
+        self.numeric_mean = np.nan_to_num(np.nanmean(values, axis=0)) if len(values) else np.zeros(0)
+        std = np.nanstd(values, axis=0) if len(values) else np.zeros(0)
+        self.numeric_scale = np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
+        self.item_ids = pd.Index(dataset.items["item_id"].astype(str))
+        self.n_missing_items = self._check_items(dataset)
+        n_items = len(self.item_ids)
+        columns = [np.concatenate([[0], self.vocabularies["item_id"].transform(self.item_ids)])]
+        self.sid_sizes: list[int] = []
+        if self.uses_sid:
+            if item_codes is None or codebook_sizes is None:
+                raise InvalidInputError(f"feature set {self.feature_set!r} needs semantic IDs (pass a tokenizer)")
+            if len(item_codes) != n_items:
+                raise InvalidInputError(f"semantic IDs: {len(item_codes)} rows for {n_items} items")
+            self.sid_sizes = [int(k) for k in codebook_sizes]
+            for level in range(item_codes.shape[1]):
+                columns.append(np.concatenate([[0], item_codes[:, level].astype(np.int64) + 1]))
+        self.item_fields = np.stack(columns, axis=1)
+        self.item_content = None
+        if self.uses_content:
+            if content is None:
+                raise InvalidInputError(f"feature set {self.feature_set!r} needs item content embeddings")
+            self.item_content = np.concatenate([np.zeros((1, content.shape[1]), np.float32),
+                                                np.asarray(content, np.float32)])
+        return self
+
+    def _check_items(self, dataset: CTRDataset) -> int:
+        known = self.item_ids.get_indexer(dataset.interactions["item_id"]) >= 0
+        missing = int((~known).sum())
+        if missing and (self.uses_sid or self.uses_content) and self.missing_items == "error":
+            examples = dataset.interactions["item_id"][~known].unique()[:5].tolist()
+            raise InvalidInputError(
+                f"{dataset.name}: {missing} interaction(s) name items without content in the item table"
+                f" (e.g. {examples}); add them, or pass missing_items='zero' (--missing-items zero) to give"
+                " them zero content and unknown semantic IDs")
+        return missing
+
+    @property
+    def layout(self) -> FeatureLayout:
+        item_fields = ["item_id", *(f"sid_{level}" for level in range(len(self.sid_sizes)))]
+        item_cards = [len(self.vocabularies["item_id"]), *(k + 1 for k in self.sid_sizes)]
+        context = ["user_id", *self.categorical]
+        return FeatureLayout(tuple(context), tuple(len(self.vocabularies[c]) for c in context), tuple(item_fields),
+                             tuple(item_cards), len(self.numeric),
+                             0 if self.item_content is None else self.item_content.shape[1], self.history_length)
+
+    def transform(self, dataset: CTRDataset, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Model inputs and labels for ``rows`` of ``dataset.interactions``."""
+        frame = dataset.interactions.iloc[rows]
+        context = np.stack([self.vocabularies[c].transform(frame[c]) for c in ("user_id", *self.categorical)], axis=1)
+        numeric = frame[self.numeric].to_numpy(np.float64) if self.numeric else np.zeros((len(frame), 0))
+        numeric = np.nan_to_num((numeric - self.numeric_mean) / self.numeric_scale).astype(np.float32)
+        item = self.item_ids.get_indexer(frame["item_id"]) + 1
+        out = {"context": context, "numeric": numeric, "item": item.astype(np.int64),
+               "label": frame["label"].to_numpy(np.float32)}
+        if self.history_length:
+            out["history"] = user_histories(dataset.interactions, self.item_ids, self.history_length)[rows]
+        return out
+
+    # ----------------------------------------------------------------- persistence
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON-able attributes, arrays) to save beside a model."""
+        attributes = {"feature_set": self.feature_set, "min_count": self.min_count,
+                      "history_length": self.history_length, "missing_items": self.missing_items,
+                      "categorical": self.categorical, "numeric": self.numeric, "sid_sizes": self.sid_sizes,
+                      "vocabularies": {name: vocab.values for name, vocab in self.vocabularies.items()},
+                      "item_ids": self.item_ids.tolist(), "n_missing_items": self.n_missing_items}
+        arrays = {"features.numeric_mean": self.numeric_mean, "features.numeric_scale": self.numeric_scale,
+                  "features.item_fields": self.item_fields}
+        if self.item_content is not None:
+            arrays["features.item_content"] = self.item_content
+        return attributes, arrays
+
+    @classmethod
+    def from_state(cls, attributes: dict, arrays: dict[str, np.ndarray]) -> "FeatureEncoder":
+        encoder = cls(attributes["feature_set"], min_count=attributes["min_count"],
+                      history_length=attributes["history_length"], missing_items=attributes["missing_items"])
+        encoder.categorical = list(attributes["categorical"])
+        encoder.numeric = list(attributes["numeric"])
+        encoder.sid_sizes = list(attributes["sid_sizes"])
+        encoder.vocabularies = {name: Vocabulary(values) for name, values in attributes["vocabularies"].items()}
+        encoder.item_ids = pd.Index(attributes["item_ids"])
+        encoder.n_missing_items = attributes["n_missing_items"]
+        encoder.numeric_mean = arrays["features.numeric_mean"]
+        encoder.numeric_scale = arrays["features.numeric_scale"]
+        encoder.item_fields = arrays["features.item_fields"]
+        encoder.item_content = arrays.get("features.item_content")
+        return encoder
+
+
+def user_histories(interactions: pd.DataFrame, item_ids: pd.Index, length: int) -> np.ndarray:
+    """(n_rows, length) int64 item rows (1-based; 0 = padding) of each row's user's last
+    ``length`` positive interactions strictly before it in (timestamp, table) order, oldest first."""
+    n = len(interactions)
+    order = np.lexsort((np.arange(n), interactions["timestamp"].to_numpy(), interactions["user_id"].to_numpy()))
+    users = interactions["user_id"].to_numpy()[order]
+    labels = interactions["label"].to_numpy()[order].astype(np.int64)
+    items = (item_ids.get_indexer(interactions["item_id"].to_numpy()[order]) + 1).astype(np.int64)
+    positive_items = items[labels == 1]
+    # positives before each row (in sorted order), counted over the whole table
+    positives_before = np.cumsum(labels) - labels
+    first_of_user = np.r_[True, users[1:] != users[:-1]]
+    user_start = np.maximum.accumulate(np.where(first_of_user, positives_before, 0))
+    ends = positives_before
+    offsets = ends[:, None] - np.arange(length, 0, -1)[None, :]
+    valid = offsets >= user_start[:, None]
+    history = np.where(valid, positive_items[np.clip(offsets, 0, max(len(positive_items) - 1, 0))]
+                       if len(positive_items) else 0, 0)
+    out = np.empty((n, length), dtype=np.int64)
+    out[order] = history
+    return out

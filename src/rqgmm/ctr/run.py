@@ -1,0 +1,199 @@
+"""One CTR run end to end: data set, split, features, model, training, evaluation, artifacts.
+
+A run directory holds ``config.json`` (everything needed to redo the run), ``metrics.json``
+(validation and test figures, training history, samples/s) and ``model/`` (an rqgmm artifact:
+safetensors weights and feature tables, the vocabularies in the manifest; no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rqgmm.ctr.dataset import CTRDataset, ParquetDatasetConfig, item_content, load_movielens, load_parquet_dataset
+from rqgmm.ctr.features import FeatureEncoder
+from rqgmm.ctr.models import CTRModel, build_model
+from rqgmm.ctr.splits import Split, make_split
+from rqgmm.ctr.training import TrainingConfig, TrainingResult, evaluate, train_model
+from rqgmm.errors import ArtifactError, InvalidInputError
+
+PARTS = ("train", "validation", "test")
+_EXTERNAL_BUFFERS = ("embedding.item_fields", "embedding.item_content")
+
+
+@dataclass
+class RunConfig:
+    """dataset: "ml-100k" or the path of a Parquet data set YAML (see ``ParquetDatasetConfig``);
+    split: time | random | cold-item; features: id | emb | sid | sid+emb; tokenizer: a saved
+    tokenizer directory (needed for sid sets); model_params: keyword hyperparameters of the
+    model; training: :class:`TrainingConfig` fields."""
+
+    dataset: str = "ml-100k"
+    split: str = "time"
+    model: str = "fnn"
+    features: str = "id"
+    tokenizer: str | None = None
+    seed: int = 0
+    min_count: int = 1
+    history_length: int = 20
+    missing_items: str = "error"
+    model_params: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+
+    def training_config(self) -> TrainingConfig:
+        return TrainingConfig(**{"seed": self.seed, **self.training})
+
+
+def load_dataset(spec: str) -> CTRDataset:
+    if spec == "ml-100k":
+        return load_movielens()
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml"):
+        return load_parquet_dataset(ParquetDatasetConfig.from_yaml(path))
+    raise InvalidInputError(f"dataset must be 'ml-100k' or a .yaml data set config, got {spec!r}")
+
+
+def semantic_ids(tokenizer_dir: str | Path, content: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Codes (n_items, L) of the item content from a saved tokenizer, and its codebook sizes."""
+    from rqgmm.quantize import ResidualTokenizer
+
+    tokenizer = ResidualTokenizer.load(tokenizer_dir)
+    if tokenizer.n_features_in_ != content.shape[1]:
+        raise InvalidInputError(f"tokenizer {tokenizer_dir} was fitted on {tokenizer.n_features_in_}-d embeddings,"
+                                f" but the item embeddings are {content.shape[1]}-d; fit it on the same encoder")
+    tokenizer.progress = False
+    return tokenizer.encode(content), tokenizer.codebook_sizes
+
+
+@dataclass
+class PreparedData:
+    """Model inputs of each part plus what evaluation needs (users, cold-item rows)."""
+
+    dataset: CTRDataset
+    split: Split
+    encoder: FeatureEncoder
+    inputs: dict[str, dict[str, np.ndarray]]
+    users: dict[str, np.ndarray]
+    cold: dict[str, np.ndarray]
+
+
+def prepare(dataset: CTRDataset, split: Split, encoder: FeatureEncoder, *, content: np.ndarray | None = None,
+            codes: np.ndarray | None = None, codebook_sizes: list[int] | None = None,
+            fitted: bool = False) -> PreparedData:
+    """Fit ``encoder`` on the training rows (unless ``fitted``) and transform every part."""
+    if not fitted:
+        encoder.fit(dataset, split.train, item_codes=codes, codebook_sizes=codebook_sizes, content=content)
+    frame = dataset.interactions
+    train_items = set(frame["item_id"].iloc[split.train])
+    parts = {"train": split.train, "validation": split.validation, "test": split.test}
+    return PreparedData(
+        dataset, split, encoder,
+        inputs={name: encoder.transform(dataset, rows) for name, rows in parts.items()},
+        users={name: frame["user_id"].to_numpy()[rows] for name, rows in parts.items()},
+        cold={name: ~frame["item_id"].iloc[rows].isin(train_items).to_numpy() for name, rows in parts.items()})
+
+
+def new_model(name: str, encoder: FeatureEncoder, params: dict, seed: int) -> CTRModel:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(name, encoder.layout, encoder.item_fields, encoder.item_content, **params)
+
+
+def fit_and_evaluate(data: PreparedData, model_name: str, model_params: dict, training: TrainingConfig,
+                     progress: bool | None = None) -> tuple[CTRModel, TrainingResult, dict]:
+    """Train one model; return it, its training record and validation/test metrics."""
+    model = new_model(model_name, data.encoder, model_params, training.seed)
+    record = train_model(model, data.inputs["train"], data.inputs["validation"], training, progress,
+                         desc=f"{model_name} {data.encoder.feature_set}")
+    metrics = {part: evaluate(model, data.inputs[part], data.users[part], data.cold[part], training.eval_batch_size)
+               for part in ("validation", "test")}
+    return model, record, metrics
+
+
+def prepare_run(config: RunConfig, progress: bool | None = None) -> PreparedData:
+    dataset = load_dataset(config.dataset)
+    split = make_split(dataset.interactions, config.split, seed=config.seed)
+    encoder = FeatureEncoder(config.features, min_count=config.min_count,
+                             history_length=config.history_length if config.model == "din" else 0,
+                             missing_items=config.missing_items)
+    content = codes = sizes = None
+    if encoder.uses_sid or encoder.uses_content:
+        content = item_content(dataset, progress)
+    if encoder.uses_sid:
+        if config.tokenizer is None:
+            raise InvalidInputError(f"features {config.features!r} need semantic IDs: pass a tokenizer directory"
+                                    " (fit one with `rqgmm fit`)")
+        codes, sizes = semantic_ids(config.tokenizer, content)
+    return prepare(dataset, split, encoder, content=content, codes=codes, codebook_sizes=sizes)
+
+
+def train_run(config: RunConfig, output: str | Path | None = None, *, overwrite: bool = False,
+              progress: bool | None = None) -> dict:
+    """Run ``config``; write the run directory when ``output`` is given; return metrics.json's content."""
+    from rqgmm.io.atomic import refuse_existing
+
+    if output is not None:
+        refuse_existing(Path(output), overwrite)
+    data = prepare_run(config, progress)
+    model, record, metrics = fit_and_evaluate(data, config.model, config.model_params, config.training_config(),
+                                              progress)
+    summary = {"config": asdict(config), "split_sizes": data.split.sizes(), "metrics": metrics,
+               "training": asdict(record), "n_missing_items": data.encoder.n_missing_items}
+    if output is not None:
+        save_run(output, config, data.encoder, model, summary, overwrite=overwrite)
+    return summary
+
+
+def save_run(path: str | Path, config: RunConfig, encoder: FeatureEncoder, model: CTRModel, summary: dict, *,
+             overwrite: bool = False) -> Path:
+    from rqgmm.io.artifacts import save_artifact
+    from rqgmm.io.atomic import atomic_path
+
+    attributes, arrays = encoder.state()
+    for name, tensor in model.state_dict().items():
+        if name not in _EXTERNAL_BUFFERS:
+            arrays[f"model.{name}"] = tensor.detach().cpu().numpy()
+    with atomic_path(Path(path), overwrite=overwrite, directory=True) as tmp:
+        save_artifact(tmp / "model", kind=f"ctr-{config.model}", params=config.model_params,
+                      attributes={"features": attributes, "layout": encoder.layout.to_json()}, arrays=arrays)
+        (tmp / "config.json").write_text(json.dumps(asdict(config), indent=2))
+        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
+    return Path(path)
+
+
+def load_run(path: str | Path) -> tuple[RunConfig, FeatureEncoder, CTRModel]:
+    """Read a run directory written by :func:`train_run`, verifying the model artifact."""
+    from rqgmm.io.artifacts import load_artifact
+
+    path = Path(path)
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise ArtifactError(f"{path}: not a CTR run directory (config.json is missing)")
+    config = RunConfig(**json.loads(config_path.read_text()))
+    manifest, arrays = load_artifact(path / "model")
+    if manifest["kind"] != f"ctr-{config.model}":
+        raise ArtifactError(f"{path}: model artifact holds {manifest['kind']!r}, config says {config.model!r}")
+    encoder = FeatureEncoder.from_state(manifest["attributes"]["features"], arrays)
+    model = build_model(config.model, encoder.layout, encoder.item_fields, encoder.item_content,
+                        **manifest["params"])
+    state = {name[len("model."):]: torch.from_numpy(array) for name, array in arrays.items()
+             if name.startswith("model.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or set(missing) - set(_EXTERNAL_BUFFERS):
+        raise ArtifactError(f"{path}: model weights do not fit the model (missing {missing}, unexpected {unexpected})")
+    return config, encoder, model
+
+
+def evaluate_run(path: str | Path, progress: bool | None = None) -> dict:
+    """Re-evaluate a saved run on its data set and split: validation and test metrics."""
+    config, encoder, model = load_run(path)
+    dataset = load_dataset(config.dataset)
+    split = make_split(dataset.interactions, config.split, seed=config.seed)
+    data = prepare(dataset, split, encoder, fitted=True)
+    batch = config.training_config().eval_batch_size
+    return {part: evaluate(model, data.inputs[part], data.users[part], data.cold[part], batch)
+            for part in ("validation", "test")}
