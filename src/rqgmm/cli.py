@@ -1,4 +1,4 @@
-"""Command line: ``rqgmm fit | encode | decode | info | demo``. Thin: parse, call, print."""
+"""Command line: ``rqgmm fit | encode | decode | info | report | data | ctr | demo``. Thin: parse, call, print."""
 
 from __future__ import annotations
 
@@ -293,6 +293,72 @@ def data_movielens(output, overwrite, quiet):
         pq.write_table(table, tmp)
     if not quiet:
         click.echo(f"wrote {len(items)} items x {vectors.shape[1]}-d embeddings to {output}")
+
+
+@main.group()
+def ctr() -> None:
+    """CTR models with semantic IDs as features: train and evaluate."""
+
+
+@ctr.command("train")
+@click.option("--dataset", default="ml-100k", show_default=True,
+              help="ml-100k, or a .yaml describing your Parquet interactions and items.")
+@click.option("--model", "model_name", type=click.Choice(["fnn", "ipnn", "deepfm", "dcnv2", "din"]), default="fnn",
+              show_default=True)
+@click.option("--features", type=click.Choice(["id", "emb", "sid", "sid+emb"]), default="id", show_default=True)
+@click.option("--tokenizer", type=click.Path(path_type=Path), default=None, help="Saved tokenizer (sid features).")
+@click.option("--split", type=click.Choice(["time", "random", "cold-item"]), default="time", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=int, default=20, show_default=True, help="Epochs at most (early stopping on val AUC).")
+@click.option("--batch-size", type=int, default=1024, show_default=True)
+@click.option("--learning-rate", type=float, default=1e-3, show_default=True)
+@click.option("--patience", type=int, default=2, show_default=True)
+@click.option("--embed-dim", type=int, default=16, show_default=True)
+@click.option("--min-count", type=int, default=1, show_default=True, help="Training rows a category needs.")
+@click.option("--missing-items", type=click.Choice(["error", "zero"]), default="error", show_default=True,
+              help="Interactions whose item has no content: stop, or use zero content.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
+@click.option("--overwrite", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True)
+def ctr_train(dataset, model_name, features, tokenizer, split, seed, epochs, batch_size, learning_rate, patience,
+              embed_dim, min_count, missing_items, output, overwrite, quiet):
+    """Train a CTR model and write OUTPUT (config.json, metrics.json, model/)."""
+    from rqgmm.ctr.run import RunConfig, train_run
+
+    _show_warnings(quiet)
+    config = RunConfig(dataset=dataset, split=split, model=model_name, features=features,
+                       tokenizer=None if tokenizer is None else str(tokenizer), seed=seed, min_count=min_count,
+                       missing_items=missing_items, model_params={"embed_dim": embed_dim},
+                       training={"max_epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                                 "patience": patience})
+    summary = train_run(config, output, overwrite=overwrite, progress=False if quiet else None)
+    if summary["n_missing_items"]:
+        click.echo(f"note: {summary['n_missing_items']} interaction(s) name items without content; they got zero"
+                   " content and unknown semantic IDs", err=True)
+    click.echo(_format_metrics(summary["metrics"], summary["training"]))
+    click.echo(f"wrote {output}")
+
+
+@ctr.command("evaluate")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("-q", "--quiet", is_flag=True)
+def ctr_evaluate(run_dir, quiet):
+    """Re-evaluate a saved run on its data set and split."""
+    from rqgmm.ctr.run import evaluate_run
+
+    _show_warnings(quiet)
+    click.echo(_format_metrics(evaluate_run(run_dir, progress=False if quiet else None)))
+
+
+def _format_metrics(metrics: dict, training: dict | None = None) -> str:
+    lines = [f"{'part':<11} {'AUC':>7} {'LogLoss':>8} {'GAUC':>7} {'rows':>7} {'cold AUC':>9} {'cold rows':>9}"]
+    for part, m in metrics.items():
+        lines.append(f"{part:<11} {m['auc']:7.4f} {m['logloss']:8.4f} {m['gauc']:7.4f} {m['rows']:7d}"
+                     f" {'-' if m['cold_auc'] is None else format(m['cold_auc'], '.4f'):>9} {m['cold_rows']:9d}")
+    if training is not None:
+        lines.append(f"best epoch {training['best_epoch'] + 1} of {len(training['epochs'])},"
+                     f" {training['samples_per_second']:,.0f} training samples/s")
+    return "\n".join(lines)
 
 
 @main.command()

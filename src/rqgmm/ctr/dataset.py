@@ -36,12 +36,14 @@ class CTRDataset:
     def __post_init__(self) -> None:
         self.interactions = validate_interactions(self.interactions, self.categorical, self.numeric, self.name)
         if "item_id" not in self.items.columns:
-            raise InvalidInputError(f"{self.name}: item table has no item_id column (columns: {list(self.items.columns)})")
+            raise InvalidInputError(
+                f"{self.name}: item table has no item_id column (columns: {list(self.items.columns)})")
         self.items = self.items.assign(item_id=self.items["item_id"].astype(str)).reset_index(drop=True)
         duplicated = self.items["item_id"].duplicated()
         if duplicated.any():
-            raise InvalidInputError(f"{self.name}: item table lists item_id {self.items['item_id'][duplicated].iloc[0]!r}"
-                                    f" more than once ({int(duplicated.sum())} duplicate(s))")
+            first = self.items["item_id"][duplicated].iloc[0]
+            raise InvalidInputError(f"{self.name}: item table lists item_id {first!r} more than once"
+                                    f" ({int(duplicated.sum())} duplicate(s))")
         if self.item_embeddings is not None and len(self.item_embeddings) != len(self.items):
             raise InvalidInputError(f"{self.name}: {len(self.item_embeddings)} item embeddings for"
                                     f" {len(self.items)} items")
@@ -58,7 +60,7 @@ def validate_interactions(frame: pd.DataFrame, categorical, numeric, name: str) 
     bad = ~labels.isin([0, 1])
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InvalidInputError(f"{name}: column label must hold 0 or 1; row {row} has {frame['label'].iloc[row]!r}"
+        raise InvalidInputError(f"{name}: column label must hold 0 or 1; row {row} has {frame['label'].iloc[row]}"
                                 f" ({int(bad.sum())} such row(s)); binarize ratings first (e.g. rating >= 4)")
     out = pd.DataFrame({"user_id": frame["user_id"].astype(str), "item_id": frame["item_id"].astype(str),
                         "label": labels.astype(np.int8),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -93,7 +94,8 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
             result.epochs.append({"epoch": epoch, "train_loss": total / n, "validation_auc": validation_auc})
             epochs.set_postfix(loss=f"{total / n:.4f}", val_auc=f"{validation_auc:.4f}")
             if validation_auc > best_auc:
-                best_auc, best_state, result.best_epoch, stale = validation_auc, copy.deepcopy(model.state_dict()), epoch, 0
+                best_auc, best_state, stale = validation_auc, copy.deepcopy(model.state_dict()), 0
+                result.best_epoch = epoch
             else:
                 stale += 1
                 if stale >= config.patience:
@@ -107,12 +109,13 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
 def evaluate(model: torch.nn.Module, inputs: dict[str, np.ndarray], users: np.ndarray,
              cold: np.ndarray | None = None, batch_size: int = 16384) -> dict[str, float]:
     """AUC, LogLoss, GAUC (by user) and, where ``cold`` (bool per row) marks rows whose item never
-    appeared in training, the AUC on those rows (``cold_auc``) and their count."""
+    appeared in training, the AUC on those rows (``cold_auc``, None when undefined) and their count."""
     probabilities = predict(model, inputs, batch_size)
     labels = inputs["label"]
     metrics = {"auc": auc(labels, probabilities), "logloss": log_loss(labels, probabilities),
                "gauc": gauc(labels, probabilities, users), "rows": int(len(labels))}
     if cold is not None:
         metrics["cold_rows"] = int(cold.sum())
-        metrics["cold_auc"] = auc(labels[cold], probabilities[cold]) if cold.any() else float("nan")
+        cold_auc = auc(labels[cold], probabilities[cold]) if cold.any() else math.nan
+        metrics["cold_auc"] = None if math.isnan(cold_auc) else cold_auc  # None: no cold rows or one class
     return metrics
