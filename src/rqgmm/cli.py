@@ -350,6 +350,27 @@ def ctr_evaluate(run_dir, quiet):
     click.echo(_format_metrics(evaluate_run(run_dir, progress=False if quiet else None)))
 
 
+@ctr.command("summarize")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--part", type=click.Choice(["validation", "test"]), default="test", show_default=True)
+def ctr_summarize(run_dirs, part):
+    """One table of the saved metrics of several runs (model, features, split, AUC, LogLoss, GAUC, samples/s)."""
+    header = (f"{'model':<7} {'features':<8} {'split':<9} {'AUC':>7} {'LogLoss':>8} {'GAUC':>7} {'cold AUC':>9}"
+              f" {'epochs':>6} {'samples/s':>10}")
+    lines = [header, "-" * len(header)]
+    for run_dir in run_dirs:
+        path = Path(run_dir) / "metrics.json"
+        if not path.is_file():
+            raise click.ClickException(f"{run_dir}: not a CTR run directory (metrics.json is missing)")
+        summary = json.loads(path.read_text())
+        config, m, training = summary["config"], summary["metrics"][part], summary["training"]
+        cold = "-" if m["cold_auc"] is None else f"{m['cold_auc']:.4f}"
+        lines.append(f"{config['model']:<7} {config['features']:<8} {config['split']:<9} {m['auc']:7.4f}"
+                     f" {m['logloss']:8.4f} {m['gauc']:7.4f} {cold:>9} {len(training['epochs']):6d}"
+                     f" {training['samples_per_second']:10,.0f}")
+    click.echo("\n".join(lines))
+
+
 def _format_metrics(metrics: dict, training: dict | None = None) -> str:
     lines = [f"{'part':<11} {'AUC':>7} {'LogLoss':>8} {'GAUC':>7} {'rows':>7} {'cold AUC':>9} {'cold rows':>9}"]
     for part, m in metrics.items():
