@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 setup: $(STAMP)
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/rqgmm demo
+	HF_HUB_OFFLINE=1 $(BIN)/rqgmm experiment experiments/ml-100k.yaml
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

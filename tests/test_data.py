@@ -2,10 +2,8 @@
 
 import numpy as np
 
-from rqgmm import RQKMeans
 from rqgmm.data.movielens import load_items
 from rqgmm.data.text_encoder import TextEncoder
-from rqgmm.demo import evaluate, format_rows
 
 
 def test_movielens_items_are_read_from_the_package():
@@ -32,11 +30,3 @@ def test_text_encoder_caches_by_text_and_model(tmp_path):
     similar = float(vectors[0] @ again.encode(["Toy Story 2 (1999)"])[0])
     unrelated = float(vectors[0] @ again.encode(["quarterly tax filing deadline"])[0])
     assert similar > unrelated
-
-
-def test_demo_rows_report_error_and_utilization(blobs):
-    row = evaluate("RQ-KMeans", RQKMeans(n_levels=2, codebook_size=8, seed=0, progress=False), blobs)
-    assert row.levels == 2 and len(row.utilization) == 2
-    assert all(0 < u <= 1 for u in row.utilization)
-    assert 0 < row.relative_error < 1 and row.rmse > 0
-    assert "RQ-KMeans" in format_rows([row])

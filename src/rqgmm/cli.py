@@ -1,4 +1,4 @@
-"""Command line: ``rqgmm fit | encode | decode | info | report | data | ctr | demo``. Thin: parse, call, print."""
+"""Command line: ``rqgmm fit | encode | decode | info | report | data | ctr | experiment``. Thin: parse, call, print."""
 
 from __future__ import annotations
 
@@ -383,15 +383,32 @@ def _format_metrics(metrics: dict, training: dict | None = None) -> str:
 
 
 @main.command()
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path),
+                default=Path("experiments/ml-100k.yaml"))
+@click.option("--quick", is_flag=True, help="The config's reduced grid (a few minutes).")
+@click.option("--root", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
+              help="Runs are written to ROOT/<name>; finished stages there are reused.")
 @click.option("-q", "--quiet", is_flag=True)
-def demo(seed, quiet):
-    """RQ-GMM vs RQ-KMeans on MovieLens-100k item embeddings (MiniLM), 2x128 and 3x256."""
-    from rqgmm.demo import format_rows, run_demo
+def experiment(config_path, quick, root, quiet):
+    """Reproduce the paper's offline study: tokenizers, quality, CTR grid, report (CONFIG: a YAML)."""
+    from rqgmm.experiment.config import ExperimentConfig
+    from rqgmm.experiment.report import format_text_table
+    from rqgmm.experiment.runner import Experiment
 
-    rows = run_demo(seed=seed, progress=False if quiet else None)
-    click.echo("MovieLens-100k items (1,682 titles + genres, all-MiniLM-L6-v2, 384-d), seed "
-               f"{seed}:\n" + format_rows(rows))
+    _show_warnings(True)
+    config = ExperimentConfig.from_yaml(config_path, quick=quick)
+    log = (lambda line: None) if quiet else click.echo
+    runner = Experiment(config, root, progress=False if quiet else None, log=log)
+    results = runner.run()
+    tables = results["summary"]["tables"]
+    click.echo("\nTokenizers\n" + format_text_table(*tables["tokenizers"]))
+    for split in config.splits:
+        click.echo(f"\nCTR, {split} split (test, mean ± std over seeds {config.seeds}; * beyond seed noise)\n"
+                   + format_text_table(*tables[f"ctr_{split}"]))
+    verdict = results["summary"]["rq_gmm_vs_rq_kmeans"]
+    click.echo(f"\nRQ-GMM vs RQ-KMeans (test AUC): {len(verdict['wins'])} ahead, {len(verdict['losses'])} behind,"
+               f" {len(verdict['ties'])} within noise")
+    click.echo(f"report: {runner.directory / 'report.html'} (and report.md, results.json)")
 
 
 if __name__ == "__main__":

@@ -8,14 +8,14 @@ columns. ``items``: one row per item with ``item_id`` (string) and ``text`` and/
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from rqgmm.errors import InvalidInputError
+from rqgmm.io.settings import check_keys, read_yaml_mapping
 
 REQUIRED = ("user_id", "item_id", "label", "timestamp")
 
@@ -122,16 +122,8 @@ class ParquetDatasetConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "ParquetDatasetConfig":
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise InvalidInputError(f"{path}: cannot read the data set config ({exc})") from None
-        if not isinstance(raw, dict):
-            raise InvalidInputError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise InvalidInputError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        raw = read_yaml_mapping(path, "the data set config")
+        check_keys(raw, cls, str(path))
         for required in ("interactions", "items"):
             if required not in raw:
                 raise InvalidInputError(f"{path}: setting {required!r} is missing")

@@ -56,7 +56,11 @@ class FieldEmbedding(nn.Module):
         """(..., ) item rows -> (..., n_item_fields, embed_dim)."""
         embedded = self.table(self.item_fields[item_rows] + self.item_offsets)
         if self.content is not None:
-            embedded = torch.cat([embedded, self.content(self.item_content[item_rows]).unsqueeze(-2)], dim=-2)
+            if item_rows.numel() > self.item_content.shape[0]:  # project the table once, then gather
+                projected = self.content(self.item_content)[item_rows]
+            else:
+                projected = self.content(self.item_content[item_rows])
+            embedded = torch.cat([embedded, projected.unsqueeze(-2)], dim=-2)
         return embedded
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -97,7 +101,7 @@ class FNN(CTRModel):
     name = "fnn"
 
     def __init__(self, layout, item_fields, item_content=None, *, embed_dim: int = 16,
-                 hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.1):
+                 hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.0):
         super().__init__(layout, item_fields, item_content, embed_dim)
         self.tower, width = mlp_tower(self.embedding.n_fields * embed_dim, hidden_dims, dropout)
         self.head = nn.Linear(width, 1)
@@ -112,7 +116,7 @@ class IPNN(CTRModel):
     name = "ipnn"
 
     def __init__(self, layout, item_fields, item_content=None, *, embed_dim: int = 16,
-                 hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.1):
+                 hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.0):
         super().__init__(layout, item_fields, item_content, embed_dim)
         n = self.embedding.n_fields
         rows, cols = torch.triu_indices(n, n, offset=1)
@@ -132,7 +136,7 @@ class DeepFM(CTRModel):
     name = "deepfm"
 
     def __init__(self, layout, item_fields, item_content=None, *, embed_dim: int = 16,
-                 hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.1):
+                 hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.0):
         super().__init__(layout, item_fields, item_content, embed_dim)
         self.first_order = nn.Linear(self.embedding.n_fields * embed_dim, 1)
         self.tower, width = mlp_tower(self.embedding.n_fields * embed_dim, hidden_dims, dropout)
@@ -151,7 +155,7 @@ class DCNv2(CTRModel):
     name = "dcnv2"
 
     def __init__(self, layout, item_fields, item_content=None, *, embed_dim: int = 16,
-                 hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.1, cross_layers: int = 3):
+                 hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.0, cross_layers: int = 3):
         super().__init__(layout, item_fields, item_content, embed_dim)
         width_in = self.embedding.n_fields * embed_dim
         self.cross = nn.ModuleList([nn.Linear(width_in, width_in) for _ in range(cross_layers)])
@@ -174,7 +178,7 @@ class DIN(CTRModel):
     name = "din"
 
     def __init__(self, layout, item_fields, item_content=None, *, embed_dim: int = 16,
-                 hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.1,
+                 hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.0,
                  attention_dims: tuple[int, ...] = (64, 32)):
         super().__init__(layout, item_fields, item_content, embed_dim)
         item_width = self.embedding.n_item_fields * embed_dim
