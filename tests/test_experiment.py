@@ -50,8 +50,11 @@ def test_an_interrupted_grid_redoes_only_missing_runs(tmp_path):
     before = json.loads(seed_file.read_text())
     seed_file.unlink()  # as if the run had been killed before this job finished
     results = Experiment(config, tmp_path, progress=False, log=lines.append).run()
-    assert json.loads(seed_file.read_text()) == before
-    assert results["ctr_runs"] == [before]
+    after = json.loads(seed_file.read_text())
+    assert (after["test"], after["validation"], after["epochs"]) == (before["test"], before["validation"],
+                                                                     before["epochs"])
+    assert results["ctr_runs"] == [after]
+    assert any("1 runs, 0 done before; 1 to train" in line for line in lines)
 
 
 def test_a_different_config_in_the_same_directory_is_refused(tmp_path):
@@ -67,7 +70,7 @@ def test_a_different_config_in_the_same_directory_is_refused(tmp_path):
 @pytest.mark.parametrize("change, message", [
     ({"colour": "blue"}, r"unknown setting\(s\) \['colour'\]"),
     ({"ctr_tokenizers": ["rq-gmm-9x9"]}, "ctr_tokenizers names 'rq-gmm-9x9', not among the tokenizers"),
-    ({"models": {"fnn": {"features": ["sid:rq-vae-2x128"]}}}, "feature 'sid:rq-vae-2x128' must be id, emb"),
+    ({"models": {"fnn": {"features": ["sid:rq-gmm-3x256"]}}}, "feature 'sid:rq-gmm-3x256' must be id, emb"),
     ({"tokenizers": [{"method": "pq", "levels": 1, "codebook_size": 4}], "ctr_tokenizers": []},
      "tokenizers\\[0\\].method must be one of"),
 ])

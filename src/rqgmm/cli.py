@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -388,8 +389,10 @@ def _format_metrics(metrics: dict, training: dict | None = None) -> str:
 @click.option("--quick", is_flag=True, help="The config's reduced grid (a few minutes).")
 @click.option("--root", type=click.Path(path_type=Path), default=Path("runs"), show_default=True,
               help="Runs are written to ROOT/<name>; finished stages there are reused.")
+@click.option("--workers", type=int, default=min(2, os.cpu_count() or 1), show_default=True,
+              help="Processes for the CTR grid (one torch thread each).")
 @click.option("-q", "--quiet", is_flag=True)
-def experiment(config_path, quick, root, quiet):
+def experiment(config_path, quick, root, workers, quiet):
     """Reproduce the paper's offline study: tokenizers, quality, CTR grid, report (CONFIG: a YAML)."""
     from rqgmm.experiment.config import ExperimentConfig
     from rqgmm.experiment.report import format_text_table
@@ -398,7 +401,7 @@ def experiment(config_path, quick, root, quiet):
     _show_warnings(True)
     config = ExperimentConfig.from_yaml(config_path, quick=quick)
     log = (lambda line: None) if quiet else click.echo
-    runner = Experiment(config, root, progress=False if quiet else None, log=log)
+    runner = Experiment(config, root, progress=False if quiet else None, log=log, workers=workers)
     results = runner.run()
     tables = results["summary"]["tables"]
     click.echo("\nTokenizers\n" + format_text_table(*tables["tokenizers"]))

@@ -40,11 +40,16 @@ def feature_slug(feature: str) -> str:
 
 
 class Experiment:
-    """Runs an :class:`ExperimentConfig` into ``root / config.name``; ``log`` prints one line."""
+    """Runs an :class:`ExperimentConfig` into ``root / config.name``; ``log`` prints one line.
+
+    workers: processes for the CTR grid (each with one torch thread). The small CTR models of this
+    study are bound by per-step overhead, so two single-threaded workers beat one two-threaded
+    process on two cores. Figures depend on the thread count in the last float digits only."""
 
     def __init__(self, config: ExperimentConfig, root: str | Path = "runs", *, progress: bool | None = None,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, workers: int = 1):
         self.config = config
+        self.workers = max(1, int(workers))
         self.directory = Path(root) / config.name
         self.progress = progress
         self.log = log
@@ -55,6 +60,9 @@ class Experiment:
         self.log(f"[1/5] data set {self.config.dataset} and item embeddings")
         dataset = load_dataset(self.config.dataset)
         content = item_content(dataset, self.progress)
+        if not (self.directory / "item_embeddings.npy").is_file():
+            with atomic_path(self.directory / "item_embeddings.npy", overwrite=True) as tmp, open(tmp, "wb") as f:
+                np.save(f, content)
         self.log(f"[2/5] tokenizers: {', '.join(s.name for s in self.config.tokenizer_specs())}")
         tokenizers, fit_seconds = self._tokenizers(content)
         self.log("[3/5] semantic-ID quality")
@@ -137,42 +145,84 @@ class Experiment:
         return headlines
 
     def _ctr(self, dataset, content, tokenizers) -> list[dict]:
+        """Every (split, model, features, seed) run not finished before, grouped by (split, features)
+        so each group prepares its features once; groups run in ``workers`` processes."""
         config = self.config
-        training = dict(config.training)
         features = list(dict.fromkeys(f for model in config.models for f in config.features_of(model)))
         jobs = [(split, model, feature, seed) for split in config.splits for feature in features
                 for model in config.models if feature in config.features_of(model) for seed in config.seeds]
-        results, prepared = [], {}
-        codes = {name: tokenizers[name].encode(content) for name in config.ctr_tokenizers}
-        bar = progress_bar(jobs, enabled=self.progress, desc="CTR runs")
-        for split_name, model, feature, seed in bar:
-            path = self.directory / "ctr" / split_name / model / feature_slug(feature) / f"seed{seed}.json"
-            if path.is_file():
-                results.append(json.loads(path.read_text()))
-                continue
-            kind, _, tokenizer_name = feature.partition(":")
-            key = (split_name, kind, tokenizer_name)
-            if key not in prepared:
-                split = make_split(dataset.interactions, split_name, seed=int(config.seeds[0]))
-                encoder = FeatureEncoder(kind, history_length=config.history_length)
-                sid = codes.get(tokenizer_name)
-                sizes = tokenizers[tokenizer_name].codebook_sizes if tokenizer_name else None
-                prepared = {key: prepare(dataset, split, encoder, content=content, codes=sid, codebook_sizes=sizes)}
-            params = dict((config.models[model] or {}).get("params", {}))
-            train_config = TrainingConfig(**{**training, "seed": int(seed)})
-            trained, record, metrics = fit_and_evaluate(prepared[key], model, params, train_config, progress=False)
-            row = {"split": split_name, "model": model, "features": feature, "kind": kind,
-                   "tokenizer": tokenizer_name or None, "seed": int(seed), "validation": metrics["validation"],
-                   "test": metrics["test"], "epochs": len(record.epochs), "best_epoch": record.best_epoch,
-                   "samples_per_second": record.samples_per_second, "seconds": record.seconds}
-            _write_json(path, row)
-            results.append(row)
-            if seed == config.seeds[0]:
-                tokenizer_dir = self.directory / "tokenizers" / tokenizer_name if tokenizer_name else None
-                run = RunConfig(dataset=config.dataset, split=split_name, model=model, features=kind,
-                                tokenizer=None if tokenizer_dir is None else str(tokenizer_dir), seed=int(seed),
-                                history_length=config.history_length, model_params=params, training={**training})
-                save_run(self.directory / "models" / split_name / model / feature_slug(feature), run,
-                         prepared[key].encoder, trained, {"metrics": metrics}, overwrite=True)
-            bar.set_postfix(last=f"{model} {feature} s{seed} AUC {metrics['test']['auc']:.4f}")
-        return results
+        groups: dict[tuple[str, str], list[tuple[str, int]]] = {}
+        for split, model, feature, seed in jobs:
+            if not run_path(self.directory, split, model, feature, seed).is_file():
+                groups.setdefault((split, feature), []).append((model, int(seed)))
+        done = len(jobs) - sum(len(g) for g in groups.values())
+        self.log(f"  {len(jobs)} runs, {done} done before; {len(jobs) - done} to train in {len(groups)} group(s)"
+                 f" on {self.workers} worker(s)")
+        bar = progress_bar(total=len(jobs) - done, enabled=self.progress, desc="CTR runs")
+        if self.workers > 1 and len(groups) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_single_thread) as pool:
+                futures = [pool.submit(run_group, self.directory, config.to_json(), split, feature, group)
+                           for (split, feature), group in groups.items()]
+                for future in as_completed(futures):
+                    bar.update(len(future.result()))
+        else:
+            for (split, feature), group in groups.items():
+                bar.update(len(run_group(self.directory, config.to_json(), split, feature, group,
+                                         dataset=dataset, content=content, tokenizers=tokenizers)))
+        bar.close()
+        return [json.loads(run_path(self.directory, *job).read_text()) for job in jobs]
+
+
+def run_path(directory: Path, split: str, model: str, feature: str, seed: int) -> Path:
+    return directory / "ctr" / split / model / feature_slug(feature) / f"seed{seed}.json"
+
+
+def _single_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def run_group(directory: Path, config_json: dict, split_name: str, feature: str, group: list[tuple[str, int]], *,
+              dataset=None, content=None, tokenizers=None) -> list[dict]:
+    """Train and evaluate the (model, seed) runs of one (split, features) group; write one JSON per
+    run (and the first seed's model). Loads what it is not given from the experiment directory."""
+    config = ExperimentConfig.from_dict(config_json)
+    kind, _, tokenizer_name = feature.partition(":")
+    if dataset is None:
+        dataset = load_dataset(config.dataset)
+        content = np.load(directory / "item_embeddings.npy")
+        tokenizers = {tokenizer_name: ResidualTokenizer.load(directory / "tokenizers" / tokenizer_name)} \
+            if tokenizer_name else {}
+    codes = sizes = None
+    if tokenizer_name:
+        tokenizer = tokenizers[tokenizer_name]
+        tokenizer.progress = False
+        codes, sizes = tokenizer.encode(content), tokenizer.codebook_sizes
+    split = make_split(dataset.interactions, split_name, seed=int(config.seeds[0]))
+    encoder = FeatureEncoder(kind, history_length=config.history_length)
+    data = prepare(dataset, split, encoder, content=content, codes=codes, codebook_sizes=sizes)
+    rows = []
+    for model, seed in group:
+        params = dict((config.models[model] or {}).get("params", {}))
+        training = TrainingConfig(**{**config.training, "seed": seed})
+        trained, record, metrics = fit_and_evaluate(data, model, params, training, progress=False)
+        row = {"split": split_name, "model": model, "features": feature, "kind": kind,
+               "tokenizer": tokenizer_name or None, "seed": seed, "validation": metrics["validation"],
+               "test": metrics["test"], "epochs": len(record.epochs), "best_epoch": record.best_epoch,
+               "samples_per_second": record.samples_per_second, "seconds": record.seconds}
+        if seed == int(config.seeds[0]):
+            tokenizer_dir = directory / "tokenizers" / tokenizer_name if tokenizer_name else None
+            run = RunConfig(dataset=config.dataset, split=split_name, model=model, features=kind,
+                            tokenizer=None if tokenizer_dir is None else str(tokenizer_dir), seed=seed,
+                            history_length=config.history_length, model_params=params,
+                            training=dict(config.training))
+            save_run(directory / "models" / split_name / model / feature_slug(feature), run, encoder, trained,
+                     {"metrics": metrics}, overwrite=True)
+        _write_json(run_path(directory, split_name, model, feature, seed), row)
+        rows.append(row)
+    return rows
