@@ -121,8 +121,13 @@ class MixtureScorer:
         """E-step of one chunk: its sufficient statistics and log-likelihood."""
         features = self.features(chunk)
         joint = self.joint_log_prob(chunk, features)
-        log_norm = torch.logsumexp(joint, dim=1)
-        resp = torch.exp(torch.clamp(joint - log_norm[:, None], min=_LOG_RESP_FLOOR))
+        # one exp of clamped values instead of logsumexp's unclamped exp plus a second one: exp of
+        # inputs in float32's subnormal range is what made the E-step slow
+        peak = joint.amax(dim=1, keepdim=True)
+        resp = joint.sub_(peak).clamp_(min=_LOG_RESP_FLOOR).exp_()
+        total = resp.sum(dim=1, keepdim=True)
+        resp.div_(total)
+        log_norm = peak.squeeze(1) + total.squeeze(1).log()
         weighted = (resp.T @ features).double()  # (K, 2 dim)
         dim = chunk.shape[1]
         return MixtureStats(

@@ -16,7 +16,7 @@ import torch
 
 from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
 from rqgmm.progress import progress_bar
-from rqgmm.quantize.base import ResidualTokenizer
+from rqgmm.quantize.base import ResidualTokenizer, row_argmax
 from rqgmm.quantize.gaussian_mixture import (
     COVARIANCE_TYPES,
     MixtureParams,
@@ -219,7 +219,7 @@ class RQGMM(ResidualTokenizer):
                 for level in range(self.n_levels):
                     yield level, residual
                     if level + 1 < self.n_levels:
-                        codes = self._level_scores(level, residual).argmax(dim=1)
+                        codes = row_argmax(self._level_scores(level, residual))
                         residual = residual - self._level_reconstruction(level, residual, codes)
 
     def predict_proba(self, X, level: int = 0) -> np.ndarray:
