@@ -17,8 +17,8 @@ import time
 import faiss
 import numpy as np
 
-from rqgmm import RQKMeans
 from benchmarks.bench_fit import structured_data
+from rqgmm import RQKMeans
 
 
 def numpy_greedy(X: np.ndarray, codebooks: list[np.ndarray]) -> np.ndarray:
