@@ -135,7 +135,7 @@ def test_neural_methods_fit_from_the_cli_with_their_options(tmp_path, blobs, met
 @pytest.mark.parametrize("args, message", [
     (("--method", "rq-gmm", "--beta", "0.5"), "--beta applies to --method rq-vae or vq-vae only, not rq-gmm"),
     (("--method", "rq-vae", "--reg-covar", "1e-3"), "--reg-covar applies to --method rq-gmm only, not rq-vae"),
-    (("--method", "vq-vae", "--levels", "2"), "vq-vae has one level; pass --levels 1"),
+    (("--method", "vq-vae", "--levels", "2"), "vq-vae has one level; levels must be 1, got 2"),
     (("--method", "rq-vae", "--hidden-dims", "64,x"), "expected comma-separated ints, got '64,x'"),
 ])
 def test_options_of_another_method_are_refused(tmp_path, blobs, args, message):

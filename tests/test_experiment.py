@@ -72,7 +72,13 @@ def test_a_different_config_in_the_same_directory_is_refused(tmp_path):
     ({"ctr_tokenizers": ["rq-gmm-9x9"]}, "ctr_tokenizers names 'rq-gmm-9x9', not among the tokenizers"),
     ({"models": {"fnn": {"features": ["sid:rq-gmm-3x256"]}}}, "feature 'sid:rq-gmm-3x256' must be id, emb"),
     ({"tokenizers": [{"method": "pq", "levels": 1, "codebook_size": 4}], "ctr_tokenizers": []},
-     "tokenizers\\[0\\].method must be one of"),
+     r"tokenizers\[0\]: method must be one of"),
+    ({"tokenizers": [{"method": "vq-vae", "levels": 2, "codebook_size": 8}], "ctr_tokenizers": []},
+     r"tokenizers\[0\]: vq-vae has one level; levels must be 1, got 2"),
+    ({"tokenizers": [{"method": "rq-gmm", "levels": 2, "codebook_size": 8, "params": {"max_epochs": 3}}],
+      "ctr_tokenizers": []}, r"tokenizers\[0\]: rq-gmm has no parameter\(s\) \['max_epochs'\]"),
+    ({"tokenizers": [{"method": "rq-kmeans", "levels": 2, "codebook_size": 0}], "ctr_tokenizers": []},
+     r"tokenizers\[0\]: RQKMeans: parameter codebook_size must be"),
 ])
 def test_bad_configs_are_named(change, message):
     import yaml

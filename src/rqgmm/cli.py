@@ -13,7 +13,7 @@ import numpy as np
 
 from rqgmm.errors import RqgmmError
 
-METHODS = ("rq-gmm", "rq-kmeans", "rq-vae", "vq-vae")
+METHODS = ("rq-gmm", "rq-kmeans", "rq-vae", "vq-vae")  # rqgmm.quantize.METHODS, without importing torch
 
 
 class _Group(click.Group):
@@ -73,7 +73,8 @@ METHOD_OPTIONS = {
 
 def _tokenizer_for(method: str, n_levels: int, codebook_size, common: dict, given: dict):
     """Build the tokenizer of ``method``; ``given`` maps option names to values (None = not given)."""
-    from rqgmm.quantize import RQGMM, RQVAE, VQVAE, RQKMeans
+    from rqgmm.errors import InvalidInputError
+    from rqgmm.quantize import make_tokenizer
 
     options = {}
     for option, value in given.items():
@@ -83,12 +84,10 @@ def _tokenizer_for(method: str, n_levels: int, codebook_size, common: dict, give
         if method not in methods:
             raise click.UsageError(f"{option} applies to --method {' or '.join(methods)} only, not {method}")
         options[parameter] = value
-    if method == "vq-vae":
-        if n_levels != 1:
-            raise click.UsageError(f"vq-vae has one level; pass --levels 1 (got --levels {n_levels})")
-        return VQVAE(codebook_size=codebook_size, **common, **options)
-    klass = {"rq-gmm": RQGMM, "rq-kmeans": RQKMeans, "rq-vae": RQVAE}[method]
-    return klass(n_levels=n_levels, codebook_size=codebook_size, **common, **options)
+    try:
+        return make_tokenizer(method, n_levels, codebook_size, **common, **options)
+    except InvalidInputError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 @main.command()

@@ -26,7 +26,6 @@ from pathlib import Path
 from rqgmm.errors import InvalidInputError
 from rqgmm.io.settings import check_keys, read_yaml_mapping
 
-METHODS = ("rq-gmm", "rq-kmeans", "rq-vae", "vq-vae")
 PLAIN_FEATURES = ("id", "emb")
 SID_FEATURES = ("sid", "sid+emb")
 
@@ -87,9 +86,13 @@ class ExperimentConfig:
         for index, entry in enumerate(self.tokenizers):
             if not isinstance(entry, dict) or not {"method", "levels", "codebook_size"} <= set(entry):
                 raise InvalidInputError(f"{source}: tokenizers[{index}] needs method, levels and codebook_size")
-            if entry["method"] not in METHODS:
-                raise InvalidInputError(f"{source}: tokenizers[{index}].method must be one of {METHODS},"
-                                        f" got {entry['method']!r}")
+            from rqgmm.quantize import make_tokenizer
+
+            try:  # builds (does not fit) the tokenizer: method, levels and params are checked once, there
+                make_tokenizer(entry["method"], entry["levels"], entry["codebook_size"],
+                               **entry.get("params", {}))._validate_params()
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{source}: tokenizers[{index}]: {exc}") from None
             specs.append(TokenizerSpec(entry["method"], entry["levels"], entry["codebook_size"]).name)
         for name in self.ctr_tokenizers:
             if name not in specs:

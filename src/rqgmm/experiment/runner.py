@@ -24,9 +24,7 @@ from rqgmm.errors import InvalidInputError
 from rqgmm.experiment.config import ExperimentConfig, TokenizerSpec
 from rqgmm.io.atomic import atomic_path
 from rqgmm.progress import progress_bar
-from rqgmm.quantize import RQGMM, RQVAE, VQVAE, ResidualTokenizer, RQKMeans
-
-TOKENIZER_CLASSES = {"rq-gmm": RQGMM, "rq-kmeans": RQKMeans, "rq-vae": RQVAE, "vq-vae": VQVAE}
+from rqgmm.quantize import ResidualTokenizer, make_tokenizer
 
 
 def _write_json(path: Path, payload) -> None:
@@ -114,11 +112,8 @@ class Experiment:
         return tokenizers, seconds
 
     def _new_tokenizer(self, spec: TokenizerSpec) -> ResidualTokenizer:
-        klass = TOKENIZER_CLASSES[spec.method]
-        common = {"seed": int(self.config.seeds[0]), "progress": self.progress, **spec.params}
-        if klass is VQVAE:
-            return klass(codebook_size=spec.codebook_size, **common)
-        return klass(n_levels=spec.levels, codebook_size=spec.codebook_size, **common)
+        return make_tokenizer(spec.method, spec.levels, spec.codebook_size,
+                              **{"seed": int(self.config.seeds[0]), "progress": self.progress, **spec.params})
 
     def _quality(self, dataset, content, tokenizers) -> dict[str, dict]:
         from rqgmm.metrics import quality_report
