@@ -5,7 +5,7 @@ All encoders quantize the same rows. Ours and the NumPy reference use the same R
 codebooks (so their codes must agree); faiss trains its own residual quantizer on the same data
 and encodes with beam size 1 and with its default beam.
 
-Run: python benchmarks/bench_encode.py [--n 200000] [--dim 128] [--out FILE.json]
+Run from the repository root: python -m benchmarks.bench_encode [--n 200000] [--dim 128] [--out FILE.json]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Per-iteration time is (t(1 + N iterations) - t(1 iteration)) / N for both, so in
 set-up cancel. Both start from the k-means++ parameters RQ-GMM draws (recorded through its
 initialization hook) and run exactly the same number of iterations (tol=0).
 
-Run: python benchmarks/bench_fit.py [--n 200000] [--dim 128] [--k 256] [--iters 5] [--out FILE.json]
+Run from the repository root: python -m benchmarks.bench_fit [--n 200000] [--dim 128] [--k 256] [--iters 5] [--out FILE.json]
 """
 
 from __future__ import annotations
