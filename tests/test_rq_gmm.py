@@ -124,6 +124,38 @@ def test_out_of_core_memmap_fit_equals_in_memory_fit(tmp_path, blobs):
     np.testing.assert_array_equal(in_memory.encode(blobs), out_of_core.encode(mapped))
 
 
+def test_feature_cache_gives_the_same_tokenizer_as_rereading_every_iteration(blobs):
+    params = dict(n_levels=2, codebook_size=[9, 5], seed=1, batch_size=300, progress=False)
+    cached = RQGMM(cache_mib=1024, **params).fit(blobs)
+    streamed = RQGMM(cache_mib=0, **params).fit(blobs)
+    for level in range(2):
+        np.testing.assert_array_equal(cached.means_[level], streamed.means_[level])
+        np.testing.assert_array_equal(cached.variances_[level], streamed.variances_[level])
+    assert cached.lower_bound_ == streamed.lower_bound_
+
+
+def test_feature_cache_keeps_features_only_within_its_budget():
+    from rqgmm.quantize.gaussian_mixture import FeatureCache
+
+    chunks = [torch.randn(10, 3) for _ in range(4)]
+    reads = []
+
+    def read():
+        reads.append(1)
+        return iter(chunks)
+
+    small = FeatureCache(read, torch.zeros(3, dtype=torch.float64), torch.float32, n_rows=40, dim=3,
+                         max_bytes=40 * 6 * 4 - 1)
+    large = FeatureCache(read, torch.zeros(3, dtype=torch.float64), torch.float32, n_rows=40, dim=3,
+                         max_bytes=40 * 6 * 4)
+    assert (small.caches, large.caches) == (False, True)
+    for cache in (small, large):
+        first, second = list(cache), list(cache)
+        assert all(torch.equal(a, b) for a, b in zip(first, second))
+        torch.testing.assert_close(first[0], torch.cat([chunks[0].square(), chunks[0]], dim=1))
+    assert len(reads) == 3  # twice by the uncached, once by the cached
+
+
 def test_chunk_size_changes_only_summation_order(blobs):
     params = dict(n_levels=2, codebook_size=8, seed=0, precision="float64", progress=False)
     small = RQGMM(batch_size=256, **params).fit(blobs)

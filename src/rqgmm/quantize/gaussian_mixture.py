@@ -9,12 +9,15 @@ The E-step of a chunk never materializes an ``(n, K, dim)`` tensor: with precisi
 so the whole chunk costs one matrix product ``[x^2, x] @ W`` of shape (m, 2 dim) x (2 dim, K), and
 the statistics of the M-step another one, ``R^T @ [x^2, x]``. Both run in the data's compute
 dtype; the statistics are accumulated over chunks in float64. Coordinates are shifted by the
-mixture's mean before the expansion, which keeps float32 cancellation small.
+mixture's mean (or a fixed origin such as the data mean) before the expansion, which keeps float32
+cancellation small. With a fixed origin the features ``[x^2, x]`` of a level do not change between
+EM iterations, so :class:`FeatureCache` computes them once when they fit in a memory budget.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +27,12 @@ import torch
 _LOG_RESP_FLOOR = -80.0
 
 COVARIANCE_TYPES = ("diag", "spherical")
+
+
+def expansion_features(chunk: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``[(x - shift)^2, x - shift]``: (m, dim) -> (m, 2 dim) in ``shift``'s dtype."""
+    shifted = chunk.to(shift.dtype) - shift
+    return torch.cat([shifted.square(), shifted], dim=1)
 
 
 @dataclass
@@ -75,14 +84,16 @@ class MixtureStats:
 class MixtureScorer:
     """Precomputed E-step operands of fixed parameters, for chunks of shape (m, dim).
 
-    ``dtype`` is the compute dtype of the matrix products (float32 by default).
+    ``dtype`` is the compute dtype of the matrix products (float32 by default); ``shift`` (dim,)
+    float64 is the origin of the expansion, by default the mixture's mean.
     """
 
-    def __init__(self, params: MixtureParams, dtype: torch.dtype = torch.float32):
+    def __init__(self, params: MixtureParams, dtype: torch.dtype = torch.float32,
+                 shift: torch.Tensor | None = None):
         self.params = params
         self.dtype = dtype
         weights, means, variances = params.weights, params.means, params.variances
-        self.shift = (weights[:, None] * means).sum(0)  # (dim,) float64
+        self.shift = (weights[:, None] * means).sum(0) if shift is None else shift.to(means)  # (dim,)
         centered_means = means - self.shift
         precisions = 1.0 / variances
         dim = means.shape[1]
@@ -97,8 +108,7 @@ class MixtureScorer:
 
     def features(self, chunk: torch.Tensor) -> torch.Tensor:
         """``[x^2, x]`` of the shifted chunk: (m, 2 dim) in the compute dtype."""
-        shifted = chunk.to(self.dtype) - self._shift_compute
-        return torch.cat([shifted.square(), shifted], dim=1)
+        return expansion_features(chunk, self._shift_compute)
 
     def joint_log_prob(self, chunk: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
         """log w_k + log N(x | k) for every row and component: (m, K)."""
@@ -118,9 +128,12 @@ class MixtureScorer:
         return torch.exp(log_resp)
 
     def accumulate(self, chunk: torch.Tensor) -> MixtureStats:
-        """E-step of one chunk: its sufficient statistics and log-likelihood."""
-        features = self.features(chunk)
-        joint = self.joint_log_prob(chunk, features)
+        """E-step of one chunk (m, dim): its sufficient statistics and log-likelihood."""
+        return self.accumulate_features(self.features(chunk))
+
+    def accumulate_features(self, features: torch.Tensor) -> MixtureStats:
+        """E-step from the chunk's ``features`` (m, 2 dim), taken around ``self.shift``."""
+        joint = torch.addmm(self.bias, features, self.weight_matrix)
         # one exp of clamped values instead of logsumexp's unclamped exp plus a second one: exp of
         # inputs in float32's subnormal range is what made the E-step slow
         peak = joint.amax(dim=1, keepdim=True)
@@ -129,15 +142,45 @@ class MixtureScorer:
         resp.div_(total)
         log_norm = peak.squeeze(1) + total.squeeze(1).log()
         weighted = (resp.T @ features).double()  # (K, 2 dim)
-        dim = chunk.shape[1]
+        dim = features.shape[1] // 2
         return MixtureStats(
             counts=resp.sum(0).double(),
             sums=weighted[:, dim:],
             square_sums=weighted[:, :dim],
             log_likelihood=float(log_norm.double().sum()),
-            n_rows=int(chunk.shape[0]),
+            n_rows=int(features.shape[0]),
             shift=self.shift,
         )
+
+
+class FeatureCache:
+    """The E-step features ``[x^2, x]`` of every chunk of a level around a fixed ``shift``.
+
+    ``chunks`` is called to (re)read the level's residual chunks (m, dim); the first pass keeps
+    the features (m, 2 dim) when all of them fit in ``max_bytes``, so later EM iterations skip
+    reading, shifting and squaring the data. Above the budget every pass recomputes them, so
+    memory stays bounded by one chunk (out-of-core data).
+    """
+
+    def __init__(self, chunks: Callable[[], Iterable[torch.Tensor]], shift: torch.Tensor,
+                 dtype: torch.dtype, n_rows: int, dim: int, max_bytes: int):
+        self._chunks = chunks
+        self._shift = shift.to(dtype)
+        item_bytes = torch.empty((), dtype=dtype).element_size()
+        self.caches = n_rows * 2 * dim * item_bytes <= max_bytes
+        self._cached: list[torch.Tensor] | None = None
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self._cached is not None:
+            yield from self._cached
+            return
+        kept = [] if self.caches else None
+        for chunk in self._chunks():
+            features = expansion_features(chunk, self._shift)
+            if kept is not None:
+                kept.append(features)
+            yield features
+        self._cached = kept
 
 
 def empty_stats(n_components: int, dim: int, shift: torch.Tensor) -> MixtureStats:

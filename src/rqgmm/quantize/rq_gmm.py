@@ -19,6 +19,7 @@ from rqgmm.progress import progress_bar
 from rqgmm.quantize.base import ResidualTokenizer, row_argmax
 from rqgmm.quantize.gaussian_mixture import (
     COVARIANCE_TYPES,
+    FeatureCache,
     MixtureParams,
     MixtureScorer,
     empty_stats,
@@ -54,6 +55,9 @@ class RQGMM(ResidualTokenizer):
         (k-means++ then Lloyd to convergence, so EM starts where RQ-KMeans ends).
     residual: "hard" (x - mean of the chosen component) or "soft" (x - posterior-weighted mean).
         ``decode`` always returns the sum of the chosen means.
+    cache_mib: memory budget (MiB) for keeping a level's E-step features ``[x^2, x]`` (n x 2 dim
+        in the compute dtype) between EM iterations; larger inputs (e.g. a big ``np.memmap``)
+        are re-read chunk by chunk every iteration, so memory stays bounded. 0 never caches.
     seed, device, batch_size, precision, progress: as in :class:`RQKMeans`.
 
     Attributes
@@ -77,12 +81,15 @@ class RQGMM(ResidualTokenizer):
         "covariance_type": (lambda v: v in COVARIANCE_TYPES, f"one of {COVARIANCE_TYPES}"),
         "reg_covar": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
                       "a number > 0"),
+        "cache_mib": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                      "a number of MiB >= 0"),
     }
 
     def __init__(self, n_levels: int = 3, codebook_size: int | list[int] = 256, *, max_iter: int = 100,
                  tol: float = 1e-3, reg_covar: float = 1e-6, covariance_type: str = "diag",
                  init: str = "kmeans++", residual: str = "hard", seed: int = 0, device: str = "cpu",
-                 batch_size: int = 16384, precision: str = "float32", progress: bool | None = None):
+                 batch_size: int = 16384, precision: str = "float32", cache_mib: float = 1024,
+                 progress: bool | None = None):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
         self.max_iter = max_iter
@@ -95,6 +102,7 @@ class RQGMM(ResidualTokenizer):
         self.device = device
         self.batch_size = batch_size
         self.precision = precision
+        self.cache_mib = cache_mib
         self.progress = progress
 
     @property
@@ -150,15 +158,20 @@ class RQGMM(ResidualTokenizer):
 
     def _fit_level(self, level, residuals, generator, rng) -> None:
         params, n_reseeded = self._initial_params(level, residuals, generator, rng)
+        # one origin for the whole level (the start's mean, which every M-step keeps as the
+        # mixture mean up to sampling), so the features [x^2, x] can be computed once
+        shift = (params.weights[:, None] * params.means).sum(0)
+        features = FeatureCache(lambda: (chunk for _, chunk in residuals.chunks()), shift, self._dtype,
+                                residuals.n_rows, residuals.dim, int(self.cache_mib * 2**20))
         history: list[float] = []
         converged = False
         iterations = progress_bar(range(self.max_iter), enabled=self.progress, desc=f"EM level {level}")
         for _ in iterations:
-            scorer = MixtureScorer(params, self._dtype)
+            scorer = MixtureScorer(params, self._dtype, shift=shift)
             stats = empty_stats(params.n_components, residuals.dim, scorer.shift)
             with torch.inference_mode():
-                for _, chunk in residuals.chunks():
-                    stats = stats + scorer.accumulate(chunk)
+                for chunk_features in features:
+                    stats = stats + scorer.accumulate_features(chunk_features)
             mean_log_likelihood = stats.log_likelihood / stats.n_rows
             history.append(mean_log_likelihood)
             params = m_step(stats, self.reg_covar, self.covariance_type)
