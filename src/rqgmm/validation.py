@@ -7,6 +7,7 @@ Tokenizers never hold more than one chunk of the input in memory at a time: they
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -76,7 +77,10 @@ class EmbeddingMatrix:
             block = self.data[start:stop]
         else:
             block = self.data[self.rows[start:stop]]
-        return np.array(block, dtype=np.float32, order="C", copy=True)  # writable, never a view
+        copied = np.array(block, dtype=np.float32, order="C", copy=True)  # writable, never a view
+        if self.rows is None:
+            release_mapped_rows(self.data, start, stop)
+        return copied
 
     def take(self, indices: np.ndarray) -> np.ndarray:
         """Rows at view positions ``indices`` as float32, shape (len(indices), dim)."""
@@ -126,6 +130,25 @@ class EmbeddingMatrix:
         mean = total / n
         variance = np.maximum(total_sq / n - mean**2, 0.0)
         return ColumnMoments(self.n_rows, mean + (0.0 if shift is None else shift), variance)
+
+
+def release_mapped_rows(data: np.ndarray, start: int, stop: int) -> None:
+    """Drop rows ``[start, stop)`` of a read-only ``np.memmap`` from this process's resident
+    memory once copied, so a sequential pass over a file larger than RAM keeps a bounded
+    resident set (the pages stay in the OS file cache). A no-op for other arrays and for
+    writable maps, whose pages may hold changes."""
+    mapping = getattr(data, "_mmap", None)
+    if (mapping is None or getattr(data, "mode", None) != "r" or not data.flags.c_contiguous
+            or not hasattr(mapping, "madvise") or stop <= start):
+        return
+    row_bytes = data.strides[0]
+    base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
+    first = data.ctypes.data - base + start * row_bytes
+    last = data.ctypes.data - base + stop * row_bytes
+    first -= first % mmap.PAGESIZE
+    last -= last % mmap.PAGESIZE  # the partial last page is still needed by the next chunk
+    if last > first:
+        mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
 
 
 def check_embeddings(
