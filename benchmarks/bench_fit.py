@@ -1,36 +1,34 @@
-"""One RQ-GMM level against scikit-learn's GaussianMixture(covariance_type="diag"): time per EM
-iteration from the same initial parameters, and the log-likelihood each reaches.
+"""Fitting speed and quality against scikit-learn and faiss, on the same data in the same run.
 
-Per-iteration time is (t(1 + N iterations) - t(1 iteration)) / N for both, so initialization and
-set-up cancel. Both start from the k-means++ parameters RQ-GMM draws (recorded through its
-initialization hook) and run exactly the same number of iterations (tol=0).
+Three comparisons:
 
-Run from the repository root: python -m benchmarks.bench_fit [--n 200000] [--dim 128] [--k 256] [--iters 5] [--out FILE.json]
+1. One RQ-GMM level against scikit-learn ``GaussianMixture(covariance_type="diag")``: time per EM
+   iteration from the same initial parameters (the k-means++ start RQ-GMM draws, recorded through
+   its initialization hook), same number of iterations (tol=0), and the log-likelihood each
+   reaches. Per-iteration time is (t(1 + N iterations) - t(1 iteration)) / N, so set-up cancels.
+2. A whole L-level fit: RQ-GMM against scikit-learn fitted level by level on the residuals (its
+   own k-means++ start, same max_iter and tol): total time, RMSE, per-level log-likelihood.
+3. RQ-KMeans against ``faiss.Kmeans`` fitted level by level on the residuals (all rows, same
+   number of Lloyd iterations): total time and RMSE.
+
+Run from the repository root:
+    python -m benchmarks.bench_fit [--data synthetic|ml-100k] [--n 200000] [--dim 128] [--k 256]
+        [--levels 3] [--iters 5] [--whole-iters 10] [--skip-whole] [--out FILE.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
 import warnings
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
-from rqgmm import RQGMM
+from benchmarks.common import DATA_SETS, load_data, matmul_peak, timed, write_json
+from rqgmm import RQGMM, RQKMeans
 
 
-def structured_data(n: int, dim: int, n_components: int = 512, seed: int = 0) -> np.ndarray:
-    """Rows of a diagonal mixture of ``n_components`` components: (n, dim) float32."""
-    rng = np.random.default_rng(seed)
-    means = rng.normal(size=(n_components, dim)) * 2.0
-    scales = rng.uniform(0.3, 1.0, size=(n_components, dim))
-    labels = rng.integers(0, n_components, n)
-    return (means[labels] + rng.normal(size=(n, dim)) * scales[labels]).astype(np.float32)
-
-
-def ours(X: np.ndarray, k: int, iterations: int) -> tuple[RQGMM, float, list]:
+def ours_one_level(X: np.ndarray, k: int, iterations: int) -> tuple[RQGMM, float, list]:
     """Fit one level; return (model, seconds, recorded initial parameters)."""
     model = RQGMM(n_levels=1, codebook_size=k, max_iter=iterations, tol=0.0, seed=0, progress=False)
     recorded = []
@@ -44,73 +42,128 @@ def ours(X: np.ndarray, k: int, iterations: int) -> tuple[RQGMM, float, list]:
     model._initial_params = recording
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        start = time.perf_counter()
-        model.fit(X)
-        seconds = time.perf_counter() - start
+        _, seconds = timed(model.fit, X)
     return model, seconds, recorded[0]
 
 
-def reference(X: np.ndarray, start: list, iterations: int) -> tuple[GaussianMixture, float]:
+def sklearn_from(X: np.ndarray, start: list, iterations: int) -> tuple[GaussianMixture, float]:
     weights, means, variances = start
     model = GaussianMixture(len(weights), covariance_type="diag", weights_init=weights, means_init=means,
                             precisions_init=1.0 / variances, max_iter=iterations, tol=0.0, reg_covar=1e-6)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        begin = time.perf_counter()
-        model.fit(X)
-        seconds = time.perf_counter() - begin
+        _, seconds = timed(model.fit, X)
     return model, seconds
 
 
-def matmul_peak(size: int = 4096, repeats: int = 5) -> float:
-    """fp32 ``torch.matmul`` GFLOP/s on this machine (the roofline reference), best of ``repeats``."""
-    import torch
+def per_iteration(X: np.ndarray, k: int, iterations: int) -> dict:
+    _, ours_one, start = ours_one_level(X, k, 1)
+    model, ours_many, _ = ours_one_level(X, k, 1 + iterations)
+    _, ref_one = sklearn_from(X, start, 1)
+    ref_model, ref_many = sklearn_from(X, start, 1 + iterations)
+    ours_seconds = (ours_many - ours_one) / iterations
+    ref_seconds = (ref_many - ref_one) / iterations
+    flops = 2 * 2 * X.shape[0] * (2 * X.shape[1]) * k  # E-step [x², x] @ W and M-step R.T @ [x², x]
+    return {"rqgmm_seconds_per_iteration": ours_seconds, "sklearn_seconds_per_iteration": ref_seconds,
+            "speedup": ref_seconds / ours_seconds, "rqgmm_gflops": flops / ours_seconds / 1e9,
+            "rqgmm_log_likelihood": float(model.lower_bound_[0]),
+            "sklearn_log_likelihood": float(ref_model.lower_bound_)}
 
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    a @ b
-    best = min(_seconds(lambda: a @ b) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
+
+def rmse(X: np.ndarray, reconstruction: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((X.astype(np.float64) - reconstruction) ** 2)))
 
 
-def _seconds(function) -> float:
-    begin = time.perf_counter()
-    function()
-    return time.perf_counter() - begin
+def whole_gmm_fit(X: np.ndarray, levels: int, k: int, max_iter: int) -> dict:
+    ours = RQGMM(n_levels=levels, codebook_size=k, max_iter=max_iter, tol=1e-3, seed=0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codes, ours_seconds = timed(ours.fit_encode, X)
+        residual = X.astype(np.float64)
+        ref_log_likelihoods = []
+        ref_seconds = 0.0
+        for level in range(levels):
+            model = GaussianMixture(k, covariance_type="diag", init_params="k-means++", max_iter=max_iter,
+                                    tol=1e-3, reg_covar=1e-6, random_state=level)
+            _, seconds = timed(model.fit, residual)
+            level_codes, predict_seconds = timed(model.predict, residual)
+            ref_seconds += seconds + predict_seconds
+            ref_log_likelihoods.append(float(model.lower_bound_))
+            residual = residual - model.means_[level_codes]
+    return {"levels": levels, "k": k, "max_iter": max_iter,
+            "rqgmm_seconds": ours_seconds, "sklearn_seconds": ref_seconds, "speedup": ref_seconds / ours_seconds,
+            "rqgmm_rmse": rmse(X, ours.decode(codes)), "sklearn_rmse": float(np.sqrt(np.mean(residual**2))),
+            "rqgmm_log_likelihood_by_level": [float(v) for v in ours.lower_bound_],
+            "sklearn_log_likelihood_by_level": ref_log_likelihoods}
+
+
+def whole_kmeans_fit(X: np.ndarray, levels: int, k: int, iterations: int) -> dict:
+    import faiss
+
+    ours = RQKMeans(n_levels=levels, codebook_size=k, max_iter=iterations, tol=0.0, seed=0, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        codes, ours_seconds = timed(ours.fit_encode, X)
+    residual = np.ascontiguousarray(X, dtype=np.float32)
+    faiss_seconds = 0.0
+    for level in range(levels):
+        # faiss trains on a 256-rows-per-centroid sample unless told to use all rows
+        kmeans = faiss.Kmeans(X.shape[1], k, niter=iterations, seed=level + 1,
+                              max_points_per_centroid=X.shape[0] // k + 1)
+        _, seconds = timed(kmeans.train, residual)
+        (_, assigned), search_seconds = timed(kmeans.index.search, residual, 1)
+        faiss_seconds += seconds + search_seconds
+        residual = residual - kmeans.centroids[assigned[:, 0]]
+    return {"levels": levels, "k": k, "iterations": iterations,
+            "rqkmeans_seconds": ours_seconds, "faiss_seconds": faiss_seconds,
+            "speedup": faiss_seconds / ours_seconds,
+            "rqkmeans_rmse": rmse(X, ours.decode(codes)),
+            "faiss_rmse": float(np.sqrt(np.mean(residual.astype(np.float64) ** 2)))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=200_000)
-    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--data", choices=DATA_SETS, default="synthetic")
+    parser.add_argument("--n", type=int, default=200_000, help="rows of the synthetic set")
+    parser.add_argument("--dim", type=int, default=128, help="dimension of the synthetic set")
     parser.add_argument("--k", type=int, default=256)
-    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--levels", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=5, help="timed EM iterations of comparison 1")
+    parser.add_argument("--whole-iters", type=int, default=10, help="max EM / Lloyd iterations per level")
+    parser.add_argument("--skip-whole", action="store_true", help="only comparison 1")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    X = structured_data(args.n, args.dim)
-    _, ours_one, start = ours(X, args.k, 1)
-    model, ours_many, _ = ours(X, args.k, 1 + args.iters)
-    _, ref_one = reference(X, start, 1)
-    ref_model, ref_many = reference(X, start, 1 + args.iters)
-    ours_per_iter = (ours_many - ours_one) / args.iters
-    ref_per_iter = (ref_many - ref_one) / args.iters
-    flops = 2 * 2 * args.n * (2 * args.dim) * args.k  # E-step [x², x] @ W and M-step R.T @ [x², x]
+    X = load_data(args.data, args.n, args.dim)
+    n, dim = X.shape
+    print(f"data {args.data}: {n} x {dim}")
+    iteration = per_iteration(X, args.k, args.iters)
     peak = matmul_peak()
-    result = {
-        "n": args.n, "dim": args.dim, "k": args.k, "iterations": args.iters,
-        "rqgmm_seconds_per_iteration": ours_per_iter, "sklearn_seconds_per_iteration": ref_per_iter,
-        "speedup": ref_per_iter / ours_per_iter, "rqgmm_gflops": flops / ours_per_iter / 1e9,
-        "matmul_peak_gflops": peak, "fraction_of_peak": flops / ours_per_iter / 1e9 / peak,
-        "rqgmm_lower_bound": float(model.lower_bound_[0]), "sklearn_lower_bound": float(ref_model.lower_bound_),
-    }
-    print(f"EM iteration, n={args.n} d={args.dim} K={args.k}, same start, {1 + args.iters} iterations each")
-    print(f"{'':12} {'s/iter':>8} {'mean log-lik':>13}")
-    print(f"{'rqgmm':12} {ours_per_iter:8.3f} {result['rqgmm_lower_bound']:13.4f}")
-    print(f"{'scikit-learn':12} {ref_per_iter:8.3f} {result['sklearn_lower_bound']:13.4f}")
-    print(f"speed-up {result['speedup']:.1f}x; rqgmm {result['rqgmm_gflops']:.0f} GFLOP/s in its matrix products,"
-          f" {result['fraction_of_peak']:.0%} of this machine's fp32 matmul peak ({peak:.0f} GFLOP/s, 4096^2)")
-    if args.out:
-        with open(args.out, "w") as handle:
-            json.dump(result, handle, indent=2)
+    iteration.update(matmul_peak_gflops=peak, fraction_of_peak=iteration["rqgmm_gflops"] / peak)
+    print(f"\n1. one EM iteration, K={args.k}, same start, {1 + args.iters} iterations each")
+    print(f"{'':14} {'s/iter':>8} {'mean log-lik':>13}")
+    print(f"{'rqgmm':14} {iteration['rqgmm_seconds_per_iteration']:8.3f} {iteration['rqgmm_log_likelihood']:13.4f}")
+    print(f"{'scikit-learn':14} {iteration['sklearn_seconds_per_iteration']:8.3f}"
+          f" {iteration['sklearn_log_likelihood']:13.4f}")
+    print(f"speed-up {iteration['speedup']:.1f}x; rqgmm {iteration['rqgmm_gflops']:.0f} GFLOP/s in its matrix"
+          f" products, {iteration['fraction_of_peak']:.0%} of this machine's fp32 matmul peak ({peak:.0f} GFLOP/s,"
+          " 4096^2)")
+    result = {"data": args.data, "n": n, "dim": dim, "k": args.k, "per_iteration": iteration}
+    if not args.skip_whole:
+        gmm = whole_gmm_fit(X, args.levels, args.k, args.whole_iters)
+        print(f"\n2. whole fit {args.levels} x {args.k}, max_iter={args.whole_iters}, tol=1e-3 per level")
+        print(f"{'':22} {'seconds':>8} {'RMSE':>9}  mean log-lik by level")
+        for name, key in (("rqgmm RQGMM", "rqgmm"), ("scikit-learn by level", "sklearn")):
+            levels = " / ".join(f"{v:.3f}" for v in gmm[f"{key}_log_likelihood_by_level"])
+            print(f"{name:22} {gmm[f'{key}_seconds']:8.1f} {gmm[f'{key}_rmse']:9.5f}  {levels}")
+        print(f"speed-up {gmm['speedup']:.1f}x")
+        kmeans = whole_kmeans_fit(X, args.levels, args.k, args.whole_iters)
+        print(f"\n3. RQ-KMeans {args.levels} x {args.k}, {args.whole_iters} Lloyd iterations per level, all rows")
+        print(f"{'':22} {'seconds':>8} {'RMSE':>9}")
+        print(f"{'rqgmm RQKMeans':22} {kmeans['rqkmeans_seconds']:8.1f} {kmeans['rqkmeans_rmse']:9.5f}")
+        print(f"{'faiss.Kmeans by level':22} {kmeans['faiss_seconds']:8.1f} {kmeans['faiss_rmse']:9.5f}")
+        print(f"ratio (faiss time / ours) {kmeans['speedup']:.2f}x")
+        result.update(whole_gmm=gmm, whole_kmeans=kmeans)
+    write_json(args.out, result)
 
 
 if __name__ == "__main__":

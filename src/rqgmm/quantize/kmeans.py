@@ -1,7 +1,8 @@
 """One level of k-means (Lloyd) as chunked sufficient statistics, and k-means++ seeding.
 
 Squared distances are expanded as ``|x|^2 - 2 x.c + |c|^2`` so a chunk costs one matrix product
-of shape (m, dim) x (dim, K); per-cluster counts and sums are accumulated in float64.
+of shape (m, dim) x (dim, K); a chunk's per-cluster sums are taken in the compute dtype and
+accumulated over chunks in float64.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from rqgmm.quantize.base import row_argmax
 
 
 @dataclass
@@ -42,18 +45,22 @@ class CentroidScorer:
         return torch.addmm(self.bias, chunk.to(self.dtype), self.weight_matrix)
 
     def assign(self, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(codes (m,) int64, squared distance to the chosen centroid (m,))``."""
-        best, codes = self.scores(chunk).max(dim=1)
-        distances = (chunk.to(self.dtype).square().sum(1) - best).clamp_min(0.0)
-        return codes, distances
+        """Return ``(codes (m,) int64, best score 2 x.c - |c|^2 of the chosen centroid (m,))``."""
+        scores = self.scores(chunk)
+        codes = row_argmax(scores)
+        return codes, scores.gather(1, codes[:, None]).squeeze(1)
 
     def accumulate(self, chunk: torch.Tensor) -> KMeansStats:
-        codes, distances = self.assign(chunk)
+        chunk = chunk.to(self.dtype)
+        codes, best = self.assign(chunk)
         k, dim = self.centroids.shape
         counts = torch.bincount(codes, minlength=k).double()
-        sums = torch.zeros(k, dim, dtype=torch.float64, device=chunk.device)
-        sums.index_add_(0, codes, chunk.double())
-        return KMeansStats(counts, sums, float(distances.double().sum()), int(chunk.shape[0]))
+        sums = torch.zeros(k, dim, dtype=self.dtype, device=chunk.device)
+        sums.index_add_(0, codes, chunk)
+        flat = chunk.reshape(-1)
+        # squared distance to the chosen centroid is |x|^2 - best, summed over rows
+        inertia = float(flat @ flat) - float(best.double().sum())
+        return KMeansStats(counts, sums.double(), max(inertia, 0.0), int(chunk.shape[0]))
 
 
 def empty_kmeans_stats(n_clusters: int, dim: int, device) -> KMeansStats:

@@ -1,0 +1,75 @@
+"""Achieved GFLOP/s of the EM iteration and of encoding against the fp32 matmul peak measured in
+the same run, and against plain matmuls of the very shapes each kernel multiplies.
+
+The second reference separates two losses: a product of a thin shape (inner or outer size 128 or
+256) runs below the square-matrix peak even alone, and whatever remains is the kernel's own
+overhead (building features, exp, normalization, argmax, gathers).
+
+Run from the repository root:
+    python -m benchmarks.bench_roofline [--n 200000] [--dim 128] [--k 256] [--iters 5] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+from benchmarks.bench_fit import ours_one_level
+from benchmarks.common import matmul_gflops, matmul_peak, structured_data, timed, write_json
+from rqgmm import RQGMM, RQKMeans
+
+CHUNK = 16384  # the tokenizers' default rows per chunk
+
+
+def em_iteration(X, k: int, iterations: int) -> dict:
+    _, one, _ = ours_one_level(X, k, 1)
+    _, many, _ = ours_one_level(X, k, 1 + iterations)
+    seconds = (many - one) / iterations
+    n, dim = X.shape
+    flops = 2 * 2 * n * (2 * dim) * k
+    # the same products alone: E-step (chunk, 2 dim) @ (2 dim, K), M-step (K, chunk) @ (chunk, 2 dim)
+    e_step = matmul_gflops(CHUNK, 2 * dim, k)
+    m_step = matmul_gflops(k, CHUNK, 2 * dim)
+    shape_bound = flops / (flops / 2 / e_step / 1e9 + flops / 2 / m_step / 1e9) / 1e9
+    return {"seconds": seconds, "gflops": flops / seconds / 1e9, "shape_matmul_gflops": shape_bound}
+
+
+def encoding(X, k: int, levels: int = 3) -> dict:
+    n, dim = X.shape
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kmeans = RQKMeans(n_levels=levels, codebook_size=k, max_iter=5, seed=0, progress=False).fit(X)
+        gmm = RQGMM(n_levels=levels, codebook_size=k, max_iter=5, seed=0, progress=False).fit(X)
+    for name, tokenizer, width in (("encode RQ-KMeans", kmeans, dim), ("encode RQ-GMM", gmm, 2 * dim)):
+        tokenizer.encode(X[:1000])
+        _, seconds = timed(tokenizer.encode, X)
+        flops = n * levels * 2 * width * k
+        out[name] = {"seconds": seconds, "rows_per_second": n / seconds, "gflops": flops / seconds / 1e9,
+                     "shape_matmul_gflops": matmul_gflops(CHUNK, width, k)}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--k", type=int, default=256)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    X = structured_data(args.n, args.dim)
+    kernels = {f"EM iteration (K={args.k})": em_iteration(X, args.k, args.iters), **encoding(X, args.k)}
+    peak = matmul_peak()
+    print(f"{args.n} x {args.dim}; fp32 matmul peak {peak:.0f} GFLOP/s (4096^2, torch, this run)")
+    print(f"{'kernel':22} {'GFLOP/s':>8} {'of peak':>8} {'same-shape matmul':>18} {'kernel / it':>12}")
+    for name, row in kernels.items():
+        row["fraction_of_peak"] = row["gflops"] / peak
+        print(f"{name:22} {row['gflops']:8.0f} {row['fraction_of_peak']:8.0%} {row['shape_matmul_gflops']:12.0f}"
+              f" ({row['shape_matmul_gflops'] / peak:3.0%}) {row['gflops'] / row['shape_matmul_gflops']:12.0%}")
+    write_json(args.out, {"n": args.n, "dim": args.dim, "k": args.k, "matmul_peak_gflops": peak,
+                          "kernels": kernels})
+
+
+if __name__ == "__main__":
+    main()

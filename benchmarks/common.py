@@ -1,0 +1,88 @@
+"""Data sets, timers and the matmul roofline shared by the benchmark scripts.
+
+Every benchmark measures its references in the same run and prints ratios; absolute times on a
+shared machine drift by tens of percent between runs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DATA_SETS = ("synthetic", "ml-100k")
+
+
+def structured_data(n: int, dim: int, n_components: int = 512, seed: int = 0) -> np.ndarray:
+    """Rows of a diagonal mixture of ``n_components`` components: (n, dim) float32."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(n_components, dim)) * 2.0
+    scales = rng.uniform(0.3, 1.0, size=(n_components, dim))
+    labels = rng.integers(0, n_components, n)
+    return (means[labels] + rng.normal(size=(n, dim)) * scales[labels]).astype(np.float32)
+
+
+def movielens_item_embeddings() -> np.ndarray:
+    """MiniLM embeddings of the MovieLens-100k item texts: (1682, 384) float32 (cached on disk)."""
+    from rqgmm.ctr.dataset import item_content, load_movielens
+
+    return item_content(load_movielens(), progress=False)
+
+
+def load_data(name: str, n: int, dim: int) -> np.ndarray:
+    """``synthetic`` (n x dim, see :func:`structured_data`) or ``ml-100k`` (its own size)."""
+    if name == "synthetic":
+        return structured_data(n, dim)
+    if name == "ml-100k":
+        return movielens_item_embeddings()
+    raise ValueError(f"unknown data set {name!r}; expected one of {DATA_SETS}")
+
+
+def timed(function, *args, **kwargs):
+    """``(result, seconds)`` of one call."""
+    begin = time.perf_counter()
+    out = function(*args, **kwargs)
+    return out, time.perf_counter() - begin
+
+
+def matmul_gflops(m: int, k: int, n: int, repeats: int = 5) -> float:
+    """Best fp32 ``torch.matmul`` GFLOP/s of an (m, k) @ (k, n) product over ``repeats``."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    a @ b
+    best = min(timed(torch.matmul, a, b)[1] for _ in range(repeats))
+    return 2 * m * k * n / best / 1e9
+
+
+def matmul_peak(size: int = 4096) -> float:
+    """fp32 matmul peak of this machine as benchmarks quote it: a square ``size`` product."""
+    return matmul_gflops(size, size, size)
+
+
+def peak_rss_mib(children: bool = False) -> float:
+    """Peak resident memory of this process (or of its finished children) in MiB (Linux units)."""
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
+def environment() -> dict:
+    """What the figures were measured on."""
+    return {"date": datetime.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "numpy": np.__version__}
+
+
+def write_json(path: str | None, result: dict) -> None:
+    """Write ``result`` plus :func:`environment` to ``path`` (atomically) when a path is given."""
+    if not path:
+        return
+    from rqgmm.io.atomic import atomic_path
+
+    with atomic_path(Path(path), overwrite=True) as target:
+        target.write_text(json.dumps({**result, "environment": environment()}, indent=2))
