@@ -15,7 +15,13 @@ import argparse
 import warnings
 
 from benchmarks.bench_fit import ours_one_level
-from benchmarks.common import matmul_gflops, matmul_peak, structured_data, timed, write_json
+from benchmarks.common import (
+    matmul_gflops,
+    matmul_peak,
+    structured_data,
+    timed,
+    write_json,
+)
 from rqgmm import RQGMM, RQKMeans
 
 CHUNK = 16384  # the tokenizers' default rows per chunk

@@ -5,8 +5,8 @@ from a memory-mapped file larger than the memory budget.
    tol=0) and encode time; time per row should stay flat.
 2. K = 64, 256, 1024 at n = 200k: the same.
 3. A 5M x 128 float32 ``.npy`` (2.4 GiB) written to a temporary directory and fitted from
-   ``np.load(mmap_mode="r")`` in a child process (two levels, K=256): its peak resident memory,
-   which must stay under 1.5 GiB, next to the child's resident memory right after imports.
+   ``np.load(mmap_mode="r")`` in a child process (two levels, K=256): its peak resident memory
+   (VmHWM, Linux), which must stay under 1.5 GiB, next to its resident memory after imports.
 
 Run from the repository root:
     python -m benchmarks.bench_scale [--iters 5] [--memmap-rows 5000000] [--tmpdir DIR] [--skip-memmap] [--out FILE.json]
@@ -50,11 +50,18 @@ def print_rows(title: str, rows: list[dict], key: str) -> None:
               f" {row['encode_us_per_row']:14.2f}")
 
 
+# The child reads its peak from /proc/self/status (VmHWM): ru_maxrss survives exec on Linux, so
+# it would report the parent's peak.
 _CHILD = """
-import json, resource, sys, time, warnings
+import json, sys, time, warnings
 import numpy as np
 from rqgmm import RQGMM
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+def peak_mib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+baseline = peak_mib()
 X = np.load(sys.argv[1], mmap_mode="r")
 model = RQGMM(n_levels=2, codebook_size=256, max_iter=int(sys.argv[2]), tol=0.0, seed=0, progress=False)
 begin = time.perf_counter()
@@ -62,7 +69,7 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     model.fit(X)
 seconds = time.perf_counter() - begin
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = peak_mib()
 print(json.dumps({"baseline_rss_mib": baseline, "peak_rss_mib": peak, "fit_seconds": seconds}))
 """
 
@@ -97,14 +104,17 @@ def main() -> None:
     parser.add_argument("--memmap-rows", type=int, default=5_000_000)
     parser.add_argument("--tmpdir", default=None, help="where the memmap file is written (needs 2.4 GiB)")
     parser.add_argument("--skip-memmap", action="store_true")
+    parser.add_argument("--only-memmap", action="store_true", help="skip parts 1 and 2")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    by_rows = [fit_and_encode(structured_data(n, DIM), 256, args.iters) for n in (100_000, 400_000, 1_600_000)]
-    print_rows(f"1. rows (K=256, d={DIM}, one level, {args.iters} EM iterations)", by_rows, "n")
-    X = structured_data(200_000, DIM)
-    by_k = [fit_and_encode(X, k, args.iters) for k in (64, 256, 1024)]
-    print_rows(f"2. codebook size (n=200,000, d={DIM})", by_k, "k")
-    result = {"by_rows": by_rows, "by_codebook_size": by_k}
+    result = {}
+    if not args.only_memmap:
+        by_rows = [fit_and_encode(structured_data(n, DIM), 256, args.iters) for n in (100_000, 400_000, 1_600_000)]
+        print_rows(f"1. rows (K=256, d={DIM}, one level, {args.iters} EM iterations)", by_rows, "n")
+        X = structured_data(200_000, DIM)
+        by_k = [fit_and_encode(X, k, args.iters) for k in (64, 256, 1024)]
+        print_rows(f"2. codebook size (n=200,000, d={DIM})", by_k, "k")
+        result = {"by_rows": by_rows, "by_codebook_size": by_k}
     if not args.skip_memmap:
         mapped = memmap_fit(args.memmap_rows, 3, args.tmpdir)
         verdict = "under" if mapped["peak_rss_mib"] < MEMORY_TARGET_MIB else "OVER"
