@@ -145,3 +145,16 @@ def test_stream_command_names_an_unknown_method():
     result = CliRunner().invoke(main, ["stream", "--numeric", "daes,bins"])
     assert result.exit_code != 0
     assert "unknown numeric embedding(s) ['bins']" in result.output and "static-bins" in result.output
+
+
+def test_sorted_quantile_matches_numpy_on_partly_filled_rows():
+    from rqgmm.stream.daes import sorted_quantile
+
+    rng = np.random.default_rng(0)
+    ordered = np.sort(rng.normal(size=(3, 40)), axis=1)
+    ordered[1, 9:] = np.inf
+    filled = np.array([40, 9, 0])
+    for level in (0.25, 0.5, 0.75):
+        got = sorted_quantile(ordered, filled, level)
+        np.testing.assert_allclose(got[:2], [np.quantile(ordered[f, :filled[f]], level) for f in range(2)])
+        assert got[2] == 0.0

@@ -17,6 +17,7 @@ import torch
 from rqgmm.errors import InvalidInputError
 
 _MAX_ROWS_NAMED = 5
+_TAKE_BLOCK_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class EmbeddingMatrix:
         copied = np.array(block, dtype=np.float32, order="C", copy=True)  # writable, never a view
         if self.rows is None:
             release_mapped_rows(self.data, start, stop)
+        elif stop > start:
+            release_mapped_rows(self.data, int(self.rows[start]), int(self.rows[stop - 1]) + 1)
         return copied
 
     def take(self, indices: np.ndarray) -> np.ndarray:
@@ -87,8 +90,15 @@ class EmbeddingMatrix:
         indices = np.asarray(indices, dtype=np.int64)
         order = np.argsort(indices, kind="stable")
         source = indices[order] if self.rows is None else self.rows[indices[order]]
-        out = np.empty((indices.shape[0], self.dim), dtype=np.float32)
-        out[order] = self.data[source]
+        gathered = np.empty((indices.shape[0], self.dim), dtype=np.float32)
+        # in blocks, releasing what each block mapped: on a memmap every scattered row read maps
+        # its whole fault-around window (64 KiB), which would otherwise map most of the file
+        for begin in range(0, source.shape[0], _TAKE_BLOCK_ROWS):
+            block = source[begin:begin + _TAKE_BLOCK_ROWS]
+            gathered[begin:begin + block.shape[0]] = self.data[block]
+            release_mapped_rows(self.data, int(block[0]), int(block[-1]) + 1)
+        out = np.empty_like(gathered)
+        out[order] = gathered
         return out
 
     def chunks(self, chunk_size: int, device: torch.device | str = "cpu") -> Iterator[tuple[int, torch.Tensor]]:

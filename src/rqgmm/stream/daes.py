@@ -40,6 +40,18 @@ from rqgmm.stream.reservoir import Reservoir
 MODULATIONS = ("temperature", "film")
 
 
+def sorted_quantile(ordered: np.ndarray, filled: np.ndarray, level: float) -> np.ndarray:
+    """Per-row ``level`` quantile (linear interpolation) of sorted rows (F, S) of which the first
+    ``filled`` (F,) entries are used; 0 for an empty row. Returns (F,)."""
+    position = np.maximum(filled - 1, 0) * level
+    below = np.floor(position).astype(np.int64)
+    above = np.minimum(below + 1, np.maximum(filled - 1, 0))
+    rows = np.arange(ordered.shape[0])
+    low, high = ordered[rows, below], ordered[rows, above]
+    value = low + (position - below) * np.where(above > below, high - low, 0.0)
+    return np.where(filled > 0, value, 0.0)
+
+
 class DAESEmbedding(NumericEmbedding):
     """Distribution-aware embedding of ``n_fields`` numeric fields: (B, F) -> (B, F, dim).
 
@@ -79,11 +91,9 @@ class DAESEmbedding(NumericEmbedding):
         ordered, filled = self.reservoir.sorted_sample()
         self._sorted = torch.as_tensor(ordered)
         self._filled = torch.as_tensor(filled)
-        usable = [ordered[f, :filled[f]] if filled[f] else np.zeros(1) for f in range(self.reservoir.n_fields)]
-        median = np.array([np.median(u) for u in usable])
-        spread = np.array([np.subtract(*np.quantile(u, [0.75, 0.25])) for u in usable])
+        low, median, high = (sorted_quantile(ordered, filled, level) for level in (0.25, 0.5, 0.75))
         self._median = torch.as_tensor(median, dtype=torch.float32)
-        self._spread = torch.as_tensor(np.where(spread > 0, spread, 1.0), dtype=torch.float32)
+        self._spread = torch.as_tensor(np.where(high - low > 0, high - low, 1.0), dtype=torch.float32)
 
     def quantiles(self, values: torch.Tensor) -> torch.Tensor:
         """(B, F) values -> (B, F) quantiles in [0, 1] under the current reservoir."""
