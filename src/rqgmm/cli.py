@@ -117,12 +117,16 @@ def _tokenizer_for(method: str, n_levels: int, codebook_size, common: dict, give
 @click.option("--column", default=None, help="Parquet embedding column (auto-detected if only one list column).")
 @click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the other column).")
 @click.option("--drop-invalid", is_flag=True, help="Skip rows with NaN/Inf instead of failing.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: fit on a Ray Dataset of Parquet files (EMBEDDINGS: file, directory or glob).")
+@click.option("--address", default=None, help="Ray cluster address ('auto' or host:port); default: a local"
+              " instance started and stopped for this command.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings.")
 def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_covar, covariance_type, residual,
         init, latent_dim, hidden_dims, beta, codebook_update, dead_code_steps, max_epochs, learning_rate,
-        seed, device, batch_size, column, id_column, drop_invalid, overwrite, quiet):
-    """Fit a tokenizer on EMBEDDINGS (.npy or .parquet) and save it to OUTPUT."""
+        seed, device, batch_size, column, id_column, drop_invalid, engine, address, overwrite, quiet):
+    """Fit a tokenizer on EMBEDDINGS (.npy or .parquet; with --engine ray, Parquet files) and save it to OUTPUT."""
     from rqgmm.io.atomic import refuse_existing
     from rqgmm.io.tables import read_embeddings
     from rqgmm.validation import EmbeddingMatrix
@@ -136,6 +140,14 @@ def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_
              "--max-epochs": max_epochs, "--learning-rate": learning_rate}
     common = {"seed": seed, "device": device, "batch_size": batch_size, "progress": False if quiet else None}
     tokenizer = _tokenizer_for(method, n_levels, _codebook_sizes(codebook_size), common, given)
+    if engine == "ray":
+        _fit_on_ray(tokenizer, method, str(embeddings), column, address, drop_invalid)
+        tokenizer.save(output, overwrite=overwrite)
+        if not quiet:
+            click.echo(f"fitted {type(tokenizer).__name__} {tokenizer.codebook_sizes} on Ray; saved to {output}")
+        return
+    if address is not None:
+        raise click.BadParameter("--address applies to --engine ray only", param_hint="--address")
     table = read_embeddings(embeddings, column=column, id_column=id_column)
     tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid)
     tokenizer.save(output, overwrite=overwrite)
@@ -144,10 +156,29 @@ def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_
                    f" {table.embeddings.shape[0]} x {table.embeddings.shape[1]}; saved to {output}")
 
 
+def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_invalid: bool) -> None:
+    if method not in ("rq-gmm", "rq-kmeans"):
+        raise click.BadParameter(f"--engine ray fits rq-gmm and rq-kmeans, not {method}", param_hint="--method")
+    if drop_invalid:
+        raise click.BadParameter("--drop-invalid is not available with --engine ray; clean the data first",
+                                 param_hint="--drop-invalid")
+    from rqgmm.distributed import (
+        embedding_column,
+        fit_on_ray,
+        ray_session,
+        read_parquet_dataset,
+    )
+
+    with ray_session(address):
+        dataset = read_parquet_dataset(pattern)
+        fit_on_ray(tokenizer, dataset, embedding_column(dataset, column))
+
+
 @main.command()
 @click.argument("tokenizer_dir", type=click.Path(path_type=Path))
 @click.argument("embeddings", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Codes Parquet to write.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Codes Parquet to write (with --engine ray: a directory of Parquet files).")
 @click.option("--column", default=None)
 @click.option("--id-column", default=None)
 @click.option("--device", default=None, help="Override the tokenizer's device.")
@@ -155,12 +186,22 @@ def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_
 @click.option("--collisions", type=click.Choice(["none", "suffix", "relocate"]), default="none", show_default=True,
               help="Make IDs unique: a counting 'suffix' column, or 'relocate' at the last level.")
 @click.option("--capacity", type=int, default=1, show_default=True, help="Items per full ID allowed by relocate.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: map_batches over a Ray Dataset of Parquet files (EMBEDDINGS: file, directory or glob).")
+@click.option("--address", default=None, help="Ray cluster address; default: a local instance.")
 @click.option("--overwrite", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True)
 def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_invalid, collisions, capacity,
-           overwrite, quiet):
+           engine, address, overwrite, quiet):
     """Encode EMBEDDINGS with a saved tokenizer; write id + level_0..level_{L-1} to OUTPUT."""
     from rqgmm.io.atomic import refuse_existing
+
+    if engine == "ray":
+        if collisions != "none" or drop_invalid:
+            raise click.BadParameter("--collisions and --drop-invalid need the whole catalogue on one machine;"
+                                     " not available with --engine ray", param_hint="--engine")
+        _encode_on_ray(tokenizer_dir, str(embeddings), output, column, id_column, address, overwrite, quiet)
+        return
     from rqgmm.io.tables import read_embeddings, write_codes
     from rqgmm.quantize import ResidualTokenizer
     from rqgmm.validation import check_embeddings
@@ -180,6 +221,24 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
     if not quiet:
         note = f" ({dropped.size} row(s) with NaN/Inf dropped)" if dropped.size else ""
         click.echo(f"encoded {len(codes)} rows into {codes.shape[1]} levels; wrote {output}{note}")
+
+
+def _encode_on_ray(tokenizer_dir, pattern: str, output: Path, column, id_column, address, overwrite, quiet) -> None:
+    from rqgmm.distributed import (
+        embedding_column,
+        encode_on_ray,
+        ray_session,
+        read_parquet_dataset,
+    )
+    from rqgmm.io.atomic import atomic_path
+    from rqgmm.quantize import ResidualTokenizer
+
+    tokenizer = ResidualTokenizer.load(tokenizer_dir)
+    with ray_session(address), atomic_path(output, overwrite=overwrite, directory=True) as target:
+        dataset = read_parquet_dataset(pattern)
+        encode_on_ray(tokenizer, dataset, embedding_column(dataset, column), str(target), id_column=id_column)
+    if not quiet:
+        click.echo(f"encoded on Ray into {tokenizer.n_levels} levels; wrote Parquet files to {output}")
 
 
 @main.command()
@@ -322,16 +381,37 @@ def ctr() -> None:
 @click.option("-q", "--quiet", is_flag=True)
 def ctr_train(dataset, model_name, features, tokenizer, split, seed, epochs, batch_size, learning_rate, patience,
               embed_dim, min_count, missing_items, output, overwrite, quiet):
-    """Train a CTR model and write OUTPUT (config.json, metrics.json, model/)."""
+    """Train a CTR model and write OUTPUT (config.json, metrics.json, model/).
+
+    Data-parallel under torchrun (``torchrun --nproc_per_node N -m rqgmm.cli ctr train ...``):
+    gloo on CPU, nccl on GPU; rank 0 writes OUTPUT."""
     from rqgmm.ctr.run import RunConfig, train_run
 
     _show_warnings(quiet)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = 0
+    if world > 1:
+        import torch
+        import torch.distributed as dist
+
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        rank = dist.get_rank()
+        quiet = quiet or rank != 0
     config = RunConfig(dataset=dataset, split=split, model=model_name, features=features,
                        tokenizer=None if tokenizer is None else str(tokenizer), seed=seed, min_count=min_count,
                        missing_items=missing_items, model_params={"embed_dim": embed_dim},
                        training={"max_epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
                                  "patience": patience})
-    summary = train_run(config, output, overwrite=overwrite, progress=False if quiet else None)
+    try:
+        summary = train_run(config, output if rank == 0 else None, overwrite=overwrite,
+                            progress=False if quiet else None)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    if rank != 0:
+        return
+    if world > 1:
+        click.echo(f"data-parallel over {world} ranks")
     if summary["n_missing_items"]:
         click.echo(f"note: {summary['n_missing_items']} interaction(s) name items without content; they got zero"
                    " content and unknown semantic IDs", err=True)

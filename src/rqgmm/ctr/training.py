@@ -1,4 +1,13 @@
-"""Training and evaluation of CTR models: Adam, early stopping on validation AUC, metrics."""
+"""Training and evaluation of CTR models: Adam, early stopping on validation AUC, metrics.
+
+Data parallel when a ``torch.distributed`` process group is initialized (e.g. launched by
+``torchrun``): every rank draws the same global permutation and takes its slice ``rank::world``
+of each global batch; the model is wrapped in ``DistributedDataParallel`` and each rank's loss is
+its rows' summed loss divided by the global batch size times the world size, so the averaged
+gradient is exactly the single-process gradient of the global batch (up to the order of
+floating-point sums). Predictions are split the same way and all-gathered, so AUC, LogLoss and
+early-stopping decisions are exact and identical on every rank.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from rqgmm.ctr.metrics import auc, gauc, log_loss
@@ -47,28 +57,52 @@ def _tensors(inputs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
     return {key: torch.from_numpy(np.ascontiguousarray(inputs[key])) for key in INPUT_KEYS if key in inputs}
 
 
+def _world() -> tuple[int, int]:
+    """``(rank, world size)`` of the initialized process group, ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def predict(model: torch.nn.Module, inputs: dict[str, np.ndarray], batch_size: int = 16384) -> np.ndarray:
-    """Click probabilities for every row: (n,) float64."""
+    """Click probabilities for every row: (n,) float64 (every rank gets all of them)."""
+    rank, world = _world()
     tensors = _tensors(inputs)
     n = len(inputs["item"])
+    mine = np.arange(rank, n, world)
     model.eval()
-    out = np.empty(n, dtype=np.float64)
+    out = np.empty(len(mine), dtype=np.float64)
     with torch.inference_mode():
-        for start in range(0, n, batch_size):
-            batch = {k: v[start:start + batch_size] for k, v in tensors.items()}
+        for start in range(0, len(mine), batch_size):
+            rows = torch.from_numpy(mine[start:start + batch_size])
+            batch = {k: v[rows] for k, v in tensors.items()} if world > 1 else \
+                {k: v[start:start + batch_size] for k, v in tensors.items()}
             out[start:start + batch_size] = model(batch)["y_pred"].double().numpy()
-    return out
+    if world == 1:
+        return out
+    parts: list = [None] * world
+    dist.all_gather_object(parts, out)
+    gathered = np.empty(n, dtype=np.float64)
+    for other, part in enumerate(parts):
+        gathered[other::world] = part
+    return gathered
 
 
 def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation: dict[str, np.ndarray],
                 config: TrainingConfig = TrainingConfig(), progress: bool | None = None,
                 desc: str = "train") -> TrainingResult:
     """Fit ``model`` in place; keeps the weights of the epoch with the best validation AUC."""
+    rank, world = _world()
     tensors = _tensors(train)
     labels = torch.from_numpy(train["label"])
     n = len(labels)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
                                  foreach=True)
+    network = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        network = DistributedDataParallel(model)  # broadcasts rank 0's initial weights
     generator = torch.Generator().manual_seed(config.seed)
     result = TrainingResult()
     best_auc, best_state, stale, busy = -np.inf, None, 0, 0.0
@@ -82,13 +116,23 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
             total, tick = 0.0, time.perf_counter()
             for start in range(0, n, config.batch_size):
                 index = order[start:start + config.batch_size]
-                batch = {k: v[index] for k, v in tensors.items()}
-                logit = model(batch)["logit"]
-                loss = F.binary_cross_entropy_with_logits(logit, labels[index])
+                if world == 1:
+                    batch = {k: v[index] for k, v in tensors.items()}
+                    loss = F.binary_cross_entropy_with_logits(network(batch)["logit"], labels[index])
+                    batch_loss = float(loss.detach())
+                else:  # this rank's slice; DDP averages the gradients over ranks
+                    mine = index[rank::world]
+                    batch = {k: v[mine] for k, v in tensors.items()}
+                    summed = F.binary_cross_entropy_with_logits(network(batch)["logit"], labels[mine],
+                                                                reduction="sum")
+                    loss = summed * world / len(index)
+                    shared = summed.detach().clone()
+                    dist.all_reduce(shared)
+                    batch_loss = float(shared) / len(index)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss.detach()) * len(index)
+                total += batch_loss * len(index)
             busy += time.perf_counter() - tick
             validation_auc = auc(validation["label"], predict(model, validation, config.eval_batch_size))
             result.epochs.append({"epoch": epoch, "train_loss": total / n, "validation_auc": validation_auc})

@@ -90,12 +90,12 @@ def _read_parquet(path: Path, column: str | None, id_column: str | None) -> Embe
         raise InvalidInputError(f"{path}: no id column {id_column!r}; columns are {names}")
     table = pq.read_table(path, columns=[column] + ([id_column] if id_column else []))
     vectors = table.column(column).combine_chunks()
-    embeddings = _list_array_to_matrix(vectors, path, column)
+    embeddings = list_array_to_matrix(vectors, path, column)
     ids = table.column(id_column).to_numpy(zero_copy_only=False) if id_column else np.arange(len(embeddings))
     return EmbeddingTable(embeddings, ids, id_column or "row", str(path))
 
 
-def _list_array_to_matrix(vectors: pa.Array, path: Path, column: str) -> np.ndarray:
+def list_array_to_matrix(vectors: pa.Array, path: Path, column: str) -> np.ndarray:
     n = len(vectors)
     if n == 0:
         return np.zeros((0, 0), dtype=np.float32)

@@ -194,19 +194,25 @@ class ResidualTokenizer:
     def _fit(self, X, drop_invalid: bool) -> np.ndarray:
         """Fit; return the training codes of the final assignment passes, (n, n_levels) int64."""
         matrix = self._check_fit_input(X, drop_invalid)
+        stream = ResidualStream(self, matrix)
+        self._fit_levels(stream)
+        return stream.codes
+
+    def _fit_levels(self, stream) -> None:
+        """Fit every level from ``stream`` (a :class:`ResidualStream`, or any object with its
+        ``level``, ``n_rows``, ``dim``, ``sample``, ``reduce``, ``feature_cache`` and ``store_codes``,
+        such as the Ray engine's)."""
         self.codebooks_: list[np.ndarray] = []
         self._device_codebooks: list[torch.Tensor] = []
         self._reset_fit_state()
         generator = torch.Generator().manual_seed(int(self.seed))
         rng = np.random.default_rng(int(self.seed))
-        stream = ResidualStream(self, matrix)
         levels = progress_bar(range(self.n_levels), enabled=self.progress, desc=f"{type(self).__name__} levels")
         for level in levels:
             stream.level = level
             self._fit_level(level, stream, generator, rng)
             self._device_codebooks.append(torch.as_tensor(self.codebooks_[level], device=self.device_))
             stream.store_codes(level)
-        return stream.codes
 
     def _reset_fit_state(self) -> None:
         """Clear per-level learned lists before a new fit (subclasses extend)."""
@@ -408,6 +414,22 @@ class ResidualStream:
             iterator = progress_bar(iterator, enabled=tokenizer.progress, total=total, desc=desc)
         for start, chunk in iterator:
             yield start, self.residual_of(chunk, slice(start, start + chunk.shape[0]))
+
+    def reduce(self, function: Callable[[torch.Tensor], Any]) -> Any:
+        """``function(chunk)`` summed over every residual chunk (m, dim), in row order; the
+        statistics of an EM or Lloyd pass. The Ray engine maps it over the dataset's blocks."""
+        total = None
+        for _, chunk in self.chunks():
+            part = function(chunk)
+            total = part if total is None else total + part
+        return total
+
+    def feature_cache(self, shift: torch.Tensor, dtype: torch.dtype, max_bytes: int):
+        """E-step features of this level's residuals around ``shift``, cached within ``max_bytes``."""
+        from rqgmm.quantize.gaussian_mixture import FeatureCache
+
+        return FeatureCache(lambda: (chunk for _, chunk in self.chunks()), shift, dtype, self.n_rows, self.dim,
+                            max_bytes)
 
     def sample(self, size: int, rng: np.random.Generator) -> torch.Tensor:
         """A uniform sample of ``min(size, n)`` residual rows without replacement: (m, dim)."""

@@ -8,6 +8,7 @@ paper's) or minus the posterior-weighted mean of all components (``residual="sof
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -19,7 +20,6 @@ from rqgmm.progress import progress_bar
 from rqgmm.quantize.base import ResidualTokenizer, row_argmax
 from rqgmm.quantize.gaussian_mixture import (
     COVARIANCE_TYPES,
-    FeatureCache,
     MixtureParams,
     MixtureScorer,
     empty_stats,
@@ -32,6 +32,13 @@ from rqgmm.quantize.rq_kmeans import init_sample_size, lloyd, seed_centers
 from rqgmm.validation import check_embeddings
 
 GMM_INITS = ("kmeans++", "random", "kmeans")
+
+
+def nearest_center_stats(chunk: torch.Tensor, *, scorer: CentroidScorer, n_codes: int,
+                         shift: torch.Tensor):
+    """Mixture statistics of a chunk (m, dim) hard-assigned to its nearest center (EM's start)."""
+    codes, _ = scorer.assign(chunk)
+    return hard_assignment_stats(chunk, codes, n_codes, shift)
 # A component holding less than one row's worth of responsibility has no usable estimate.
 EMPTY_COMPONENT_MASS = 1.0
 # Lloyd iterations of init="kmeans" before EM takes over.
@@ -133,12 +140,10 @@ class RQGMM(ResidualTokenizer):
                             generator=generator, spread=spread, progress=self.progress,
                             desc=f"k-means init level {level}").centroids
         shift = sample.double().mean(0)
-        scorer = CentroidScorer(centers, self._dtype)
-        stats = empty_stats(n_codes, residuals.dim, shift)
+        assignment = functools.partial(nearest_center_stats, scorer=CentroidScorer(centers, self._dtype),
+                                       n_codes=n_codes, shift=shift)
         with torch.inference_mode():
-            for _, chunk in residuals.chunks():
-                codes, _ = scorer.assign(chunk)
-                stats = stats + hard_assignment_stats(chunk, codes, n_codes, shift)
+            stats = residuals.reduce(assignment)
         params = m_step(stats, self.reg_covar, self.covariance_type)
         return params, self._reseed(params, stats.counts, generator, level)
 
@@ -161,17 +166,19 @@ class RQGMM(ResidualTokenizer):
         # one origin for the whole level (the start's mean, which every M-step keeps as the
         # mixture mean up to sampling), so the features [x^2, x] can be computed once
         shift = (params.weights[:, None] * params.means).sum(0)
-        features = FeatureCache(lambda: (chunk for _, chunk in residuals.chunks()), shift, self._dtype,
-                                residuals.n_rows, residuals.dim, int(self.cache_mib * 2**20))
+        features = residuals.feature_cache(shift, self._dtype, int(self.cache_mib * 2**20))
         history: list[float] = []
         converged = False
         iterations = progress_bar(range(self.max_iter), enabled=self.progress, desc=f"EM level {level}")
         for _ in iterations:
             scorer = MixtureScorer(params, self._dtype, shift=shift)
-            stats = empty_stats(params.n_components, residuals.dim, scorer.shift)
             with torch.inference_mode():
-                for chunk_features in features:
-                    stats = stats + scorer.accumulate_features(chunk_features)
+                if features is None:  # a distributed stream: the engine maps the E-step over blocks
+                    stats = residuals.reduce(scorer.accumulate)
+                else:
+                    stats = empty_stats(params.n_components, residuals.dim, scorer.shift)
+                    for chunk_features in features:
+                        stats = stats + scorer.accumulate_features(chunk_features)
             mean_log_likelihood = stats.log_likelihood / stats.n_rows
             history.append(mean_log_likelihood)
             params = m_step(stats, self.reg_covar, self.covariance_type)

@@ -10,7 +10,7 @@ import torch
 from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.base import ResidualStream, ResidualTokenizer
-from rqgmm.quantize.kmeans import CentroidScorer, empty_kmeans_stats, kmeans_plusplus
+from rqgmm.quantize.kmeans import CentroidScorer, kmeans_plusplus
 from rqgmm.quantize.reseed import split_heaviest
 
 KMEANS_INITS = ("kmeans++", "random")
@@ -53,10 +53,8 @@ def lloyd(stream: ResidualStream, centroids: torch.Tensor, *, max_iter: int, tol
     iterations = progress_bar(range(max_iter), enabled=progress, desc=desc)
     for _ in iterations:
         scorer = CentroidScorer(centroids, dtype)
-        stats = empty_kmeans_stats(centroids.shape[0], centroids.shape[1], centroids.device)
         with torch.inference_mode():
-            for _, chunk in stream.chunks():
-                stats = stats + scorer.accumulate(chunk)
+            stats = stream.reduce(scorer.accumulate)
         inertia = stats.inertia / stats.n_rows
         history.append(inertia)
         dead = stats.counts < 0.5
@@ -127,6 +125,7 @@ class RQKMeans(ResidualTokenizer):
     residual = "hard"
 
     def _reset_fit_state(self) -> None:
+        self.__dict__.pop("_scorers", None)
         self.inertia_: list[float] = []
         self.n_iter_: list[int] = []
         self.converged_: list[bool] = []
@@ -165,10 +164,6 @@ class RQKMeans(ResidualTokenizer):
             scorer = CentroidScorer(self._device_codebooks[level].to(residual.device).double(), self._dtype)
             scorers[level] = scorer
         return scorer.scores(residual)
-
-    def _fit(self, X, drop_invalid):
-        self.__dict__.pop("_scorers", None)
-        return super()._fit(X, drop_invalid)
 
     def _fitted_attributes(self):
         return {**super()._fitted_attributes(), "inertia_": self.inertia_, "n_iter_": self.n_iter_,

@@ -48,7 +48,8 @@ def sorted_quantile(ordered: np.ndarray, filled: np.ndarray, level: float) -> np
     above = np.minimum(below + 1, np.maximum(filled - 1, 0))
     rows = np.arange(ordered.shape[0])
     low, high = ordered[rows, below], ordered[rows, above]
-    value = low + (position - below) * np.where(above > below, high - low, 0.0)
+    with np.errstate(invalid="ignore"):  # empty rows hold +inf; masked below
+        value = low + (position - below) * np.where(above > below, high - low, 0.0)
     return np.where(filled > 0, value, 0.0)
 
 
