@@ -130,14 +130,17 @@ def _encode_batch(batch: dict, tokenizer, column: str, id_column: str | None) ->
 
 def read_parquet_dataset(pattern: str):
     """A Ray Dataset of the Parquet files matching ``pattern`` (a file, a directory or a glob),
-    read in sorted path order."""
+    with rows in sorted path order (then file order), as a single-machine read would have them."""
     import glob
 
     ray = require_ray()
     paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
     if not paths or not all(os.path.exists(path) for path in paths):
         raise InvalidInputError(f"{pattern}: no such Parquet file, directory or matching files")
-    return ray.data.read_parquet(paths)
+    # one read per path, united in path order: a single read_parquet over many files may list
+    # them in any order, and row positions must mean the same as on one machine
+    parts = [ray.data.read_parquet(path) for path in paths]
+    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
 
 
 def embedding_column(dataset, column: str | None) -> str:
@@ -167,6 +170,9 @@ class RayBlocks:
         ray = require_ray()
         if column not in dataset.schema().names:
             raise InvalidInputError(f"dataset has no column {column!r}; columns are {dataset.schema().names}")
+        # rows in the dataset's order (files in path order), so positions mean what they mean on
+        # one machine and the per-block sums have a fixed order
+        ray.data.DataContext.get_current().execution_options.preserve_order = True
         arrow_refs = dataset.select_columns([column]).materialize().to_arrow_refs()
         to_matrix = ray.remote(_block_matrix)
         self.refs = [to_matrix.remote(ref, column) for ref in arrow_refs]
@@ -277,7 +283,7 @@ def fit_on_ray(tokenizer, dataset, column: str, *, max_retries: int = 3, runtime
 def encode_on_ray(tokenizer, dataset, column: str, output: str, id_column: str | None = None) -> None:
     """Codes of every row of ``dataset`` written as Parquet files under ``output``: the id column
     (when given) and ``level_0 .. level_{L-1}`` (int32). A ``map_batches`` over the dataset."""
-    ray = require_ray()
+    require_ray()
     tokenizer._check_fitted()
     names = dataset.schema().names
     for name in (column, id_column):
@@ -285,9 +291,8 @@ def encode_on_ray(tokenizer, dataset, column: str, output: str, id_column: str |
             raise InvalidInputError(f"dataset has no column {name!r}; columns are {names}")
     quiet = copy.copy(tokenizer)
     quiet.progress = False
-    shared = ray.put(quiet)
     columns = [column] + ([id_column] if id_column else [])
     encoded = dataset.select_columns(columns).map_batches(
-        _encode_batch, fn_kwargs={"tokenizer": shared, "column": column, "id_column": id_column},
+        _encode_batch, fn_kwargs={"tokenizer": quiet, "column": column, "id_column": id_column},
         batch_format="numpy", batch_size=tokenizer.batch_size)
     encoded.write_parquet(output)
