@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from rqgmm import RQGMM, RQKMeans
 from rqgmm.distributed import encode_on_ray, fit_on_ray, ray_session, read_parquet_dataset
-from rqgmm.distributed.engine import FAULT_ONCE_ENV
+from rqgmm.distributed.engine import FAULT_ONCE_ENV, RayBlocks
 from tests.conftest import mixture_sample
 
 PARAMS = {"n_levels": 2, "codebook_size": [12, 6], "seed": 0, "batch_size": 1000, "progress": False}
@@ -47,9 +47,11 @@ def compare(out: Path, workdir: Path) -> None:
     X, _ = mixture_sample(n=12_000, dim=8, n_components=20, separation=3.0, seed=4)
     pattern = write_parts(X, workdir / "data")
     result = {}
-    with warnings.catch_warnings(), ray_session(num_cpus=2):
+    with warnings.catch_warnings(), ray_session(num_cpus=2) as ray:
         warnings.simplefilter("ignore")
         dataset = read_parquet_dataset(pattern)
+        blocks = RayBlocks(dataset, "embedding")
+        result["rows_in_order"] = bool(np.array_equal(np.concatenate(ray.get(blocks.refs)), X))
         for name, klass, extra in (("rq_gmm", RQGMM, {"max_iter": 30}), ("rq_kmeans", RQKMeans, {"max_iter": 30})):
             local = klass(**PARAMS, **extra).fit(X)
             distributed = fit_on_ray(klass(**PARAMS, **extra), dataset, "embedding")

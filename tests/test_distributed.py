@@ -75,6 +75,7 @@ def _job(name: str, tmp_path: Path, *extra: str) -> dict:
 
 def test_ray_fit_matches_the_single_machine_fit_and_encodes_to_parquet(tmp_path):
     result = _job("compare", tmp_path)
+    assert result["rows_in_order"], "the engine's blocks do not hold the files' rows in path order"
     for name in ("rq_gmm", "rq_kmeans"):
         assert result[name]["code_agreement"] >= 0.999, (name, result[name]["code_agreement"])
         assert result[name]["codebook_max_abs_diff"] < 1e-4, (name, result[name]["codebook_max_abs_diff"])

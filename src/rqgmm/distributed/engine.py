@@ -128,19 +128,33 @@ def _encode_batch(batch: dict, tokenizer, column: str, id_column: str | None) ->
     return out
 
 
+def ordered(dataset):
+    """``dataset`` executing with its rows in order. A Dataset keeps the DataContext current when
+    it was created (later changes to ``DataContext.get_current()`` do not reach it), so the option
+    is set on the dataset's own context; without it blocks come out in completion order."""
+    dataset.context.execution_options.preserve_order = True
+    return dataset
+
+
 def read_parquet_dataset(pattern: str):
     """A Ray Dataset of the Parquet files matching ``pattern`` (a file, a directory or a glob),
     with rows in sorted path order (then file order), as a single-machine read would have them."""
     import glob
 
     ray = require_ray()
-    paths = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-    if not paths or not all(os.path.exists(path) for path in paths):
-        raise InvalidInputError(f"{pattern}: no such Parquet file, directory or matching files")
-    # one read per path, united in path order: a single read_parquet over many files may list
-    # them in any order, and row positions must mean the same as on one machine
-    parts = [ray.data.read_parquet(path) for path in paths]
-    return parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    if glob.has_magic(pattern):
+        paths = sorted(glob.glob(pattern))
+    elif os.path.isdir(pattern):
+        paths = sorted(os.path.join(pattern, name) for name in os.listdir(pattern)
+                       if name.endswith(".parquet") and not name.startswith((".", "_")))
+    else:
+        paths = [pattern] if os.path.exists(pattern) else []
+    if not paths:
+        raise InvalidInputError(f"{pattern}: no such Parquet file, or no .parquet files in that directory or glob")
+    # the sorted path list, read with every operator keeping order: row positions mean the same
+    # as on one machine (a union of one read per file keeps order too but schedules 4 operators
+    # per file and was 10x slower on 4 small files)
+    return ordered(ray.data.read_parquet(paths if len(paths) > 1 else paths[0]))
 
 
 def embedding_column(dataset, column: str | None) -> str:
@@ -172,8 +186,7 @@ class RayBlocks:
             raise InvalidInputError(f"dataset has no column {column!r}; columns are {dataset.schema().names}")
         # rows in the dataset's order (files in path order), so positions mean what they mean on
         # one machine and the per-block sums have a fixed order
-        ray.data.DataContext.get_current().execution_options.preserve_order = True
-        arrow_refs = dataset.select_columns([column]).materialize().to_arrow_refs()
+        arrow_refs = ordered(dataset).select_columns([column]).materialize().to_arrow_refs()
         to_matrix = ray.remote(_block_matrix)
         self.refs = [to_matrix.remote(ref, column) for ref in arrow_refs]
         summaries = ray.get([ray.remote(_block_summary).remote(ref) for ref in self.refs])
@@ -292,7 +305,7 @@ def encode_on_ray(tokenizer, dataset, column: str, output: str, id_column: str |
     quiet = copy.copy(tokenizer)
     quiet.progress = False
     columns = [column] + ([id_column] if id_column else [])
-    encoded = dataset.select_columns(columns).map_batches(
+    encoded = ordered(dataset).select_columns(columns).map_batches(
         _encode_batch, fn_kwargs={"tokenizer": quiet, "column": column, "id_column": id_column},
         batch_format="numpy", batch_size=tokenizer.batch_size)
     encoded.write_parquet(output)
