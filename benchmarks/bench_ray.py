@@ -41,12 +41,13 @@ def reexec_isolated() -> None:
     if os.environ.get(ISOLATED_ENV):
         return
     command = " ".join(f"'{part}'" for part in [sys.executable, "-m", "benchmarks.bench_ray", *sys.argv[1:]])
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, check=False)
+    if probe.returncode != 0:
+        raise SystemExit("could not create a loopback-only network namespace (needs root, unshare and ip);"
+                         " not starting Ray on the open network")
     completed = subprocess.run(["unshare", "-n", "sh", "-c", f"ip link set lo up && {ISOLATED_ENV}=1 exec {command}"],
                                check=False)
-    if completed.returncode != 0:
-        raise SystemExit("could not run inside a loopback-only network namespace (needs root and unshare);"
-                         " not starting Ray on the open network")
-    raise SystemExit(0)
+    raise SystemExit(completed.returncode)
 
 
 def write_dataset(directory: Path, rows: int, files: int) -> str:
