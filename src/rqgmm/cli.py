@@ -472,14 +472,20 @@ def _format_metrics(metrics: dict, training: dict | None = None) -> str:
               help="Processes for the CTR grid (one torch thread each).")
 @click.option("-q", "--quiet", is_flag=True)
 def experiment(config_path, quick, root, workers, quiet):
-    """Reproduce the paper's offline study: tokenizers, quality, CTR grid, report (CONFIG: a YAML)."""
+    """Run a study from CONFIG (a YAML): the paper's offline experiment (tokenizers, quality, CTR
+    grid, report) or, with ``kind: variants``, the RQ-GMM variants study."""
     from rqgmm.experiment.config import ExperimentConfig
     from rqgmm.experiment.report import format_text_table
     from rqgmm.experiment.runner import Experiment
+    from rqgmm.io.settings import read_yaml_mapping
 
     _show_warnings(True)
-    config = ExperimentConfig.from_yaml(config_path, quick=quick)
     log = (lambda line: None) if quiet else click.echo
+    raw = read_yaml_mapping(config_path, "the experiment config")
+    if isinstance(raw, dict) and raw.get("kind") == "variants":
+        _variants_study(config_path, quick, root, workers, quiet, log)
+        return
+    config = ExperimentConfig.from_yaml(config_path, quick=quick)
     runner = Experiment(config, root, progress=False if quiet else None, log=log, workers=workers)
     results = runner.run()
     tables = results["summary"]["tables"]
@@ -491,6 +497,24 @@ def experiment(config_path, quick, root, workers, quiet):
     click.echo(f"\nRQ-GMM vs RQ-KMeans (test AUC): {len(verdict['wins'])} ahead, {len(verdict['losses'])} behind,"
                f" {len(verdict['ties'])} within noise")
     click.echo(f"report: {runner.directory / 'report.html'} (and report.md, results.json)")
+
+
+def _variants_study(config_path, quick, root, workers, quiet, log) -> None:
+    from rqgmm.experiment.report import format_text_table
+    from rqgmm.experiment.variants import VariantsConfig, VariantStudy
+
+    config = VariantsConfig.from_yaml(config_path, quick=quick)
+    study = VariantStudy(config, root, progress=False if quiet else None, log=log, workers=workers)
+    summary = study.run()["summary"]
+    for name, table in summary["tables"].items():
+        if name not in ("selection", "ctr"):
+            click.echo(f"\n{name}\n" + format_text_table(*table))
+    if summary["ctr"]:
+        click.echo("\nCTR (MovieLens-100k)\n" + format_text_table(*summary["tables"]["ctr"]))
+    click.echo("\nSelection rule: " + summary["selection"]["rule"])
+    click.echo(format_text_table(*summary["tables"]["selection"]))
+    click.echo(f"chosen default: {summary['selection']['chosen'] or 'none (the defaults stay the paper' + chr(39) + 's)'}")
+    click.echo(f"report: {study.directory / 'report.html'} (and report.md, results.json)")
 
 
 STREAM_METHODS = ("daes", "scalar", "static-bins", "refresh-bins", "autodis")  # rqgmm.stream.NUMERIC_METHODS

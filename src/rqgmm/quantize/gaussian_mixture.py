@@ -1,4 +1,4 @@
-"""One level of a diagonal (or spherical) Gaussian mixture as chunked sufficient statistics.
+"""One level of a diagonal (spherical or tied) Gaussian mixture as chunked sufficient statistics.
 
 The E-step of a chunk never materializes an ``(n, K, dim)`` tensor: with precisions
 ``P = 1 / var`` the component log-density is expanded as
@@ -26,7 +26,7 @@ import torch
 # below e^-80 (~1e-35) are irrelevant to every statistic, so log-responsibilities are clamped.
 _LOG_RESP_FLOOR = -80.0
 
-COVARIANCE_TYPES = ("diag", "spherical")
+COVARIANCE_TYPES = ("diag", "spherical", "tied")
 
 
 def expansion_features(chunk: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,7 @@ class MixtureParams:
     """Parameters of a K-component mixture in ``dim`` dimensions (float64 tensors).
 
     weights: (K,) summing to 1; means: (K, dim); variances: (K, dim), all columns equal for a
-    spherical mixture.
+    spherical mixture, all rows equal for a tied one.
     """
 
     weights: torch.Tensor
@@ -85,13 +85,17 @@ class MixtureScorer:
     """Precomputed E-step operands of fixed parameters, for chunks of shape (m, dim).
 
     ``dtype`` is the compute dtype of the matrix products (float32 by default); ``shift`` (dim,)
-    float64 is the origin of the expansion, by default the mixture's mean.
+    float64 is the origin of the expansion, by default the mixture's mean. ``temperature`` T > 1
+    softens the E-step (deterministic annealing): responsibilities are proportional to
+    ``(w_k N(x | k))^(1/T)`` and the statistics' ``log_likelihood`` is the free energy
+    ``T log sum_k (w_k N(x | k))^(1/T)``, which is the log-likelihood at T = 1.
     """
 
     def __init__(self, params: MixtureParams, dtype: torch.dtype = torch.float32,
-                 shift: torch.Tensor | None = None):
+                 shift: torch.Tensor | None = None, temperature: float = 1.0):
         self.params = params
         self.dtype = dtype
+        self.temperature = float(temperature)
         weights, means, variances = params.weights, params.means, params.variances
         self.shift = (weights[:, None] * means).sum(0) if shift is None else shift.to(means)  # (dim,)
         centered_means = means - self.shift
@@ -103,7 +107,12 @@ class MixtureScorer:
             torch.log(weights)
             - 0.5 * (dim * math.log(2.0 * math.pi) + torch.log(variances).sum(1)
                      + (centered_means.square() * precisions).sum(1))
-        ).to(dtype)
+        )
+        # the tempered E-step's operands: (log w_k + log N(x | k)) / T
+        self._tempered_matrix = (self.weight_matrix.double() / self.temperature).to(dtype) \
+            if self.temperature != 1.0 else self.weight_matrix
+        self._tempered_bias = (self.bias / self.temperature).to(dtype)
+        self.bias = self.bias.to(dtype)
         self._shift_compute = self.shift.to(dtype)
 
     def features(self, chunk: torch.Tensor) -> torch.Tensor:
@@ -133,14 +142,14 @@ class MixtureScorer:
 
     def accumulate_features(self, features: torch.Tensor) -> MixtureStats:
         """E-step from the chunk's ``features`` (m, 2 dim), taken around ``self.shift``."""
-        joint = torch.addmm(self.bias, features, self.weight_matrix)
+        joint = torch.addmm(self._tempered_bias, features, self._tempered_matrix)
         # one exp of clamped values instead of logsumexp's unclamped exp plus a second one: exp of
         # inputs in float32's subnormal range is what made the E-step slow
         peak = joint.amax(dim=1, keepdim=True)
         resp = joint.sub_(peak).clamp_(min=_LOG_RESP_FLOOR).exp_()
         total = resp.sum(dim=1, keepdim=True)
         resp.div_(total)
-        log_norm = peak.squeeze(1) + total.squeeze(1).log()
+        log_norm = (peak.squeeze(1) + total.squeeze(1).log()) * self.temperature
         weighted = (resp.T @ features).double()  # (K, 2 dim)
         dim = features.shape[1] // 2
         return MixtureStats(
@@ -190,24 +199,31 @@ def empty_stats(n_components: int, dim: int, shift: torch.Tensor) -> MixtureStat
                         zeros, zeros.clone(), 0.0, 0, shift)
 
 
-def m_step(stats: MixtureStats, reg_covar: float, covariance_type: str = "diag",
-           min_count: float = 0.0) -> MixtureParams:
-    """Maximum-likelihood parameters from statistics, with the variance floor ``reg_covar``.
+def m_step(stats: MixtureStats, reg_covar: float | torch.Tensor, covariance_type: str = "diag",
+           weight_prior: float = 1.0) -> MixtureParams:
+    """Parameters from statistics: maximum likelihood, or MAP for the weights under a symmetric
+    Dirichlet prior of concentration ``weight_prior`` (1 = no prior; a > 1 adds a - 1 pseudo-rows
+    to every component's count, pulling the weights towards uniform).
 
-    Components with ``counts <= min_count`` keep no meaningful estimate; the caller re-seeds
-    them (their means here are 0-safe: counts are clamped to a tiny positive value).
+    reg_covar: the variance floor added to every variance, a number or a (dim,) tensor (e.g. a
+    fraction of the data's per-dimension variance). covariance_type: "diag" (one variance per
+    component and dimension), "spherical" (one per component), "tied" (one diagonal shared by all
+    components: the pooled within-component variance). Components with no mass keep no
+    meaningful estimate; the caller re-seeds them (their means here are 0-safe).
     """
     counts = stats.counts.clamp_min(1e-12)
     centered_means = stats.sums / counts[:, None]
     variances = (stats.square_sums / counts[:, None] - centered_means.square()).clamp_min(0.0)
     if covariance_type == "spherical":
         variances = variances.mean(1, keepdim=True).expand_as(variances).clone()
+    elif covariance_type == "tied":
+        pooled = (stats.counts[:, None] * variances).sum(0) / stats.counts.sum()
+        variances = pooled.expand_as(variances).clone()
     elif covariance_type != "diag":
         raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
-    variances = variances + reg_covar
-    weights = stats.counts / stats.counts.sum()
-    return MixtureParams(weights=weights.clamp_min(1e-300) / weights.clamp_min(1e-300).sum(),
-                         means=centered_means + stats.shift, variances=variances)
+    variances = variances + (reg_covar.to(variances) if isinstance(reg_covar, torch.Tensor) else reg_covar)
+    weights = (stats.counts + (weight_prior - 1.0)).clamp_min(1e-300)
+    return MixtureParams(weights=weights / weights.sum(), means=centered_means + stats.shift, variances=variances)
 
 
 def hard_assignment_stats(chunk: torch.Tensor, codes: torch.Tensor, n_components: int,

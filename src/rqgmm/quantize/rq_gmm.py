@@ -32,6 +32,9 @@ from rqgmm.quantize.rq_kmeans import init_sample_size, lloyd, seed_centers
 from rqgmm.validation import check_embeddings
 
 GMM_INITS = ("kmeans++", "random", "kmeans")
+FLOOR_MODES = ("absolute", "relative")
+# reg_covar_mode="relative": a dimension's variance counts as at least this share of the mean one
+RELATIVE_FLOOR_MIN = 1e-6
 
 
 def nearest_center_stats(chunk: torch.Tensor, *, scorer: CentroidScorer, n_codes: int,
@@ -55,13 +58,31 @@ class RQGMM(ResidualTokenizer):
     max_iter: EM iterations per level at most (after initialization).
     tol: stop when the mean log-likelihood per row changes by less than ``tol`` (nats), as
         scikit-learn's ``GaussianMixture``.
-    reg_covar: variance floor added to every variance (same units as the squared embedding).
-    covariance_type: "diag" (the paper's) or "spherical" (one variance per component).
+    reg_covar: variance floor added to every variance: in the units of the squared embedding
+        (``reg_covar_mode="absolute"``) or as a fraction of the level's per-dimension residual
+        variance (``"relative"``, measured on the initialization sample; a dimension's variance
+        counts as at least 1e-6 of the mean one, so a constant dimension gets a usable floor).
+    reg_covar_mode: "absolute" or "relative", see ``reg_covar``.
+    covariance_type: "diag" (the paper's), "spherical" (one variance per component) or "tied"
+        (one diagonal shared by the level's components).
     init: "kmeans++" (k-means++ centers on a sample, then weights and variances of the hard
         assignment, as scikit-learn), "random" (random sample rows as centers) or "kmeans"
         (k-means++ then Lloyd to convergence, so EM starts where RQ-KMeans ends).
     residual: "hard" (x - mean of the chosen component) or "soft" (x - posterior-weighted mean).
         ``decode`` always returns the sum of the chosen means.
+    weight_prior: concentration a >= 1 of a symmetric Dirichlet prior on the mixture weights
+        (MAP-EM: a - 1 pseudo-rows per component); 1 is maximum likelihood.
+    balance: strength b in [0, 1] of the capacity-aware E-step. After every E-step the weights
+        become the E-step's weights times ``target / soft count`` (target n / K), blended
+        geometrically with the maximum-likelihood weights: ``w_ml^(1 - b) * (w * target /
+        count)^b``. At b = 1 this is one Sinkhorn column-scaling step per EM pass (the next
+        E-step's posterior is the row normalization), whose fixed point gives every component
+        the same soft usage. The stored weights are the balanced ones, so ``encode`` uses them.
+        0 is plain EM.
+    anneal_temperature: start temperature T0 >= 1 of the E-step (deterministic annealing):
+        responsibilities proportional to ``(w N)^(1/T)``, T decaying geometrically from T0 to 1
+        over the first ``anneal_iter`` iterations; convergence is checked only at T = 1.
+    anneal_iter: EM iterations the annealing lasts (ignored when anneal_temperature is 1).
     cache_mib: memory budget (MiB) for keeping a level's E-step features ``[x^2, x]`` (n x 2 dim
         in the compute dtype) between EM iterations; larger inputs (e.g. a big ``np.memmap``)
         are re-read chunk by chunk every iteration, so memory stays bounded. 0 never caches.
@@ -88,13 +109,23 @@ class RQGMM(ResidualTokenizer):
         "covariance_type": (lambda v: v in COVARIANCE_TYPES, f"one of {COVARIANCE_TYPES}"),
         "reg_covar": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
                       "a number > 0"),
+        "reg_covar_mode": (lambda v: v in FLOOR_MODES, f"one of {FLOOR_MODES}"),
+        "weight_prior": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1,
+                         "a number >= 1 (1: no prior)"),
+        "balance": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+                    "a number in [0, 1] (0: plain EM)"),
+        "anneal_temperature": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1,
+                               "a number >= 1 (1: no annealing)"),
+        "anneal_iter": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an int >= 0"),
         "cache_mib": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
                       "a number of MiB >= 0"),
     }
 
     def __init__(self, n_levels: int = 3, codebook_size: int | list[int] = 256, *, max_iter: int = 100,
-                 tol: float = 1e-3, reg_covar: float = 1e-6, covariance_type: str = "diag",
-                 init: str = "kmeans++", residual: str = "hard", seed: int = 0, device: str = "cpu",
+                 tol: float = 1e-3, reg_covar: float = 1e-6, reg_covar_mode: str = "absolute",
+                 covariance_type: str = "diag", init: str = "kmeans++", residual: str = "hard",
+                 weight_prior: float = 1.0, balance: float = 0.0, anneal_temperature: float = 1.0,
+                 anneal_iter: int = 10, seed: int = 0, device: str = "cpu",
                  batch_size: int = 16384, precision: str = "float32", cache_mib: float = 1024,
                  progress: bool | None = None):
         self.n_levels = n_levels
@@ -102,9 +133,14 @@ class RQGMM(ResidualTokenizer):
         self.max_iter = max_iter
         self.tol = tol
         self.reg_covar = reg_covar
+        self.reg_covar_mode = reg_covar_mode
         self.covariance_type = covariance_type
         self.init = init
         self.residual = residual
+        self.weight_prior = weight_prior
+        self.balance = balance
+        self.anneal_temperature = anneal_temperature
+        self.anneal_iter = anneal_iter
         self.seed = seed
         self.device = device
         self.batch_size = batch_size
@@ -130,10 +166,17 @@ class RQGMM(ResidualTokenizer):
     # ------------------------------------------------------------------ fitting one level
     def _initial_params(self, level, residuals, generator, rng) -> tuple[MixtureParams, int]:
         """Start of EM: centers by ``init``, weights and variances of their hard assignment.
-        Returns ``(params, number of empty components re-seeded)``."""
+        Returns ``(params, number of empty components re-seeded)``; sets the level's floor."""
         n_codes = self.codebook_sizes[level]
         sample = residuals.sample(init_sample_size(n_codes), rng)
         spread = sample.double().std(0)
+        if self.reg_covar_mode == "relative":
+            # a (near-)constant dimension would get a ~0 floor and an overflowing precision: each
+            # dimension's variance counts as at least 1e-6 of the mean variance
+            variance = spread.square()
+            self._floor = self.reg_covar * variance.clamp_min(RELATIVE_FLOOR_MIN * float(variance.mean()) + 1e-30)
+        else:
+            self._floor = self.reg_covar
         centers = seed_centers(sample, n_codes, "random" if self.init == "random" else "kmeans++", generator)
         if self.init == "kmeans":
             centers = lloyd(residuals, centers, max_iter=KMEANS_INIT_MAX_ITER, tol=1e-4, dtype=self._dtype,
@@ -144,8 +187,26 @@ class RQGMM(ResidualTokenizer):
                                        n_codes=n_codes, shift=shift)
         with torch.inference_mode():
             stats = residuals.reduce(assignment)
-        params = m_step(stats, self.reg_covar, self.covariance_type)
+        params = m_step(stats, self._floor, self.covariance_type, self.weight_prior)
         return params, self._reseed(params, stats.counts, generator, level)
+
+    def _temperature(self, iteration: int) -> float:
+        """The E-step temperature of EM iteration ``iteration`` (0-based)."""
+        if self.anneal_temperature == 1 or iteration >= self.anneal_iter:
+            return 1.0
+        return float(self.anneal_temperature) ** (1.0 - iteration / self.anneal_iter)
+
+    def _balanced(self, params: MixtureParams, previous: MixtureParams, counts: torch.Tensor) -> MixtureParams:
+        """Weights after a Sinkhorn column step (see ``balance``): the E-step's weights times
+        ``target / soft count``, geometrically blended with the maximum-likelihood weights
+        (exponent ``balance``)."""
+        if not self.balance:
+            return params
+        target = counts.sum() / counts.numel()
+        log_sinkhorn = previous.weights.log() + (target / counts.clamp_min(1e-12)).log()
+        log_weights = (1 - self.balance) * params.weights.log() + self.balance * log_sinkhorn
+        weights = torch.softmax(log_weights, dim=0)
+        return MixtureParams(weights, params.means, params.variances)
 
     def _reseed(self, params: MixtureParams, counts: torch.Tensor, generator, level: int) -> int:
         """Split the heaviest component into each empty one (in place); return how many."""
@@ -170,8 +231,9 @@ class RQGMM(ResidualTokenizer):
         history: list[float] = []
         converged = False
         iterations = progress_bar(range(self.max_iter), enabled=self.progress, desc=f"EM level {level}")
-        for _ in iterations:
-            scorer = MixtureScorer(params, self._dtype, shift=shift)
+        for iteration in iterations:
+            temperature = self._temperature(iteration)
+            scorer = MixtureScorer(params, self._dtype, shift=shift, temperature=temperature)
             with torch.inference_mode():
                 if features is None:  # a distributed stream: the engine maps the E-step over blocks
                     stats = residuals.reduce(scorer.accumulate)
@@ -181,11 +243,13 @@ class RQGMM(ResidualTokenizer):
                         stats = stats + scorer.accumulate_features(chunk_features)
             mean_log_likelihood = stats.log_likelihood / stats.n_rows
             history.append(mean_log_likelihood)
-            params = m_step(stats, self.reg_covar, self.covariance_type)
+            params = self._balanced(m_step(stats, self._floor, self.covariance_type, self.weight_prior),
+                                    params, stats.counts)
             reseeded = self._reseed(params, stats.counts, generator, level)
             n_reseeded += reseeded
             iterations.set_postfix(loglik=f"{mean_log_likelihood:.6g}")
-            if len(history) > 1 and not reseeded and abs(history[-1] - history[-2]) < self.tol:
+            annealed = temperature == 1.0 and self._temperature(iteration - 1) == 1.0
+            if len(history) > 1 and annealed and not reseeded and abs(history[-1] - history[-2]) < self.tol:
                 converged = True
                 break
         if not converged:
@@ -214,7 +278,7 @@ class RQGMM(ResidualTokenizer):
         scorers = self.__dict__.setdefault("_scorers", {})
         scorer = scorers.get(level)
         if scorer is None or scorer.shift.device != device:
-            params = MixtureParams(*(torch.as_tensor(a, dtype=torch.float64, device=device) for a in
+            params = MixtureParams(*(torch.tensor(np.asarray(a), dtype=torch.float64, device=device) for a in
                                      (self.weights_[level], self.means_[level], self.variances_[level])))
             scorer = MixtureScorer(params, self._dtype)
             scorers[level] = scorer
@@ -267,8 +331,8 @@ class RQGMM(ResidualTokenizer):
     def n_parameters(self) -> list[int]:
         """Free parameters of each level's mixture (means, variances, weights)."""
         dim = self.n_features_in_
-        per_variance = dim if self.covariance_type == "diag" else 1
-        return [k * dim + k * per_variance + k - 1 for k in self.codebook_sizes]
+        variances = {"diag": lambda k: k * dim, "spherical": lambda k: k, "tied": lambda k: dim}[self.covariance_type]
+        return [k * dim + variances(k) + k - 1 for k in self.codebook_sizes]
 
     def bic(self, X) -> np.ndarray:
         """Bayesian information criterion of each level on X: (n_levels,), lower is better."""
