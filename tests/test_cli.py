@@ -136,6 +136,7 @@ def test_neural_methods_fit_from_the_cli_with_their_options(tmp_path, blobs, met
     (("--method", "rq-gmm", "--beta", "0.5"), "--beta applies to --method rq-vae or vq-vae only, not rq-gmm"),
     (("--method", "rq-vae", "--reg-covar", "1e-3"), "--reg-covar applies to --method rq-gmm only, not rq-vae"),
     (("--method", "vq-vae", "--levels", "2"), "vq-vae has one level; levels must be 1, got 2"),
+    (("--method", "rq-kmeans", "--balance", "0.5"), "--balance applies to --method rq-gmm only, not rq-kmeans"),
     (("--method", "rq-vae", "--hidden-dims", "64,x"), "expected comma-separated ints, got '64,x'"),
 ])
 def test_options_of_another_method_are_refused(tmp_path, blobs, args, message):
@@ -144,3 +145,17 @@ def test_options_of_another_method_are_refused(tmp_path, blobs, args, message):
     assert result.exit_code == 2
     assert message in result.output
     assert not (tmp_path / "tok").exists()
+
+
+def test_rq_gmm_variant_options_reach_the_tokenizer(tmp_path, blobs):
+    np.save(tmp_path / "X.npy", blobs)
+    result = run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 2, "--codebook-size", 6,
+                 "--covariance-type", "tied", "--reg-covar-mode", "relative", "--reg-covar", "0.01",
+                 "--weight-prior", "2", "--balance", "0.5", "--anneal-temperature", "3", "-q")
+    assert result.exit_code == 0, result.output
+    params = load(tmp_path / "tok").get_params()
+    assert (params["covariance_type"], params["reg_covar_mode"], params["reg_covar"], params["weight_prior"],
+            params["balance"], params["anneal_temperature"]) == ("tied", "relative", 0.01, 2.0, 0.5, 3.0)
+    result = run("fit", tmp_path / "X.npy", "-o", tmp_path / "bad", "--balance", "2", "-q")
+    assert result.exit_code != 0 and "parameter balance must be a number in [0, 1] (0: plain EM), got 2.0" in result.output
+    assert not (tmp_path / "bad").exists()

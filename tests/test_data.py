@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from rqgmm.data.clothing import load_reviews, review_labels
 from rqgmm.data.movielens import load_items
 from rqgmm.data.text_encoder import TextEncoder
 
@@ -30,3 +31,14 @@ def test_text_encoder_caches_by_text_and_model(tmp_path):
     similar = float(vectors[0] @ again.encode(["Toy Story 2 (1999)"])[0])
     unrelated = float(vectors[0] @ again.encode(["quarterly tax filing deadline"])[0])
     assert similar > unrelated
+
+
+def test_clothing_reviews_are_read_from_the_package():
+    reviews = load_reviews()
+    assert 22_000 < len(reviews) <= 23_486  # rows with neither title nor text are left out
+    assert (reviews["text"].str.len() > 0).all()
+    assert reviews["row"].is_monotonic_increasing
+    labels = review_labels(reviews)
+    classes = {label for labelset in labels for label in labelset}
+    assert 15 <= len(classes) <= 25 and "Dresses" in classes
+    assert sum(1 for labelset in labels if not labelset) < 50

@@ -61,6 +61,10 @@ METHOD_OPTIONS = {
     "--reg-covar": ("reg_covar", ("rq-gmm",)),
     "--covariance-type": ("covariance_type", ("rq-gmm",)),
     "--residual": ("residual", ("rq-gmm",)),
+    "--reg-covar-mode": ("reg_covar_mode", ("rq-gmm",)),
+    "--weight-prior": ("weight_prior", ("rq-gmm",)),
+    "--balance": ("balance", ("rq-gmm",)),
+    "--anneal-temperature": ("anneal_temperature", ("rq-gmm",)),
     "--latent-dim": ("latent_dim", ("rq-vae", "vq-vae")),
     "--hidden-dims": ("hidden_dims", ("rq-vae", "vq-vae")),
     "--beta": ("beta", ("rq-vae", "vq-vae")),
@@ -99,7 +103,13 @@ def _tokenizer_for(method: str, n_levels: int, codebook_size, common: dict, give
 @click.option("--max-iter", type=int, default=None, help="EM / Lloyd iterations per level (method default).")
 @click.option("--tol", type=float, default=None, help="Convergence tolerance (method default).")
 @click.option("--reg-covar", type=float, default=None, help="RQ-GMM variance floor (default 1e-6).")
-@click.option("--covariance-type", type=click.Choice(["diag", "spherical"]), default=None)
+@click.option("--covariance-type", type=click.Choice(["diag", "spherical", "tied"]), default=None)
+@click.option("--reg-covar-mode", type=click.Choice(["absolute", "relative"]), default=None,
+              help="RQ-GMM: --reg-covar in absolute units or as a fraction of each dimension's variance.")
+@click.option("--weight-prior", type=float, default=None, help="RQ-GMM Dirichlet concentration on the weights (1: none).")
+@click.option("--balance", type=float, default=None, help="RQ-GMM Sinkhorn-balanced E-step strength in [0, 1].")
+@click.option("--anneal-temperature", type=float, default=None,
+              help="RQ-GMM E-step start temperature (>= 1), annealed to 1 over the first 10 iterations.")
 @click.option("--residual", type=click.Choice(["hard", "soft"]), default=None, help="RQ-GMM residual mode.")
 @click.option("--init", default=None, help="kmeans++, random (or kmeans for rq-gmm).")
 @click.option("--latent-dim", type=int, default=None, help="RQ-VAE / VQ-VAE latent width (default 32).")
@@ -123,8 +133,8 @@ def _tokenizer_for(method: str, n_levels: int, codebook_size, common: dict, give
               " instance started and stopped for this command.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or warnings.")
-def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_covar, covariance_type, residual,
-        init, latent_dim, hidden_dims, beta, codebook_update, dead_code_steps, max_epochs, learning_rate,
+def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_covar, covariance_type,
+        reg_covar_mode, weight_prior, balance, anneal_temperature, residual, init, latent_dim, hidden_dims, beta, codebook_update, dead_code_steps, max_epochs, learning_rate,
         seed, device, batch_size, column, id_column, drop_invalid, engine, address, overwrite, quiet):
     """Fit a tokenizer on EMBEDDINGS (.npy or .parquet; with --engine ray, Parquet files) and save it to OUTPUT."""
     from rqgmm.io.atomic import refuse_existing
@@ -134,7 +144,9 @@ def fit(embeddings, output, method, n_levels, codebook_size, max_iter, tol, reg_
     _show_warnings(quiet)
     refuse_existing(output, overwrite)  # fail before the (long) fit, not after
     given = {"--max-iter": max_iter, "--tol": tol, "--init": init, "--reg-covar": reg_covar,
-             "--covariance-type": covariance_type, "--residual": residual, "--latent-dim": latent_dim,
+             "--covariance-type": covariance_type, "--reg-covar-mode": reg_covar_mode,
+             "--weight-prior": weight_prior, "--balance": balance, "--anneal-temperature": anneal_temperature,
+             "--residual": residual, "--latent-dim": latent_dim,
              "--hidden-dims": None if hidden_dims is None else _int_list("--hidden-dims", hidden_dims),
              "--beta": beta, "--codebook-update": codebook_update, "--dead-code-steps": dead_code_steps,
              "--max-epochs": max_epochs, "--learning-rate": learning_rate}
