@@ -1,10 +1,12 @@
 """MovieLens-100k from the installed recbole files and the cached packaged MiniLM encoder."""
 
 import numpy as np
+import pytest
 
 from rqgmm.data.clothing import load_reviews, review_labels
 from rqgmm.data.movielens import load_items
 from rqgmm.data.text_encoder import TextEncoder
+from rqgmm.errors import InvalidInputError
 
 
 def test_movielens_items_are_read_from_the_package():
@@ -42,3 +44,20 @@ def test_clothing_reviews_are_read_from_the_package():
     classes = {label for labelset in labels for label in labelset}
     assert 15 <= len(classes) <= 25 and "Dresses" in classes
     assert sum(1 for labelset in labels if not labelset) < 50
+
+
+def test_bfloat16_encoding_stays_close_to_float32_and_is_cached_apart(tmp_path):
+    texts = load_reviews()["text"].head(40).tolist()
+    exact = TextEncoder(cache_dir=tmp_path, progress=False).encode(texts)
+    fast_encoder = TextEncoder(cache_dir=tmp_path, progress=False, precision="bfloat16")
+    fast = fast_encoder.encode(texts)
+    assert fast_encoder.n_encoded == len(set(texts))  # float32 entries are not reused for bf16
+    assert fast.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fast, axis=1), 1.0, atol=1e-5)
+    cosines = (exact * fast).sum(1)
+    assert cosines.min() > 0.9995 and not np.array_equal(exact, fast)
+
+
+def test_text_encoder_rejects_an_unknown_precision():
+    with pytest.raises(InvalidInputError, match="precision must be one of"):
+        TextEncoder(precision="int8")

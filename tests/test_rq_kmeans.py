@@ -4,7 +4,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from rqgmm import RQGMM, RQKMeans, load
-from rqgmm.errors import ComponentReseedWarning
+from rqgmm.errors import ComponentReseedWarning, InvalidInputError
 from rqgmm.quantize.kmeans import CentroidScorer, kmeans_plusplus
 
 
@@ -63,6 +63,28 @@ def test_each_residual_level_reduces_error(klass, blobs):
         model = klass(n_levels=levels, codebook_size=8, seed=0, progress=False)
         errors.append(np.mean((model.decode(model.fit_encode(blobs)) - blobs) ** 2))
     assert errors[0] > errors[1] > errors[2]
+
+
+@pytest.mark.parametrize("klass, params", [
+    (RQKMeans, {}), (RQGMM, {"covariance_type": "diag"}), (RQGMM, {"residual": "soft", "init": "kmeans"})])
+def test_a_prefix_of_the_levels_is_the_fit_with_fewer_levels(klass, params, blobs):
+    full = klass(n_levels=3, codebook_size=[8, 4, 4], seed=1, max_iter=5, progress=False, **params).fit(blobs)
+    fewer = klass(n_levels=2, codebook_size=[8, 4], seed=1, max_iter=5, progress=False, **params).fit(blobs)
+    prefix = full.prefix(2)
+    assert prefix.n_levels == 2 and prefix.codebook_sizes == [8, 4] and len(prefix.level_fit_seconds_) == 2
+    np.testing.assert_array_equal(prefix.encode(blobs), fewer.encode(blobs))
+    np.testing.assert_allclose(prefix.decode(prefix.encode(blobs)), fewer.decode(fewer.encode(blobs)), atol=1e-6)
+    np.testing.assert_array_equal(full.encode(blobs)[:, :2], prefix.encode(blobs))
+    with pytest.raises(InvalidInputError, match=r"n_levels must be an int in \[1, 3\]"):
+        full.prefix(4)
+
+
+def test_jointly_trained_levels_have_no_prefix(blobs):
+    from rqgmm import RQVAE
+
+    model = RQVAE(n_levels=2, codebook_size=4, latent_dim=4, hidden_dims=[8], max_epochs=1, progress=False)
+    with pytest.raises(InvalidInputError, match="trains its levels jointly"):
+        model.fit(blobs).prefix(1)
 
 
 def test_empty_clusters_are_reseeded():

@@ -203,7 +203,7 @@ def mutual_information(joint: np.ndarray) -> tuple[float, float]:
     return max(info, 0.0), float(np.trace(p))
 
 
-def _label_sets(labels, n: int) -> list[frozenset]:
+def label_sets(labels, n: int) -> list[frozenset]:
     """One label or an iterable of labels per item -> a frozenset per item."""
     if len(labels) != n:
         raise InvalidInputError(f"labels: got {len(labels)} labels for {n} items")
@@ -309,7 +309,7 @@ class QualityAccumulator:
         self.id_keys.append(_id_keys(codes[:, : len(self.sizes)]))
         self.level1.append(codes[:, 0].copy())
         if labels is not None:
-            self.label_bits.append(_label_bits(_label_sets(labels, m), self.vocabulary))
+            self.label_bits.append(_label_bits(label_sets(labels, m), self.vocabulary))
         keep = max(0, max(self.overlap_items, self.purity_items) - sum(len(r) for r in self.sample_rows))
         if keep:
             self.sample_rows.append(X[:keep].copy())

@@ -12,6 +12,7 @@ codes are ``(n_items, n_levels)`` int64, code ``c`` at level ``l`` in ``[0, code
 from __future__ import annotations
 
 import inspect
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator
@@ -65,6 +66,8 @@ class ResidualTokenizer:
     """
 
     _registry: ClassVar[dict[str, type["ResidualTokenizer"]]] = {}
+    # True when level l is fitted on what levels < l left, in order, from one seeded generator
+    _levels_fitted_in_order: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, tuple[Callable[[Any], bool], str]]] = {
         "n_levels": (_positive_int, "a positive int"),
         "codebook_size": (
@@ -207,12 +210,41 @@ class ResidualTokenizer:
         self._reset_fit_state()
         generator = torch.Generator().manual_seed(int(self.seed))
         rng = np.random.default_rng(int(self.seed))
+        self.level_fit_seconds_: list[float] = []
         levels = progress_bar(range(self.n_levels), enabled=self.progress, desc=f"{type(self).__name__} levels")
         for level in levels:
+            started = time.perf_counter()
             stream.level = level
             self._fit_level(level, stream, generator, rng)
             self._device_codebooks.append(torch.as_tensor(self.codebooks_[level], device=self.device_))
             stream.store_codes(level)
+            self.level_fit_seconds_.append(time.perf_counter() - started)
+
+    def prefix(self, n_levels: int) -> "ResidualTokenizer":
+        """A new fitted tokenizer made of this one's first ``n_levels`` levels.
+
+        Levels are fitted in order from one seeded generator, so the prefix equals what ``fit``
+        with ``n_levels`` levels (same data, parameters and seed) returns: a study of 3 x 256 and
+        4 x 256 fits only the latter. ``level_fit_seconds_`` is kept for the levels kept.
+        Tokenizers whose levels are trained jointly (RQ-VAE) have no such prefix and raise.
+        """
+        if not self._levels_fitted_in_order:
+            raise InvalidInputError(f"{type(self).__name__} trains its levels jointly; a prefix of its levels is"
+                                    " not the tokenizer a fit with fewer levels would give")
+        self._check_fitted()
+        if not (_positive_int(n_levels) and n_levels <= self.n_levels):
+            raise InvalidInputError(f"prefix: n_levels must be an int in [1, {self.n_levels}], got {n_levels!r}")
+        params = self.get_params()
+        params["n_levels"] = n_levels
+        if isinstance(params["codebook_size"], list):
+            params["codebook_size"] = params["codebook_size"][:n_levels]
+        attributes = {name: value[:n_levels] if isinstance(value, list) and len(value) == self.n_levels else value
+                      for name, value in self._fitted_attributes().items()}
+        truncated = type(self)(**params)
+        truncated._restore(self._fitted_arrays(), attributes)
+        if hasattr(self, "level_fit_seconds_"):
+            truncated.level_fit_seconds_ = list(self.level_fit_seconds_[:n_levels])
+        return truncated
 
     def _reset_fit_state(self) -> None:
         """Clear per-level learned lists before a new fit (subclasses extend)."""

@@ -70,6 +70,8 @@ class RQVAE(ResidualTokenizer):
         X_hat = tokenizer.decode(codes)      # (n, dim): decoder(sum of codewords)
     """
 
+    _levels_fitted_in_order = False  # encoder, decoder and codebooks are trained jointly
+
     _parameter_constraints = {
         "latent_dim": (_positive_int, "a positive int"),
         "hidden_dims": (lambda v: isinstance(v, (list, tuple)) and all(_positive_int(x) for x in v),
