@@ -2,6 +2,7 @@
 Dirichlet prior on the weights, Sinkhorn-balanced E-step, annealing, soft residuals."""
 
 import warnings
+from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from rqgmm import RQGMM
 from rqgmm.errors import ConvergenceWarning, InvalidInputError
-from rqgmm.quantize.gaussian_mixture import MixtureParams, MixtureScorer
+from rqgmm.quantize.gaussian_mixture import MixtureParams, MixtureScorer, m_step
 from tests.conftest import mixture_sample
 
 COMMON = dict(seed=0, progress=False)
@@ -82,6 +83,29 @@ def test_tied_covariance_shares_one_pooled_diagonal(blobs):
     pooled = sum((posterior[:, k:k + 1] * (X - means[k]) ** 2).sum(0) for k in range(6)) / len(X)
     np.testing.assert_allclose(variances[0], pooled + model.reg_covar, rtol=2e-2)
     assert model.n_parameters() == [6 * 8 + 8 + 5]
+
+
+@pytest.mark.parametrize("covariance_type", ["tied", "spherical"])
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_tied_and_spherical_half_width_e_step_matches_the_full_one(covariance_type, temperature, blobs):
+    """Their products skip the x^2 half; statistics, likelihood and M-step must not change."""
+    rng = np.random.default_rng(0)
+    means = torch.from_numpy(rng.normal(size=(5, blobs.shape[1])) * 3)
+    if covariance_type == "tied":
+        variances = torch.from_numpy(rng.uniform(0.5, 2.0, size=blobs.shape[1])).expand(5, -1).clone()
+    else:
+        variances = torch.from_numpy(rng.uniform(0.5, 2.0, size=(5, 1))).expand(-1, blobs.shape[1]).clone()
+    params = MixtureParams(torch.full((5,), 0.2, dtype=torch.float64), means, variances)
+    chunk = torch.from_numpy(blobs).double()
+    full = MixtureScorer(params, torch.float64, temperature=temperature)
+    narrow = MixtureScorer(params, torch.float64, temperature=temperature, covariance_type=covariance_type)
+    torch.testing.assert_close(narrow.joint_log_prob(chunk), full.joint_log_prob(chunk))
+    expected, got = full.accumulate(chunk), narrow.accumulate(chunk)
+    torch.testing.assert_close(got.counts, expected.counts)
+    torch.testing.assert_close(got.sums, expected.sums)
+    assert got.log_likelihood == pytest.approx(expected.log_likelihood, rel=1e-10)
+    for new, old in zip(astuple(m_step(got, 1e-3, covariance_type)), astuple(m_step(expected, 1e-3, covariance_type))):
+        torch.testing.assert_close(new, old)
 
 
 def test_relative_variance_floor_makes_codes_scale_free():

@@ -265,9 +265,8 @@ class VariantStudy:
 
             catalogue_path = self.directory / "catalogues" / f"{dataset}.npy"
             catalogue_path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(catalogue_path, overwrite=True) as tmp:
-                with open(tmp, "wb") as handle:
-                    np.save(handle, np.ascontiguousarray(X, dtype=np.float32))
+            with atomic_path(catalogue_path, overwrite=True) as tmp, open(tmp, "wb") as handle:
+                np.save(handle, np.ascontiguousarray(X, dtype=np.float32))
             _write_json(catalogue_path.with_suffix(".labels.json"),
                         [sorted(item) for item in label_sets(labels, len(labels))])
             with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),

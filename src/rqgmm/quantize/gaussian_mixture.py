@@ -7,7 +7,10 @@ The E-step of a chunk never materializes an ``(n, K, dim)`` tensor: with precisi
                                          + sum_j P_kj x_j^2 - 2 sum_j P_kj mu_kj x_j + sum_j P_kj mu_kj^2]
 
 so the whole chunk costs one matrix product ``[x^2, x] @ W`` of shape (m, 2 dim) x (2 dim, K), and
-the statistics of the M-step another one, ``R^T @ [x^2, x]``. Both run in the data's compute
+the statistics of the M-step another one, ``R^T @ [x^2, x]``. A tied or spherical mixture needs half
+of that: with one variance vector shared by the components the ``x^2`` term is the same for every
+component (a per-row constant), with one variance per component it is ``|x|^2`` times a per-component
+number, so both products run on ``x`` alone (dim, not 2 dim, wide). Both run in the data's compute
 dtype; the statistics are accumulated over chunks in float64. Coordinates are shifted by the
 mixture's mean (or a fixed origin such as the data mean) before the expansion, which keeps float32
 cancellation small. With a fixed origin the features ``[x^2, x]`` of a level do not change between
@@ -22,9 +25,12 @@ from dataclasses import dataclass
 
 import torch
 
-# exp() of inputs deep in float32's subnormal range is 10-20x slower on CPU; responsibilities
-# below e^-80 (~1e-35) are irrelevant to every statistic, so log-responsibilities are clamped.
-_LOG_RESP_FLOOR = -80.0
+# Responsibilities below e^-40 (4e-18) of the row's best component change no statistic in float32
+# or float64 and are set to exactly 0. Two CPU slow paths make this matter: exp() of inputs deep in
+# float32's subnormal range is 10-20x slower, and so is the M-step product R^T @ [x^2, x] when tiny
+# responsibilities times small features give subnormal products (measured 186 ms -> 52 ms for
+# (256 x 11k) @ (11k x 768) on one core with MiniLM residuals).
+_LOG_RESP_FLOOR = -40.0
 
 COVARIANCE_TYPES = ("diag", "spherical", "tied")
 
@@ -59,6 +65,9 @@ class MixtureStats:
     counts: (K,) sum of responsibilities; sums: (K, dim) responsibility-weighted sums of the
     shifted data; square_sums: (K, dim) the same of squares; log_likelihood: sum over rows of
     log p(x); n_rows: rows seen; shift: (dim,) the origin the sums are taken around.
+
+    The M-step of a tied mixture reads only the column sums of ``square_sums`` and that of a
+    spherical one only its row sums, so their scorers compute just those (row 0, column 0).
     """
 
     counts: torch.Tensor
@@ -89,31 +98,57 @@ class MixtureScorer:
     softens the E-step (deterministic annealing): responsibilities are proportional to
     ``(w_k N(x | k))^(1/T)`` and the statistics' ``log_likelihood`` is the free energy
     ``T log sum_k (w_k N(x | k))^(1/T)``, which is the log-likelihood at T = 1.
+    ``covariance_type`` "tied" or "spherical" says the variances have that structure (rows equal,
+    or columns equal); the products then skip the ``x^2`` half (see the module docstring).
     """
 
     def __init__(self, params: MixtureParams, dtype: torch.dtype = torch.float32,
-                 shift: torch.Tensor | None = None, temperature: float = 1.0):
+                 shift: torch.Tensor | None = None, temperature: float = 1.0, covariance_type: str = "diag"):
+        if covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
         self.params = params
         self.dtype = dtype
         self.temperature = float(temperature)
+        self.covariance_type = covariance_type
         weights, means, variances = params.weights, params.means, params.variances
         self.shift = (weights[:, None] * means).sum(0) if shift is None else shift.to(means)  # (dim,)
         centered_means = means - self.shift
         precisions = 1.0 / variances
         dim = means.shape[1]
-        # (2 dim, K): rows for x^2 then for x
-        self.weight_matrix = torch.cat([-0.5 * precisions, centered_means * precisions], dim=1).T.to(dtype)
+        if covariance_type == "diag":  # (2 dim, K): rows for x^2 then for x
+            matrix = torch.cat([-0.5 * precisions, centered_means * precisions], dim=1).T
+        else:  # (dim, K): rows for x; the x^2 term is carried by square_weights
+            matrix = (centered_means * precisions).T
+        # tied: (dim,) weights of x^2, one per-row constant; spherical: (K,) weights of |x|^2
+        square_weights = -0.5 * (precisions[0] if covariance_type == "tied" else precisions[:, 0])
+        self.weight_matrix = matrix.contiguous().to(dtype)
         self.bias = (
             torch.log(weights)
             - 0.5 * (dim * math.log(2.0 * math.pi) + torch.log(variances).sum(1)
                      + (centered_means.square() * precisions).sum(1))
         )
-        # the tempered E-step's operands: (log w_k + log N(x | k)) / T
-        self._tempered_matrix = (self.weight_matrix.double() / self.temperature).to(dtype) \
-            if self.temperature != 1.0 else self.weight_matrix
+        # the tempered E-step's operands: (log w_k + log N(x | k)) / T. A tied mixture's per-row x^2
+        # term cancels in the responsibilities and enters the free energy untempered.
+        self._tempered_matrix = (matrix / self.temperature).contiguous().to(dtype)
         self._tempered_bias = (self.bias / self.temperature).to(dtype)
+        self.square_weights = square_weights.to(dtype)
+        self._tempered_square_weights = self.square_weights if covariance_type == "tied" \
+            else (square_weights / self.temperature).to(dtype)
         self.bias = self.bias.to(dtype)
         self._shift_compute = self.shift.to(dtype)
+
+    def _joint(self, features: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor,
+               square_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(scores (m, K), row term (m,) or None)`` from features (m, 2 dim); the full
+        (tempered) joint log-probability is ``scores + row term[:, None]``."""
+        if self.covariance_type == "diag":
+            return torch.addmm(bias, features, matrix), None
+        dim = features.shape[1] // 2
+        squares, shifted = features[:, :dim], features[:, dim:]
+        scores = torch.addmm(bias, shifted, matrix)
+        if self.covariance_type == "tied":
+            return scores, squares @ square_weights
+        return scores.addr_(squares.sum(1), square_weights), None
 
     def features(self, chunk: torch.Tensor) -> torch.Tensor:
         """``[x^2, x]`` of the shifted chunk: (m, 2 dim) in the compute dtype."""
@@ -123,7 +158,8 @@ class MixtureScorer:
         """log w_k + log N(x | k) for every row and component: (m, K)."""
         if features is None:
             features = self.features(chunk)
-        return torch.addmm(self.bias, features, self.weight_matrix)
+        scores, row_term = self._joint(features, self.weight_matrix, self.bias, self.square_weights)
+        return scores if row_term is None else scores.add_(row_term[:, None])
 
     def log_responsibilities(self, chunk: torch.Tensor, temperature: float = 1.0):
         """Return ``(log_resp (m, K), log_prob_norm (m,))``; log_prob_norm is log p(x)."""
@@ -142,20 +178,34 @@ class MixtureScorer:
 
     def accumulate_features(self, features: torch.Tensor) -> MixtureStats:
         """E-step from the chunk's ``features`` (m, 2 dim), taken around ``self.shift``."""
-        joint = torch.addmm(self._tempered_bias, features, self._tempered_matrix)
-        # one exp of clamped values instead of logsumexp's unclamped exp plus a second one: exp of
-        # inputs in float32's subnormal range is what made the E-step slow
+        joint, row_term = self._joint(features, self._tempered_matrix, self._tempered_bias,
+                                      self._tempered_square_weights)
+        # one exp of clamped values instead of logsumexp's unclamped exp plus a second one; what
+        # falls below the floor becomes 0 (see _LOG_RESP_FLOOR)
         peak = joint.amax(dim=1, keepdim=True)
-        resp = joint.sub_(peak).clamp_(min=_LOG_RESP_FLOOR).exp_()
+        negligible = joint.sub_(peak) < _LOG_RESP_FLOOR
+        resp = joint.clamp_(min=_LOG_RESP_FLOOR).exp_().masked_fill_(negligible, 0.0)
         total = resp.sum(dim=1, keepdim=True)
         resp.div_(total)
         log_norm = (peak.squeeze(1) + total.squeeze(1).log()) * self.temperature
-        weighted = (resp.T @ features).double()  # (K, 2 dim)
+        if row_term is not None:
+            log_norm = log_norm + row_term
         dim = features.shape[1] // 2
+        if self.covariance_type == "diag":
+            weighted = (resp.T @ features).double()  # (K, 2 dim)
+            sums, square_sums = weighted[:, dim:], weighted[:, :dim]
+        else:
+            squares = features[:, :dim]
+            sums = (resp.T @ features[:, dim:]).double()  # (K, dim)
+            square_sums = torch.zeros_like(sums)
+            if self.covariance_type == "tied":
+                square_sums[0] = squares.sum(0).double()
+            else:
+                square_sums[:, 0] = (resp.T @ squares.sum(1)).double()
         return MixtureStats(
             counts=resp.sum(0).double(),
-            sums=weighted[:, dim:],
-            square_sums=weighted[:, :dim],
+            sums=sums,
+            square_sums=square_sums,
             log_likelihood=float(log_norm.double().sum()),
             n_rows=int(features.shape[0]),
             shift=self.shift,
@@ -213,13 +263,16 @@ def m_step(stats: MixtureStats, reg_covar: float | torch.Tensor, covariance_type
     """
     counts = stats.counts.clamp_min(1e-12)
     centered_means = stats.sums / counts[:, None]
-    variances = (stats.square_sums / counts[:, None] - centered_means.square()).clamp_min(0.0)
-    if covariance_type == "spherical":
-        variances = variances.mean(1, keepdim=True).expand_as(variances).clone()
-    elif covariance_type == "tied":
-        pooled = (stats.counts[:, None] * variances).sum(0) / stats.counts.sum()
-        variances = pooled.expand_as(variances).clone()
-    elif covariance_type != "diag":
+    dim = centered_means.shape[1]
+    if covariance_type == "diag":
+        variances = (stats.square_sums / counts[:, None] - centered_means.square()).clamp_min(0.0)
+    elif covariance_type == "spherical":  # reads only the row sums of square_sums
+        per_component = stats.square_sums.sum(1) / counts - centered_means.square().sum(1)
+        variances = (per_component / dim).clamp_min(0.0)[:, None].expand_as(centered_means).clone()
+    elif covariance_type == "tied":  # reads only the column sums: the pooled within-component variance
+        within = stats.square_sums.sum(0) - (counts[:, None] * centered_means.square()).sum(0)
+        variances = (within / stats.counts.sum()).clamp_min(0.0).expand_as(centered_means).clone()
+    else:
         raise ValueError(f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}")
     variances = variances + (reg_covar.to(variances) if isinstance(reg_covar, torch.Tensor) else reg_covar)
     weights = (stats.counts + (weight_prior - 1.0)).clamp_min(1e-300)

@@ -239,7 +239,8 @@ class RQGMM(ResidualTokenizer):
         iterations = progress_bar(range(self.max_iter), enabled=self.progress, desc=f"EM level {level}")
         for iteration in iterations:
             temperature = self._temperature(iteration)
-            scorer = MixtureScorer(params, self._dtype, shift=shift, temperature=temperature)
+            scorer = MixtureScorer(params, self._dtype, shift=shift, temperature=temperature,
+                                    covariance_type=self.covariance_type)
             with torch.inference_mode():
                 if features is None:  # a distributed stream: the engine maps the E-step over blocks
                     stats = residuals.reduce(scorer.accumulate)
@@ -286,7 +287,7 @@ class RQGMM(ResidualTokenizer):
         if scorer is None or scorer.shift.device != device:
             params = MixtureParams(*(torch.tensor(np.asarray(a), dtype=torch.float64, device=device) for a in
                                      (self.weights_[level], self.means_[level], self.variances_[level])))
-            scorer = MixtureScorer(params, self._dtype)
+            scorer = MixtureScorer(params, self._dtype, covariance_type=self.covariance_type)
             scorers[level] = scorer
         return scorer
 
