@@ -212,3 +212,14 @@ def test_report_command_rejects_misaligned_labels(tmp_path, blobs):
     result = runner.invoke(main, ["report", str(tmp_path / "tok"), str(tmp_path / "X.npy"), "--labels",
                                   str(tmp_path / "labels.csv"), "--label-column", "tag", "-o", str(tmp_path / "r")])
     assert result.exit_code == 1 and "2 label rows for 4000 embeddings" in result.output
+
+
+def test_k_smallest_selects_what_a_stable_argsort_selects_ties_included():
+    from rqgmm.metrics.quality import k_smallest
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        distances = rng.integers(0, 6, size=(20, 30)).astype(float)  # many ties, as for shared codes
+        distances[rng.random(distances.shape) < 0.1] = np.inf
+        expected = np.sort(np.argsort(distances, axis=1, kind="stable")[:, :5], axis=1)
+        np.testing.assert_array_equal(k_smallest(distances, 5), expected)

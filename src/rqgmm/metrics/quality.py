@@ -389,11 +389,30 @@ class QualityAccumulator:
             return float("nan")
         vectors = self.tokenizer.decode(codes).astype(np.float64)
         squared = (vectors**2).sum(1)
-        distances = squared[:, None] - 2 * vectors @ vectors.T + squared[None, :]
-        np.fill_diagonal(distances, np.inf)
-        neighbours = np.argsort(distances, axis=1, kind="stable")[:, : self.k]
+        neighbours = []
+        for start in range(0, len(codes), _PURITY_BLOCK):  # (block, n) distances at a time
+            rows = np.arange(start, min(start + _PURITY_BLOCK, len(codes)))
+            distances = squared[rows, None] - 2 * vectors[rows] @ vectors.T + squared[None, :]
+            distances[np.arange(len(rows)), rows] = np.inf
+            neighbours.append(k_smallest(distances, self.k))
         items = np.repeat(np.arange(len(codes)), self.k)
-        return float(_share_label(bits[: len(codes)], items, neighbours.ravel()).mean())
+        return float(_share_label(bits[: len(codes)], items, np.concatenate(neighbours).ravel()).mean())
+
+
+_PURITY_BLOCK = 512
+
+
+def k_smallest(distances: np.ndarray, k: int) -> np.ndarray:
+    """Columns of the ``k`` smallest entries of each row of ``distances`` (m, n), ascending
+    column order: (m, k) int64. Ties at the k-th value go to the lowest columns, so the set is
+    that of ``np.argsort(kind="stable")[:, :k]`` (items sharing a code are at equal distance),
+    in O(n) per row instead of O(n log n)."""
+    kth = np.partition(distances, k - 1, axis=1)[:, k - 1:k]
+    below = distances < kth
+    tied = distances == kth
+    room = k - below.sum(1, keepdims=True)
+    chosen = below | (tied & (np.cumsum(tied, axis=1) <= room))
+    return np.nonzero(chosen)[1].reshape(len(distances), k)
 
 
 def quality_report(tokenizer, X, labels=None, *, chunk_size: int = 65536, method: str | None = None,
