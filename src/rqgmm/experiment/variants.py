@@ -1,7 +1,8 @@
 """The RQ-GMM variants study: every variant of ``RQGMM`` against RQ-KMeans on real catalogues.
 
-Stages (each result on disk, so a rerun resumes): item embeddings per catalogue -> one fit per
-(catalogue, shape, method, seed) with its quality figures (``fits/…json``) -> CTR runs on the
+Stages (each result on disk, so a rerun resumes): item embeddings per catalogue -> quality figures
+per (catalogue, shape, method, seed) (``fits/…json``; shapes of one codebook size share a fit, the
+shallower ones measured on its prefix; fits run in ``workers`` processes) -> CTR runs on the
 MovieLens cold-item split with each method's IDs (``ctr/…json``) -> report (tables, plots, the
 default chosen by the rule stated in the config). The YAML (``experiments/variants.yaml``)::
 
