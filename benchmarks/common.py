@@ -31,7 +31,7 @@ def structured_data(n: int, dim: int, n_components: int = 512, seed: int = 0) ->
 
 def movielens_item_embeddings() -> np.ndarray:
     """MiniLM embeddings of the MovieLens-100k item texts: (1682, 384) float32 (cached on disk)."""
-    from rqgmm.ctr.dataset import item_content, load_movielens
+    from rqgmm.data.interactions import item_content, load_movielens
 
     return item_content(load_movielens(), progress=False)
 

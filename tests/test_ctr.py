@@ -8,7 +8,7 @@ from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
 from rqgmm import RQKMeans
-from rqgmm.ctr.dataset import CTRDataset, ParquetDatasetConfig, load_parquet_dataset
+from rqgmm.data.interactions import CTRDataset, ParquetDatasetConfig, load_parquet_dataset
 from rqgmm.ctr.features import FeatureEncoder, Vocabulary, user_histories
 from rqgmm.ctr.metrics import auc, gauc, log_loss
 from rqgmm.ctr.models import MODELS

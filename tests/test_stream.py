@@ -72,7 +72,7 @@ def test_quantile_map_interpolates_is_monotone_and_stays_in_the_unit_interval():
 
 
 def test_causal_features_use_only_the_past_on_movielens():
-    from rqgmm.ctr.dataset import load_movielens
+    from rqgmm.data.interactions import load_movielens
 
     frame = load_movielens().interactions
     frame = frame.iloc[np.argsort(frame["timestamp"].to_numpy(), kind="stable")].reset_index(drop=True)

@@ -192,3 +192,13 @@ def check_embeddings(
         if matrix.n_rows == 0:
             raise InvalidInputError(f"{matrix.name}: every row contains NaN or Inf")
     return matrix, bad
+
+
+def positive_int(value) -> bool:
+    """True for an int > 0 (not a bool)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
+
+
+def nonnegative_number(value) -> bool:
+    """True for a real number >= 0 (not a bool)."""
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and value >= 0

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from rqgmm.ctr.dataset import CTRDataset
+from rqgmm.data.interactions import CTRDataset
 from rqgmm.errors import InvalidInputError
 
 FEATURE_SETS = ("id", "emb", "sid", "sid+emb")

@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rqgmm.ctr.dataset import CTRDataset, ParquetDatasetConfig, item_content, load_movielens, load_parquet_dataset
+from rqgmm.data.interactions import CTRDataset, item_content, load_dataset
 from rqgmm.ctr.features import FeatureEncoder
 from rqgmm.ctr.models import CTRModel, build_model
 from rqgmm.ctr.splits import Split, make_split
 from rqgmm.ctr.training import TrainingConfig, TrainingResult, evaluate, train_model
 from rqgmm.errors import ArtifactError, InvalidInputError
 
-PARTS = ("train", "validation", "test")
 _EXTERNAL_BUFFERS = ("embedding.item_fields", "embedding.item_content")
 
 
@@ -46,15 +45,6 @@ class RunConfig:
 
     def training_config(self) -> TrainingConfig:
         return TrainingConfig(**{"seed": self.seed, **self.training})
-
-
-def load_dataset(spec: str) -> CTRDataset:
-    if spec == "ml-100k":
-        return load_movielens()
-    path = Path(spec)
-    if path.suffix in (".yaml", ".yml"):
-        return load_parquet_dataset(ParquetDatasetConfig.from_yaml(path))
-    raise InvalidInputError(f"dataset must be 'ml-100k' or a .yaml data set config, got {spec!r}")
 
 
 def semantic_ids(tokenizer_dir: str | Path, content: np.ndarray) -> tuple[np.ndarray, list[int]]:

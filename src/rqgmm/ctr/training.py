@@ -22,6 +22,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from rqgmm.ctr.metrics import auc, gauc, log_loss
+from rqgmm.errors import InvalidInputError
+from rqgmm.io.settings import setting
 from rqgmm.progress import progress_bar
 
 INPUT_KEYS = ("context", "numeric", "item", "history")
@@ -29,17 +31,27 @@ INPUT_KEYS = ("context", "numeric", "item", "history")
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """batch_size: rows per Adam step; max_epochs; patience: epochs without a better validation
-    AUC before stopping (the best weights are restored); learning_rate, weight_decay: Adam's;
-    seed: initialization, shuffling and dropout."""
+    """How a CTR model is trained (every field documented in ``setting(help=...)``)."""
 
-    batch_size: int = 1024
-    max_epochs: int = 20
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 2
-    seed: int = 0
-    eval_batch_size: int = 16384
+    batch_size: int = setting(1024, "rows per Adam step")
+    max_epochs: int = setting(20, "epochs at most (early stopping on validation AUC)")
+    learning_rate: float = setting(1e-3, "Adam step size")
+    weight_decay: float = setting(0.0, "Adam L2 weight decay")
+    patience: int = setting(2, "epochs without a better validation AUC before stopping (best weights restored)")
+    seed: int = setting(0, "initialization, shuffling and dropout")
+    eval_batch_size: int = setting(16384, "rows per forward pass at evaluation")
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_epochs", "patience", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"training.{name} must be an int >= 1, got {value!r}")
+        for name in ("learning_rate", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
+                    value < 0 or (name == "learning_rate" and value == 0):
+                raise InvalidInputError(f"training.{name} must be a finite number {'> 0' if name == 'learning_rate' else '>= 0'},"
+                                        f" got {value!r}")
 
 
 @dataclass

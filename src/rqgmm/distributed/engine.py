@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from rqgmm.errors import InvalidInputError, RqgmmError
+from rqgmm.quantize.residuals import sample_positions
 
 # Test hook, fault injection: when set to a path that does not exist yet, the first block task to
 # see it creates the file and kills its own worker process (the engine must retry the task).
@@ -86,25 +87,13 @@ def _block_summary(matrix: np.ndarray) -> dict:
             "sum": good.sum(0), "square_sum": np.square(good).sum(0)}
 
 
-def level_residual(tokenizer, chunk: torch.Tensor, level: int) -> torch.Tensor:
-    """Residual of raw rows ``chunk`` (m, dim) after the tokenizer's first ``level`` levels, with
-    codes recomputed (as ``ResidualStream`` stores them on one machine)."""
-    residual = chunk
-    for previous in range(level):
-        from rqgmm.quantize.base import row_argmax
-
-        codes = row_argmax(tokenizer._level_scores(previous, residual))
-        residual = residual - tokenizer._level_reconstruction(previous, residual, codes).to(chunk.dtype)
-    return residual
-
-
 def _reduce_block(matrix: np.ndarray, tokenizer, level: int, function: Callable, chunk_rows: int):
     _maybe_inject_fault()
     total = None
     with torch.inference_mode():
         for start in range(0, matrix.shape[0], chunk_rows):
             chunk = torch.from_numpy(np.array(matrix[start:start + chunk_rows], dtype=np.float32))
-            part = function(level_residual(tokenizer, chunk, level))
+            part = function(tokenizer.residual_chain(chunk, level)[1])
             total = part if total is None else total + part
     return total
 
@@ -218,7 +207,8 @@ class RayBlocks:
 
 
 class RayResidualStream:
-    """The residual stream contract of :class:`rqgmm.quantize.base.ResidualStream` on Ray blocks."""
+    """A :class:`rqgmm.quantize.residuals.ResidualSource` over Ray blocks: every reduction is one
+    task per block that recomputes the block's residuals (codes of earlier levels are not kept)."""
 
     def __init__(self, tokenizer, blocks: RayBlocks, max_retries: int = 3, runtime_env: dict | None = None):
         ray = require_ray()
@@ -247,21 +237,18 @@ class RayResidualStream:
             total = part if total is None else total + part
         return total
 
-    def feature_cache(self, shift, dtype, max_bytes):
-        return None  # features are recomputed in every block task
+    def local_chunks(self):
+        return None  # the rows live in the object store: statistics come through reduce
 
     def sample(self, size: int, rng: np.random.Generator) -> torch.Tensor:
         """The rows a single-machine fit with the same ``rng`` state would draw: (m, dim)."""
-        if size >= self.n_rows:
-            positions = np.arange(self.n_rows)
-        else:
-            positions = np.sort(rng.choice(self.n_rows, size=size, replace=False))
+        positions = sample_positions(self.n_rows, size, rng)
         block_of = np.searchsorted(self.blocks.offsets, positions, side="right") - 1
         tasks = [self._gather.remote(self.blocks.refs[b], positions[block_of == b] - self.blocks.offsets[b])
                  for b in np.unique(block_of)]
         rows = torch.from_numpy(np.concatenate(self.ray.get(tasks)))
         with torch.inference_mode():
-            return level_residual(self.tokenizer, rows, self.level)
+            return self.tokenizer.residual_chain(rows, self.level)[1]
 
     def store_codes(self, level: int) -> None:
         """Nothing to store: block tasks recompute earlier levels' codes."""
@@ -274,30 +261,23 @@ def fit_on_ray(tokenizer, dataset, column: str, *, max_retries: int = 3, runtime
     max_retries: times Ray re-runs a block task whose worker died; runtime_env: Ray runtime
     environment of the block tasks (e.g. environment variables)."""
     from rqgmm.quantize import RQGMM, RQKMeans
-    from rqgmm.quantize.base import resolve_device
 
     if not isinstance(tokenizer, (RQGMM, RQKMeans)):
         raise InvalidInputError(f"the Ray engine fits RQGMM and RQKMeans, not {type(tokenizer).__name__}")
-    tokenizer._validate_params()
+    tokenizer.validate_params()
     if str(tokenizer.device) != "cpu":
         raise InvalidInputError("the Ray engine runs block tasks on CPU workers; use device='cpu'")
     blocks = RayBlocks(dataset, column)
-    if blocks.n_rows < max(tokenizer.codebook_sizes):
-        raise InvalidInputError(f"dataset: {blocks.n_rows} row(s) but a level has"
-                                f" codebook_size={max(tokenizer.codebook_sizes)}; use a smaller codebook_size")
     if blocks.constant:
         raise InvalidInputError("dataset: every row is identical (constant data); there is nothing to quantize")
-    tokenizer.device_ = resolve_device("cpu")
-    tokenizer.n_features_in_ = blocks.dim
-    tokenizer._fit_levels(RayResidualStream(tokenizer, blocks, max_retries, runtime_env))
-    return tokenizer
+    return tokenizer.fit_source(RayResidualStream(tokenizer, blocks, max_retries, runtime_env))
 
 
 def encode_on_ray(tokenizer, dataset, column: str, output: str, id_column: str | None = None) -> None:
     """Codes of every row of ``dataset`` written as Parquet files under ``output``: the id column
     (when given) and ``level_0 .. level_{L-1}`` (int32). A ``map_batches`` over the dataset."""
     require_ray()
-    tokenizer._check_fitted()
+    tokenizer.check_fitted()
     names = dataset.schema().names
     for name in (column, id_column):
         if name is not None and name not in names:

@@ -90,7 +90,7 @@ class ExperimentConfig:
 
             try:  # builds (does not fit) the tokenizer: method, levels and params are checked once, there
                 make_tokenizer(entry["method"], entry["levels"], entry["codebook_size"],
-                               **entry.get("params", {}))._validate_params()
+                               **entry.get("params", {})).validate_params()
             except InvalidInputError as exc:
                 raise InvalidInputError(f"{source}: tokenizers[{index}]: {exc}") from None
             specs.append(TokenizerSpec(entry["method"], entry["levels"], entry["codebook_size"]).name)

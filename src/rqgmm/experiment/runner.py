@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from rqgmm.ctr.dataset import item_content
+from rqgmm.data.interactions import item_content
 from rqgmm.ctr.features import FeatureEncoder
 from rqgmm.ctr.run import RunConfig, fit_and_evaluate, load_dataset, prepare, save_run
 from rqgmm.ctr.splits import make_split

@@ -99,7 +99,7 @@ class VariantsConfig:
             if name == BASELINE and method == "rq-gmm":
                 raise InvalidInputError(f"{source}: a variant may not be called {BASELINE!r}")
             try:
-                make_tokenizer(method, 1, 2, **params)._validate_params()
+                make_tokenizer(method, 1, 2, **params).validate_params()
             except (InvalidInputError, TypeError) as exc:
                 raise InvalidInputError(f"{source}: {name}: {exc}") from None
         if self.ctr:
@@ -144,7 +144,7 @@ def catalogue(name: str, progress: bool | None) -> tuple[np.ndarray, list, str]:
     from rqgmm.data.text_encoder import TextEncoder
 
     if name == "ml-100k":
-        from rqgmm.ctr.dataset import item_content
+        from rqgmm.data.interactions import item_content
         from rqgmm.ctr.run import load_dataset
         from rqgmm.data.movielens import load_items
 
@@ -353,7 +353,7 @@ def _ctr_path(directory: Path, method: str, model: str, seed: int) -> Path:
 
 def _ctr_group(directory: str, config_json: dict, method: str, seed: int) -> tuple[str, int]:
     """Train every CTR model of the config on ``method``'s IDs fitted with ``seed``."""
-    from rqgmm.ctr.dataset import item_content
+    from rqgmm.data.interactions import item_content
     from rqgmm.ctr.features import FeatureEncoder
     from rqgmm.ctr.run import fit_and_evaluate, load_dataset, prepare
     from rqgmm.ctr.splits import make_split

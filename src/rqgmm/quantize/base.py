@@ -2,7 +2,7 @@
 
 A residual tokenizer has ``n_levels`` codebooks. Level 0 quantizes the embedding, level ``l``
 quantizes what levels ``0..l-1`` left (the residual). Subclasses say how one level is fitted
-(``_fit_level``) and how a residual chunk is assigned (``_level_scores``); this base class owns
+(``_fit_level``) and how a residual chunk is assigned (``level_scores``); this base class owns
 validation, chunked iteration, the residual chain, encoding, decoding and artifacts.
 
 Shapes: embeddings ``X`` are ``(n_items, dim)`` real numbers (any float dtype, read as float32);
@@ -15,47 +15,16 @@ import inspect
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 
 from rqgmm.errors import InvalidInputError, NotFittedError
 from rqgmm.progress import progress_bar
-from rqgmm.validation import EmbeddingMatrix, check_embeddings
-
-RESIDUAL_MODES = ("hard", "soft")
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` picks CUDA when available; ``"cuda"`` without a GPU falls back to the CPU
-    with a warning (the result is the same, only slower)."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        warnings.warn(f"device={name!r} requested but CUDA is not available; using the CPU", stacklevel=3)
-        return torch.device("cpu")
-    return torch.device(name)
-
-
-def row_argmax(scores: torch.Tensor) -> torch.Tensor:
-    """Index of the largest score of each row: (m, K) -> (m,) int64, first index on ties.
-
-    On the CPU, NumPy's argmax is 3-4x faster than ``torch.argmax(dim=1)`` for the (chunk, K)
-    score matrices of encoding (measured on 16384 x 256 float32), and returns the same indices."""
-    if scores.device.type == "cpu" and not scores.requires_grad:
-        return torch.from_numpy(scores.numpy().argmax(axis=1))
-    return scores.argmax(dim=1)
-
-
-def _positive_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
-
-
-def _nonnegative_number(value) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and value >= 0
-
+from rqgmm.quantize.residuals import MatrixResiduals, ResidualSource
+from rqgmm.quantize.rowops import resolve_device, row_argmax
+from rqgmm.validation import EmbeddingMatrix, check_embeddings, nonnegative_number, positive_int
 
 class ResidualTokenizer:
     """Base class: fit / encode / decode / fit_encode / save / load for residual tokenizers.
@@ -69,19 +38,18 @@ class ResidualTokenizer:
     # True when level l is fitted on what levels < l left, in order, from one seeded generator
     _levels_fitted_in_order: ClassVar[bool] = True
     _parameter_constraints: ClassVar[dict[str, tuple[Callable[[Any], bool], str]]] = {
-        "n_levels": (_positive_int, "a positive int"),
+        "n_levels": (positive_int, "a positive int"),
         "codebook_size": (
-            lambda v: _positive_int(v) or (isinstance(v, (list, tuple)) and len(v) > 0
-                                           and all(_positive_int(x) and x >= 1 for x in v)),
+            lambda v: positive_int(v) or (isinstance(v, (list, tuple)) and len(v) > 0
+                                           and all(positive_int(x) and x >= 1 for x in v)),
             "a positive int or a list of positive ints, one per level",
         ),
-        "max_iter": (_positive_int, "a positive int"),
-        "tol": (_nonnegative_number, "a number >= 0"),
+        "max_iter": (positive_int, "a positive int"),
+        "tol": (nonnegative_number, "a number >= 0"),
         "seed": (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0,
                  "an int >= 0"),
         "device": (lambda v: isinstance(v, (str, torch.device)), "'cpu', 'cuda', 'cuda:N' or 'auto'"),
-        "batch_size": (_positive_int, "a positive int (rows per chunk)"),
-        "residual": (lambda v: v in RESIDUAL_MODES, f"one of {RESIDUAL_MODES}"),
+        "batch_size": (positive_int, "a positive int (rows per chunk)"),
         "precision": (lambda v: v in ("float32", "float64"), "'float32' or 'float64'"),
         "progress": (lambda v: v is None or isinstance(v, bool), "True, False or None (auto)"),
     }
@@ -118,7 +86,8 @@ class ResidualTokenizer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({args})"
 
-    def _validate_params(self) -> None:
+    def validate_params(self) -> None:
+        """Check every hyperparameter (raises :class:`InvalidInputError` naming the first bad one)."""
         constraints = {}
         for klass in reversed(type(self).__mro__):
             constraints.update(getattr(klass, "_parameter_constraints", {}))
@@ -142,18 +111,42 @@ class ResidualTokenizer:
         return [int(self.codebook_size)] * int(self.n_levels)
 
     # ------------------------------------------------------------------ level hooks
-    def _fit_level(self, level: int, residuals: "ResidualStream", generator: torch.Generator,
+    def _fit_level(self, level: int, residuals: ResidualSource, generator: torch.Generator,
                    rng: np.random.Generator) -> None:
-        """Fit level ``level`` on the residual stream and store its parameters."""
+        """Fit level ``level`` on the residual source and store its parameters."""
         raise NotImplementedError
 
-    def _level_scores(self, level: int, residual: torch.Tensor) -> torch.Tensor:
-        """(m, K) scores whose argmax is the code of each residual row."""
+    def level_scores(self, level: int, residual: torch.Tensor) -> torch.Tensor:
+        """Scores (m, K_level) of residual rows (m, latent_dim) at ``level``; the argmax of a row
+        is its code (RQ-KMeans: ``2 x.c - |c|^2``; RQ-GMM: joint log-probabilities)."""
         raise NotImplementedError
 
-    def _level_reconstruction(self, level: int, residual: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """What level ``level`` subtracts from the residual: (m, dim). Hard: the chosen codeword."""
+    def level_reconstruction(self, level: int, residual: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """What level ``level`` subtracts from the residual rows (m, latent_dim) given their
+        codes (m,): the chosen codewords (RQ-GMM ``residual="soft"``: posterior-weighted means)."""
         return self._device_codebooks[level][codes]
+
+    def residual_chain(self, residual: torch.Tensor, n_levels: int, *, offset: int = 0,
+                       codes: torch.Tensor | None = None,
+                       last_residual: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Walk levels ``offset .. offset + n_levels - 1`` of the residual chain.
+
+        The one place where a level's residual is made from the previous one: fitting, encoding,
+        diagnostics and the Ray engine all go through it.
+
+        residual: (m, latent_dim) the residual at level ``offset`` (the latent itself when 0);
+        codes: (m, n_levels) known codes of those levels (computed by argmax when None).
+        Returns (codes (m, n_levels) int64, the residual the last of them leaves (m, latent_dim),
+        or None with ``last_residual=False``).
+        """
+        out = torch.empty(residual.shape[0], n_levels, dtype=torch.int64, device=residual.device)
+        for step in range(n_levels):
+            level = offset + step
+            level_codes = codes[:, step] if codes is not None else row_argmax(self.level_scores(level, residual))
+            out[:, step] = level_codes
+            if last_residual or step + 1 < n_levels:
+                residual = residual - self.level_reconstruction(level, residual, level_codes).to(residual.dtype)
+        return out, (residual if last_residual else None)
 
     def _fitted_arrays(self) -> dict[str, np.ndarray]:
         return {f"level_{level}.codebook": codebook for level, codebook in enumerate(self.codebooks_)}
@@ -178,7 +171,7 @@ class ResidualTokenizer:
 
     def _check_fit_input(self, X, drop_invalid: bool) -> EmbeddingMatrix:
         """Validate parameters and training rows; set ``device_`` and ``n_features_in_``."""
-        self._validate_params()
+        self.validate_params()
         matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, chunk_size=self.batch_size)
         sizes = self.codebook_sizes
         if matrix.n_rows < max(sizes):
@@ -197,14 +190,27 @@ class ResidualTokenizer:
     def _fit(self, X, drop_invalid: bool) -> np.ndarray:
         """Fit; return the training codes of the final assignment passes, (n, n_levels) int64."""
         matrix = self._check_fit_input(X, drop_invalid)
-        stream = ResidualStream(self, matrix)
-        self._fit_levels(stream)
-        return stream.codes
+        source = MatrixResiduals(self, matrix)
+        self._fit_levels(source)
+        return source.codes
 
-    def _fit_levels(self, stream) -> None:
-        """Fit every level from ``stream`` (a :class:`ResidualStream`, or any object with its
-        ``level``, ``n_rows``, ``dim``, ``sample``, ``reduce``, ``feature_cache`` and ``store_codes``,
-        such as the Ray engine's)."""
+    def fit_source(self, source: ResidualSource) -> "ResidualTokenizer":
+        """Fit every level from a :class:`~rqgmm.quantize.residuals.ResidualSource` (rows held
+        elsewhere: a Ray Dataset, a custom reader). Checks the parameters and the source's size;
+        the source is responsible for refusing NaN/Inf and constant data. Returns ``self``."""
+        if not self._levels_fitted_in_order:
+            raise InvalidInputError(f"{type(self).__name__} trains its levels jointly; fit it with fit(X)")
+        self.validate_params()
+        sizes = self.codebook_sizes
+        if source.n_rows < max(sizes):
+            raise InvalidInputError(f"{source.n_rows} row(s) but a level has codebook_size={max(sizes)};"
+                                    " a codebook needs at least as many rows as codes (use a smaller codebook_size)")
+        self.device_ = resolve_device(self.device)
+        self.n_features_in_ = int(source.dim)
+        self._fit_levels(source)
+        return self
+
+    def _fit_levels(self, stream: ResidualSource) -> None:
         self.codebooks_: list[np.ndarray] = []
         self._device_codebooks: list[torch.Tensor] = []
         self._reset_fit_state()
@@ -231,8 +237,8 @@ class ResidualTokenizer:
         if not self._levels_fitted_in_order:
             raise InvalidInputError(f"{type(self).__name__} trains its levels jointly; a prefix of its levels is"
                                     " not the tokenizer a fit with fewer levels would give")
-        self._check_fitted()
-        if not (_positive_int(n_levels) and n_levels <= self.n_levels):
+        self.check_fitted()
+        if not (positive_int(n_levels) and n_levels <= self.n_levels):
             raise InvalidInputError(f"prefix: n_levels must be an int in [1, {self.n_levels}], got {n_levels!r}")
         params = self.get_params()
         params["n_levels"] = n_levels
@@ -257,7 +263,8 @@ class ResidualTokenizer:
         return self._fit(X, drop_invalid)
 
     # ------------------------------------------------------------------ encode / decode
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise :class:`NotFittedError` unless fitted or loaded; place the codebooks on the device."""
         if not hasattr(self, "codebooks_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) or load(path)")
         if not hasattr(self, "_device_codebooks") or len(self._device_codebooks) != len(self.codebooks_):
@@ -280,7 +287,7 @@ class ResidualTokenizer:
             raise InvalidInputError(f"collisions must be one of {COLLISION_MODES}, got {collisions!r}")
         if not (isinstance(capacity, (int, np.integer)) and capacity >= 1):
             raise InvalidInputError(f"capacity must be an int >= 1, got {capacity!r}")
-        self._check_fitted()
+        self.check_fitted()
         matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, expected_dim=self.n_features_in_,
                                      chunk_size=self.batch_size)
         codes = self._encode_matrix(matrix)
@@ -311,26 +318,16 @@ class ResidualTokenizer:
         float32. Identity here; neural tokenizers apply their decoder."""
         return latent
 
-    def _encode_chunk(self, chunk: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
-        """Codes of a chunk (m, dim) on the device: (m, n_levels) int64; with ``n_levels`` given,
-        only the first levels."""
-        levels = self.n_levels if n_levels is None else n_levels
-        codes = torch.empty(chunk.shape[0], levels, dtype=torch.int64, device=chunk.device)
-        residual = self._to_latent(chunk)
-        for level in range(levels):
-            codes[:, level] = row_argmax(self._level_scores(level, residual))
-            if level + 1 < levels:
-                residual = residual - self._level_reconstruction(level, residual, codes[:, level])
-        return codes
+    def _encode_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
+        """Codes of a chunk (m, dim) on the device: (m, n_levels) int64."""
+        return self.residual_chain(self._to_latent(chunk), self.n_levels, last_residual=False)[0]
 
     def _last_level_scores(self, rows: np.ndarray) -> np.ndarray:
         """Scores of the last level for raw rows (m, dim): (m, K_last) float64."""
         with torch.inference_mode():
-            residual = self._to_latent(torch.from_numpy(rows).to(self.device_))
-            for level in range(self.n_levels - 1):
-                codes = row_argmax(self._level_scores(level, residual))
-                residual = residual - self._level_reconstruction(level, residual, codes)
-            return self._level_scores(self.n_levels - 1, residual).double().cpu().numpy()
+            latent = self._to_latent(torch.from_numpy(rows).to(self.device_))
+            residual = self.residual_chain(latent, self.n_levels - 1)[1]
+            return self.level_scores(self.n_levels - 1, residual).double().cpu().numpy()
 
     def decode(self, codes) -> np.ndarray:
         """Reconstruction from codes, (n_items, dim) float32: the sum of the selected codewords
@@ -346,7 +343,7 @@ class ResidualTokenizer:
 
         ``decode_prefix(codes, L)`` equals ``decode(codes)``; smaller prefixes show what each
         level adds. codes: (n_items, >= n_levels) integers."""
-        self._check_fitted()
+        self.check_fitted()
         codes = np.asarray(codes)
         width_ok = codes.ndim == 2 and (codes.shape[1] == self.n_levels if exact_width
                                         else n_levels <= codes.shape[1])
@@ -372,7 +369,7 @@ class ResidualTokenizer:
         Refuses an existing ``path`` unless ``overwrite``; a failed save leaves it untouched."""
         from rqgmm.io.artifacts import save_artifact
 
-        self._check_fitted()
+        self.check_fitted()
         return save_artifact(path, kind=type(self).__name__, params=self.get_params(),
                              attributes=self._fitted_attributes(), arrays=self._fitted_arrays(),
                              overwrite=overwrite)
@@ -391,91 +388,8 @@ class ResidualTokenizer:
             raise ArtifactError(f"{path}: holds a {kind!r}, not a {cls.__name__}")
         try:
             tokenizer = klass(**manifest["params"])
-            tokenizer._validate_params()
+            tokenizer.validate_params()
             tokenizer._restore(arrays, manifest["attributes"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{path}: manifest does not describe a valid {kind}: {exc}") from None
         return tokenizer
-
-
-class ResidualStream:
-    """The residuals of a matrix at the level being fitted, read chunk by chunk.
-
-    With hard residuals the codes of finished levels are kept in memory ((n, n_levels) int64,
-    8 bytes per row and level) and residuals are ``x - sum of chosen codewords``; with soft
-    residuals the chain is recomputed per chunk from the finished levels.
-    """
-
-    def __init__(self, tokenizer: ResidualTokenizer, matrix: EmbeddingMatrix):
-        self.tokenizer = tokenizer
-        self.matrix = matrix
-        self.level = 0
-        self.codes = np.zeros((matrix.n_rows, tokenizer.n_levels), dtype=np.int64)
-
-    @property
-    def n_rows(self) -> int:
-        return self.matrix.n_rows
-
-    @property
-    def dim(self) -> int:
-        return self.matrix.dim
-
-    def residual_of(self, chunk: torch.Tensor, positions: slice | np.ndarray) -> torch.Tensor:
-        """Residual at ``self.level`` of raw rows ``chunk`` (m, dim) found at ``positions``."""
-        tokenizer = self.tokenizer
-        if self.level == 0:
-            return chunk
-        if getattr(tokenizer, "residual", "hard") == "hard":
-            codes = torch.from_numpy(self.codes[positions, : self.level]).to(chunk.device)
-            residual = chunk.clone()
-            for level in range(self.level):
-                residual -= tokenizer._device_codebooks[level][codes[:, level]].to(chunk.dtype)
-            return residual
-        residual = chunk
-        for level in range(self.level):
-            level_codes = row_argmax(tokenizer._level_scores(level, residual))
-            residual = residual - tokenizer._level_reconstruction(level, residual, level_codes).to(chunk.dtype)
-        return residual
-
-    def chunks(self, desc: str | None = None) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield ``(start, residual chunk (m, dim) float32)`` over all rows."""
-        tokenizer = self.tokenizer
-        total = -(-self.n_rows // tokenizer.batch_size)
-        iterator = self.matrix.chunks(tokenizer.batch_size, tokenizer.device_)
-        if desc is not None:
-            iterator = progress_bar(iterator, enabled=tokenizer.progress, total=total, desc=desc)
-        for start, chunk in iterator:
-            yield start, self.residual_of(chunk, slice(start, start + chunk.shape[0]))
-
-    def reduce(self, function: Callable[[torch.Tensor], Any]) -> Any:
-        """``function(chunk)`` summed over every residual chunk (m, dim), in row order; the
-        statistics of an EM or Lloyd pass. The Ray engine maps it over the dataset's blocks."""
-        total = None
-        for _, chunk in self.chunks():
-            part = function(chunk)
-            total = part if total is None else total + part
-        return total
-
-    def feature_cache(self, shift: torch.Tensor, dtype: torch.dtype, max_bytes: int):
-        """E-step features of this level's residuals around ``shift``, cached within ``max_bytes``."""
-        from rqgmm.quantize.gaussian_mixture import FeatureCache
-
-        return FeatureCache(lambda: (chunk for _, chunk in self.chunks()), shift, dtype, self.n_rows, self.dim,
-                            max_bytes)
-
-    def sample(self, size: int, rng: np.random.Generator) -> torch.Tensor:
-        """A uniform sample of ``min(size, n)`` residual rows without replacement: (m, dim)."""
-        if size >= self.n_rows:
-            positions = np.arange(self.n_rows)
-        else:
-            positions = np.sort(rng.choice(self.n_rows, size=size, replace=False))
-        rows = torch.from_numpy(self.matrix.take(positions)).to(self.tokenizer.device_)
-        return self.residual_of(rows, positions)
-
-    def store_codes(self, level: int) -> None:
-        """Final assignment pass of a fitted level: fill ``codes[:, level]``."""
-        tokenizer = self.tokenizer
-        with torch.inference_mode():
-            for start, residual in self.chunks(desc=f"level {level} assign"):
-                level_codes = row_argmax(tokenizer._level_scores(level, residual))
-                self.codes[start:start + residual.shape[0], level] = level_codes.cpu().numpy()

@@ -19,21 +19,22 @@ import torch
 
 from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
 from rqgmm.progress import progress_bar
-from rqgmm.quantize.base import ResidualTokenizer, row_argmax
+from rqgmm.quantize.base import ResidualTokenizer
 from rqgmm.quantize.gaussian_mixture import (
     COVARIANCE_TYPES,
+    FeatureCache,
     MixtureParams,
     MixtureScorer,
     empty_stats,
     hard_assignment_stats,
     m_step,
 )
-from rqgmm.quantize.kmeans import CentroidScorer
+from rqgmm.quantize.kmeans import CentroidScorer, init_sample_size, lloyd, seed_centers
 from rqgmm.quantize.reseed import split_heaviest
-from rqgmm.quantize.rq_kmeans import init_sample_size, lloyd, seed_centers
 from rqgmm.validation import check_embeddings
 
 GMM_INITS = ("kmeans++", "random", "kmeans")
+RESIDUAL_MODES = ("hard", "soft")
 FLOOR_MODES = ("absolute", "relative")
 # reg_covar_mode="relative": a dimension's variance counts as at least this share of the mean one
 RELATIVE_FLOOR_MIN = 1e-6
@@ -114,6 +115,7 @@ class RQGMM(ResidualTokenizer):
 
     _parameter_constraints = {
         "init": (lambda v: v in GMM_INITS, f"one of {GMM_INITS}"),
+        "residual": (lambda v: v in RESIDUAL_MODES, f"one of {RESIDUAL_MODES}"),
         "covariance_type": (lambda v: v in COVARIANCE_TYPES, f"one of {COVARIANCE_TYPES}"),
         "reg_covar": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
                       "a number > 0"),
@@ -235,7 +237,9 @@ class RQGMM(ResidualTokenizer):
         # one origin for the whole level (the start's mean, which every M-step keeps as the
         # mixture mean up to sampling), so the features [x^2, x] can be computed once
         shift = (params.weights[:, None] * params.means).sum(0)
-        features = residuals.feature_cache(shift, self._dtype, int(self.cache_mib * 2**20))
+        chunks = residuals.local_chunks()
+        features = None if chunks is None else FeatureCache(chunks, shift, self._dtype, residuals.n_rows,
+                                                             residuals.dim, int(self.cache_mib * 2**20))
         history: list[float] = []
         converged = False
         iterations = progress_bar(range(self.max_iter), enabled=self.progress, desc=f"EM level {level}")
@@ -244,7 +248,7 @@ class RQGMM(ResidualTokenizer):
             scorer = MixtureScorer(params, self._dtype, shift=shift, temperature=temperature,
                                     covariance_type=self.covariance_type)
             with torch.inference_mode():
-                if features is None:  # a distributed stream: the engine maps the E-step over blocks
+                if features is None:  # rows held elsewhere: the source maps the E-step over them
                     stats = residuals.reduce(scorer.accumulate)
                 else:
                     stats = empty_stats(params.n_components, residuals.dim, scorer.shift)
@@ -293,10 +297,10 @@ class RQGMM(ResidualTokenizer):
             scorers[level] = scorer
         return scorer
 
-    def _level_scores(self, level, residual):
+    def level_scores(self, level, residual):
         return self._scorer(level, residual.device).joint_log_prob(residual)
 
-    def _level_reconstruction(self, level, residual, codes):
+    def level_reconstruction(self, level, residual, codes):
         if self.residual == "soft":
             posterior = self._scorer(level, residual.device).predict_proba(residual)
             return posterior @ self._device_codebooks[level].to(posterior.dtype)
@@ -304,7 +308,7 @@ class RQGMM(ResidualTokenizer):
 
     def _level_passes(self, X):
         """Yield ``(level, residual chunk)`` for every chunk and level of X (inference)."""
-        self._check_fitted()
+        self.check_fitted()
         matrix, _ = check_embeddings(X, expected_dim=self.n_features_in_, chunk_size=self.batch_size)
         with torch.inference_mode():
             for _, chunk in matrix.chunks(self.batch_size, self.device_):
@@ -312,13 +316,12 @@ class RQGMM(ResidualTokenizer):
                 for level in range(self.n_levels):
                     yield level, residual
                     if level + 1 < self.n_levels:
-                        codes = row_argmax(self._level_scores(level, residual))
-                        residual = residual - self._level_reconstruction(level, residual, codes)
+                        residual = self.residual_chain(residual, 1, offset=level)[1]
 
     def predict_proba(self, X, level: int = 0) -> np.ndarray:
         """Posterior over the components of ``level`` for the residuals of X at that level:
         (n_items, codebook_sizes[level]) float32, rows summing to 1."""
-        self._check_fitted()
+        self.check_fitted()
         if not 0 <= level < self.n_levels:
             raise ValueError(f"level must be in [0, {self.n_levels}), got {level}")
         parts = [self._scorer(level, residual.device).predict_proba(residual).float().cpu().numpy()

@@ -3,74 +3,11 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
-
 import torch
 
 from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
-from rqgmm.progress import progress_bar
-from rqgmm.quantize.base import ResidualStream, ResidualTokenizer
-from rqgmm.quantize.kmeans import CentroidScorer, kmeans_plusplus
-from rqgmm.quantize.reseed import split_heaviest
-
-KMEANS_INITS = ("kmeans++", "random")
-
-
-def init_sample_size(n_codes: int) -> int:
-    """Rows drawn for seeding a level of ``n_codes`` codes: enough for k-means++ to see every
-    region (64 per code), at least 20k, bounded so seeding stays cheap next to the passes."""
-    return max(20_000, 64 * n_codes)
-
-
-def seed_centers(sample: torch.Tensor, n_codes: int, init: str, generator: torch.Generator) -> torch.Tensor:
-    """Initial codewords (n_codes, dim) float64 drawn from ``sample`` (m, dim)."""
-    if init == "kmeans++":
-        return kmeans_plusplus(sample.double(), n_codes, generator)
-    if init == "random":
-        order = torch.randperm(sample.shape[0], generator=generator)[:n_codes].to(sample.device)
-        return sample[order].double().clone()
-    raise ValueError(f"unknown init {init!r}")
-
-
-@dataclass
-class LloydResult:
-    """centroids: (K, dim) float64; inertia_history: mean squared distance per row before each
-    update; converged; n_reseeded: entries re-seeded over the run."""
-
-    centroids: torch.Tensor
-    inertia_history: list[float]
-    converged: bool
-    n_reseeded: int
-
-
-def lloyd(stream: ResidualStream, centroids: torch.Tensor, *, max_iter: int, tol: float, dtype: torch.dtype,
-          generator: torch.Generator, spread: torch.Tensor, progress: bool | None, desc: str) -> LloydResult:
-    """Chunked Lloyd iterations until the relative decrease of inertia is below ``tol``."""
-    history: list[float] = []
-    converged = False
-    n_reseeded = 0
-    centroids = centroids.clone()
-    iterations = progress_bar(range(max_iter), enabled=progress, desc=desc)
-    for _ in iterations:
-        scorer = CentroidScorer(centroids, dtype)
-        with torch.inference_mode():
-            stats = stream.reduce(scorer.accumulate)
-        inertia = stats.inertia / stats.n_rows
-        history.append(inertia)
-        dead = stats.counts < 0.5
-        updated = stats.sums / stats.counts.clamp_min(1.0)[:, None]
-        updated[dead] = centroids[dead]
-        if bool(dead.any()):
-            n_reseeded += len(split_heaviest(stats.counts, dead, updated, spread, generator))
-        iterations.set_postfix(mse=f"{inertia:.5g}")
-        shift = float(torch.linalg.vector_norm(updated - centroids))
-        centroids = updated
-        if len(history) > 1 and not dead.any():
-            previous = history[-2]
-            if previous - inertia <= tol * max(previous, 1e-300) or shift == 0.0:
-                converged = True
-                break
-    return LloydResult(centroids, history, converged, n_reseeded)
+from rqgmm.quantize.base import ResidualTokenizer
+from rqgmm.quantize.kmeans import KMEANS_INITS, CentroidScorer, init_sample_size, lloyd, seed_centers
 
 
 class RQKMeans(ResidualTokenizer):
@@ -122,8 +59,6 @@ class RQKMeans(ResidualTokenizer):
         self.precision = precision
         self.progress = progress
 
-    residual = "hard"
-
     def _reset_fit_state(self) -> None:
         self.__dict__.pop("_scorers", None)
         self.inertia_: list[float] = []
@@ -157,7 +92,7 @@ class RQKMeans(ResidualTokenizer):
         self.converged_.append(result.converged)
         self.n_reseeded_.append(result.n_reseeded)
 
-    def _level_scores(self, level, residual):
+    def level_scores(self, level, residual):
         scorers = self.__dict__.setdefault("_scorers", {})
         scorer = scorers.get(level)
         if scorer is None or scorer.centroids.device != residual.device:

@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from rqgmm.progress import progress_bar
-from rqgmm.quantize.base import ResidualTokenizer, _positive_int, resolve_device
+from rqgmm.quantize.base import ResidualTokenizer
+from rqgmm.quantize.rowops import resolve_device
+from rqgmm.validation import positive_int
 from rqgmm.quantize.kmeans import CentroidScorer, kmeans_in_memory
 from rqgmm.quantize.vae_network import ResidualAutoencoder
 from rqgmm.validation import EmbeddingMatrix
@@ -73,8 +75,8 @@ class RQVAE(ResidualTokenizer):
     _levels_fitted_in_order = False  # encoder, decoder and codebooks are trained jointly
 
     _parameter_constraints = {
-        "latent_dim": (_positive_int, "a positive int"),
-        "hidden_dims": (lambda v: isinstance(v, (list, tuple)) and all(_positive_int(x) for x in v),
+        "latent_dim": (positive_int, "a positive int"),
+        "hidden_dims": (lambda v: isinstance(v, (list, tuple)) and all(positive_int(x) for x in v),
                         "a list of positive ints (may be empty)"),
         "beta": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0"),
         "codebook_update": (lambda v: v in CODEBOOK_UPDATES, f"one of {CODEBOOK_UPDATES}"),
@@ -83,9 +85,9 @@ class RQVAE(ResidualTokenizer):
                             "an int >= 0 (0 disables re-seeding)"),
         "codebook_init": (lambda v: v in CODEBOOK_INITS, f"one of {CODEBOOK_INITS}"),
         "learning_rate": (lambda v: isinstance(v, float) and v > 0, "a float > 0"),
-        "train_batch_size": (_positive_int, "a positive int"),
-        "max_epochs": (_positive_int, "a positive int"),
-        "patience": (_positive_int, "a positive int"),
+        "train_batch_size": (positive_int, "a positive int"),
+        "max_epochs": (positive_int, "a positive int"),
+        "patience": (positive_int, "a positive int"),
         "validation_fraction": (_fraction, "a number in [0, 0.5)"),
     }
 
@@ -142,7 +144,7 @@ class RQVAE(ResidualTokenizer):
                 out[start:start + block.shape[0]] = decoded.cpu().numpy()
         return out
 
-    def _level_scores(self, level, residual):
+    def level_scores(self, level, residual):
         scorers = self.__dict__.setdefault("_scorers", {})
         scorer = scorers.get(level)
         if scorer is None or scorer.centroids.device != residual.device:
@@ -150,8 +152,8 @@ class RQVAE(ResidualTokenizer):
             scorers[level] = scorer
         return scorer.scores(residual)
 
-    def _check_fitted(self):
-        super()._check_fitted()
+    def check_fitted(self):
+        super().check_fitted()
         if next(self.network_.parameters()).device != self.device_:
             self.network_.to(self.device_)
             self._mean_tensor = self._mean_tensor.to(self.device_)

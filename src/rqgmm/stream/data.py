@@ -67,7 +67,7 @@ def causal_numeric_features(events: pd.DataFrame) -> pd.DataFrame:
 
 def movielens_stream() -> StreamData:
     """MovieLens-100k as a stream (about 100k events; ties in time keep the file's order)."""
-    from rqgmm.ctr.dataset import load_movielens
+    from rqgmm.data.interactions import load_movielens
 
     frame = load_movielens().interactions
     frame = frame.iloc[np.argsort(frame["timestamp"].to_numpy(), kind="stable")].reset_index(drop=True)

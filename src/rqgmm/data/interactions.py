@@ -158,6 +158,17 @@ def load_parquet_dataset(config: ParquetDatasetConfig) -> CTRDataset:
     return CTRDataset(config.name, interactions, items, tuple(config.categorical), tuple(config.numeric), embeddings)
 
 
+def load_dataset(spec: str) -> CTRDataset:
+    """A CTR data set by name: "ml-100k", or the path of a Parquet data set YAML
+    (see :class:`ParquetDatasetConfig`)."""
+    if spec == "ml-100k":
+        return load_movielens()
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml"):
+        return load_parquet_dataset(ParquetDatasetConfig.from_yaml(path))
+    raise InvalidInputError(f"dataset must be 'ml-100k' or a .yaml data set config, got {spec!r}")
+
+
 def item_content(dataset: CTRDataset, progress: bool | None = None) -> np.ndarray:
     """(n_items, dim) float32 content embeddings: given ones, or the item texts through the
     packaged MiniLM encoder (cached on disk by hash of model and text)."""

@@ -1,0 +1,29 @@
+"""Device resolution and row-wise tensor operations shared by the tokenizers and their kernels."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` picks CUDA when available; ``"cuda"`` without a GPU falls back to the CPU
+    with a warning (the result is the same, only slower)."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        warnings.warn(f"device={name!r} requested but CUDA is not available; using the CPU", stacklevel=3)
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def row_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """Index of the largest score of each row: (m, K) -> (m,) int64, first index on ties.
+
+    On the CPU, NumPy's argmax is 3-4x faster than ``torch.argmax(dim=1)`` for the (chunk, K)
+    score matrices of encoding (measured on 16384 x 256 float32), and returns the same indices."""
+    if scores.device.type == "cpu" and not scores.requires_grad:
+        return torch.from_numpy(scores.numpy().argmax(axis=1))
+    return scores.argmax(dim=1)
