@@ -159,3 +159,38 @@ def test_rq_gmm_variant_options_reach_the_tokenizer(tmp_path, blobs):
     result = run("fit", tmp_path / "X.npy", "-o", tmp_path / "bad", "--balance", "2", "-q")
     assert result.exit_code != 0 and "parameter balance must be a number in [0, 1] (0: plain EM), got 2.0" in result.output
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_command_line_lists_are_the_library_lists():
+    import inspect
+
+    from rqgmm.cli.options import COMMON_PARAMETERS
+    from rqgmm.ctr.models import MODELS
+    from rqgmm.quantize import METHODS, TOKENIZERS
+    from rqgmm.stream import NUMERIC_METHODS
+
+    def choices(command, name):
+        return tuple(next(p for p in command.params if p.name == name).type.choices)
+
+    assert choices(main.commands["fit"], "method") == METHODS
+    assert choices(main.commands["ctr"].commands["train"], "model_name") == MODELS
+    help_text = CliRunner().invoke(main, ["stream", "--help"]).output
+    assert all(method in help_text for method in NUMERIC_METHODS)
+    # every keyword parameter of every tokenizer class is an option of `rqgmm fit`
+    options = {p.name for p in main.commands["fit"].params}
+    for klass in TOKENIZERS.values():
+        for parameter in inspect.signature(klass.__init__).parameters:
+            if parameter not in ("self", *COMMON_PARAMETERS):
+                assert parameter in options, parameter
+
+
+def test_an_option_of_another_method_is_refused(tmp_path):
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32))
+    result = CliRunner().invoke(main, ["fit", str(tmp_path / "X.npy"), "-o", str(tmp_path / "t"), "--method",
+                                       "rq-kmeans", "--levels", "1", "--codebook-size", "4", "--reg-covar", "1e-3"])
+    assert result.exit_code == 2 and "--reg-covar applies to --method rq-gmm only, not rq-kmeans" in result.output
+    result = CliRunner().invoke(main, ["fit", str(tmp_path / "X.npy"), "-o", str(tmp_path / "t"), "--method",
+                                       "rq-vae", "--levels", "1", "--codebook-size", "4", "--hidden-dims", "16,8",
+                                       "--max-epochs", "1", "-q"])
+    assert result.exit_code == 0, result.output
+    assert list(load(tmp_path / "t").hidden_dims) == [16, 8]

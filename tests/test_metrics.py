@@ -113,8 +113,13 @@ def test_label_lift_finds_codes_that_follow_labels():
 def test_compare_reports_differences(blobs):
     first = quality_report(RQKMeans(n_levels=1, codebook_size=4, seed=0, progress=False).fit(blobs), blobs)
     second = quality_report(RQKMeans(n_levels=2, codebook_size=4, seed=0, progress=False).fit(blobs), blobs)
-    diff = compare(first, second)["difference"]
-    assert diff["rmse"] < 0 and diff["unique_id_rate"] >= 0
+    result = compare(first, second)
+    a, b = first.headline(), second.headline()
+    assert result["difference"]["rmse"] == b["rmse"] - a["rmse"]
+    assert result["difference"]["unique_id_rate"] == b["unique_id_rate"] - a["unique_id_rate"]
+    # lists are compared level by level, as far as both reports go
+    assert result["difference"]["perplexity"] == [b["perplexity"][0] - a["perplexity"][0]]
+    assert all(v == 0 for v in compare(first, first)["difference"].values() if not isinstance(v, list))
 
 
 def test_accumulator_rejects_mismatched_chunks(blobs):

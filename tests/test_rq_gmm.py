@@ -7,6 +7,7 @@ from sklearn.mixture import GaussianMixture
 
 from rqgmm import RQGMM, ConvergenceWarning, load
 from rqgmm.errors import ComponentReseedWarning
+from rqgmm.metrics import quality_report
 from tests.conftest import mixture_sample
 
 
@@ -219,3 +220,17 @@ def test_cuda_fit_matches_cpu(blobs):
     gpu = RQGMM(device="cuda", **params).fit(blobs)
     np.testing.assert_allclose(cpu.means_[0], gpu.means_[0], rtol=1e-6, atol=1e-8)
     assert np.mean(cpu.encode(blobs) == gpu.encode(blobs)) > 0.999
+
+
+def test_bic_of_one_level_equals_scikit_learn_for_the_same_mixture(blobs):
+    model = RQGMM(n_levels=1, codebook_size=4, seed=0, progress=False).fit(blobs)
+    reference = GaussianMixture(n_components=4, covariance_type="diag")
+    reference.weights_ = np.asarray(model.weights_[0], dtype=np.float64)
+    reference.means_ = np.asarray(model.means_[0], dtype=np.float64)
+    reference.covariances_ = np.asarray(model.variances_[0], dtype=np.float64)
+    reference.precisions_cholesky_ = 1.0 / np.sqrt(reference.covariances_)
+    X = blobs.astype(np.float64)
+    assert model.bic(blobs)[0] == pytest.approx(reference.bic(X), rel=1e-5)
+    assert model.score(blobs)[0] == pytest.approx(reference.score(X), rel=1e-5)
+    report = quality_report(model, blobs)
+    assert report.bic[0] == pytest.approx(reference.bic(X), rel=1e-5)

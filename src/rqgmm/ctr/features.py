@@ -7,9 +7,12 @@ Every interaction becomes
 - ``history`` (n, H) int64: item rows of the user's last ``H`` positive interactions before this
   one (0 = padding), for DIN.
 Item-side fields are looked up from ``item_fields`` (n_items + 1, F_i): the item-id vocabulary
-index, then (feature sets with ``sid``) one column per semantic-ID level holding ``code + 1``.
-Semantic IDs use the whole codebook as vocabulary, so an item never seen in training still has
-meaningful content fields. ``item_content`` (n_items + 1, dim) holds raw content embeddings for
+index, then (feature sets with ``sid``) the semantic ID as ``sid_representation`` says: "level",
+one column per level holding ``code + 1``; "prefix", one column per level holding the prefix
+(c_1..c_l) of the code up to that level (exact while the prefix space fits ``prefix_buckets``,
+hashed into that many buckets above, as "Better Generalization with Semantic IDs", RecSys 2024);
+"level+prefix", both. Semantic IDs use the whole code space as vocabulary, so an item never seen
+in training still has meaningful content fields. ``item_content`` (n_items + 1, dim) holds raw content embeddings for
 feature sets with ``emb``.
 """
 
@@ -25,6 +28,44 @@ from rqgmm.errors import InvalidInputError
 
 FEATURE_SETS = ("id", "emb", "sid", "sid+emb")
 MISSING_ITEM_POLICIES = ("error", "zero")
+SID_REPRESENTATIONS = ("level", "prefix", "level+prefix")
+DEFAULT_PREFIX_BUCKETS = 100_000
+
+
+def prefix_fields(codes: np.ndarray, codebook_sizes: list[int], buckets: int) -> np.ndarray:
+    """One field per level holding the code's *prefix* up to that level: (n, L) int64 in
+    ``[0, cardinality_l)``; see :func:`prefix_cardinalities`.
+
+    Level l's prefix (c_1, ..., c_l) is its mixed-radix number ``sum_j c_j * prod_{i>j} K_i``: an
+    exact index when the prefix space ``prod_{j<=l} K_j`` has at most ``buckets`` values, else that
+    number hashed (splitmix64, deterministic and platform-independent) into ``buckets`` buckets.
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    out = np.empty_like(codes)
+    number = np.zeros(len(codes), dtype=np.uint64)
+    space = 1
+    for level, size in enumerate(codebook_sizes):
+        number = number * np.uint64(size) + codes[:, level].astype(np.uint64)
+        space *= int(size)
+        out[:, level] = number.astype(np.int64) if space <= buckets else (_splitmix64(number, level) % np.uint64(buckets)).astype(np.int64)
+    return out
+
+
+def prefix_cardinalities(codebook_sizes: list[int], buckets: int) -> list[int]:
+    """Values each prefix field can take (without the out-of-vocabulary 0)."""
+    out, space = [], 1
+    for size in codebook_sizes:
+        space *= int(size)
+        out.append(min(space, buckets))
+    return out
+
+
+def _splitmix64(values: np.ndarray, salt: int) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        z = values + np.uint64(0x9E3779B97F4A7C15) * np.uint64(salt + 1)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 class Vocabulary:
@@ -63,10 +104,6 @@ class FeatureLayout:
     def to_json(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, data: dict) -> "FeatureLayout":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
-
 
 class FeatureEncoder:
     """Fits vocabularies and statistics on the training rows; turns any rows into model inputs.
@@ -78,15 +115,27 @@ class FeatureEncoder:
     """
 
     def __init__(self, feature_set: str = "id", *, min_count: int = 1, history_length: int = 20,
-                 missing_items: str = "error"):
+                 missing_items: str = "error", sid_representation: str = "level",
+                 prefix_buckets: int = DEFAULT_PREFIX_BUCKETS):
         if feature_set not in FEATURE_SETS:
             raise InvalidInputError(f"feature set must be one of {FEATURE_SETS}, got {feature_set!r}")
         if missing_items not in MISSING_ITEM_POLICIES:
             raise InvalidInputError(f"missing_items must be one of {MISSING_ITEM_POLICIES}, got {missing_items!r}")
+        if sid_representation not in SID_REPRESENTATIONS:
+            raise InvalidInputError(f"sid_representation must be one of {SID_REPRESENTATIONS},"
+                                    f" got {sid_representation!r}")
+        if isinstance(prefix_buckets, bool) or not isinstance(prefix_buckets, int) or prefix_buckets < 1:
+            raise InvalidInputError(f"prefix_buckets must be an int >= 1, got {prefix_buckets!r}")
+        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+            raise InvalidInputError(f"min_count must be an int >= 1, got {min_count!r}")
+        if isinstance(history_length, bool) or not isinstance(history_length, int) or history_length < 0:
+            raise InvalidInputError(f"history_length must be an int >= 0, got {history_length!r}")
         self.feature_set = feature_set
         self.min_count = min_count
         self.history_length = history_length
         self.missing_items = missing_items
+        self.sid_representation = sid_representation
+        self.prefix_buckets = prefix_buckets
 
     @property
     def uses_sid(self) -> bool:
@@ -120,8 +169,14 @@ class FeatureEncoder:
             if len(item_codes) != n_items:
                 raise InvalidInputError(f"semantic IDs: {len(item_codes)} rows for {n_items} items")
             self.sid_sizes = [int(k) for k in codebook_sizes]
-            for level in range(item_codes.shape[1]):
-                columns.append(np.concatenate([[0], item_codes[:, level].astype(np.int64) + 1]))
+            item_codes = np.asarray(item_codes, dtype=np.int64)
+            if "level" in self.sid_representation.split("+"):
+                for level in range(item_codes.shape[1]):
+                    columns.append(np.concatenate([[0], item_codes[:, level] + 1]))
+            if "prefix" in self.sid_representation.split("+"):
+                prefixes = prefix_fields(item_codes, self.sid_sizes, self.prefix_buckets)
+                for level in range(item_codes.shape[1]):
+                    columns.append(np.concatenate([[0], prefixes[:, level] + 1]))
         self.item_fields = np.stack(columns, axis=1)
         self.item_content = None
         if self.uses_content:
@@ -144,8 +199,13 @@ class FeatureEncoder:
 
     @property
     def layout(self) -> FeatureLayout:
-        item_fields = ["item_id", *(f"sid_{level}" for level in range(len(self.sid_sizes)))]
-        item_cards = [len(self.vocabularies["item_id"]), *(k + 1 for k in self.sid_sizes)]
+        item_fields, item_cards = ["item_id"], [len(self.vocabularies["item_id"])]
+        if self.sid_sizes and "level" in self.sid_representation.split("+"):
+            item_fields += [f"sid_{level}" for level in range(len(self.sid_sizes))]
+            item_cards += [k + 1 for k in self.sid_sizes]
+        if self.sid_sizes and "prefix" in self.sid_representation.split("+"):
+            item_fields += [f"sid_prefix_{level}" for level in range(len(self.sid_sizes))]
+            item_cards += [k + 1 for k in prefix_cardinalities(self.sid_sizes, self.prefix_buckets)]
         context = ["user_id", *self.categorical]
         return FeatureLayout(tuple(context), tuple(len(self.vocabularies[c]) for c in context), tuple(item_fields),
                              tuple(item_cards), len(self.numeric),
@@ -169,6 +229,7 @@ class FeatureEncoder:
         """(JSON-able attributes, arrays) to save beside a model."""
         attributes = {"feature_set": self.feature_set, "min_count": self.min_count,
                       "history_length": self.history_length, "missing_items": self.missing_items,
+                      "sid_representation": self.sid_representation, "prefix_buckets": self.prefix_buckets,
                       "categorical": self.categorical, "numeric": self.numeric, "sid_sizes": self.sid_sizes,
                       "vocabularies": {name: vocab.values for name, vocab in self.vocabularies.items()},
                       "item_ids": self.item_ids.tolist(), "n_missing_items": self.n_missing_items}
@@ -181,7 +242,9 @@ class FeatureEncoder:
     @classmethod
     def from_state(cls, attributes: dict, arrays: dict[str, np.ndarray]) -> "FeatureEncoder":
         encoder = cls(attributes["feature_set"], min_count=attributes["min_count"],
-                      history_length=attributes["history_length"], missing_items=attributes["missing_items"])
+                      history_length=attributes["history_length"], missing_items=attributes["missing_items"],
+                      sid_representation=attributes.get("sid_representation", "level"),
+                      prefix_buckets=attributes.get("prefix_buckets", DEFAULT_PREFIX_BUCKETS))
         encoder.categorical = list(attributes["categorical"])
         encoder.numeric = list(attributes["numeric"])
         encoder.sid_sizes = list(attributes["sid_sizes"])

@@ -52,9 +52,14 @@ class FieldEmbedding(nn.Module):
         self.n_fields = self.n_context + self.n_item_fields + (1 if layout.n_numeric else 0)
         self.embed_dim = embed_dim
 
-    def items(self, item_rows: torch.Tensor) -> torch.Tensor:
-        """(..., ) item rows -> (..., n_item_fields, embed_dim)."""
-        embedded = self.table(self.item_fields[item_rows] + self.item_offsets)
+    def items(self, item_rows: torch.Tensor, drop_item_id: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., ) item rows -> (..., n_item_fields, embed_dim). ``drop_item_id`` (bool, same shape
+        as ``item_rows``, training only) replaces those rows' item ID by the out-of-vocabulary 0."""
+        fields = self.item_fields[item_rows]
+        if drop_item_id is not None:
+            fields = fields.clone()
+            fields[..., 0] = fields[..., 0].masked_fill(drop_item_id, 0)
+        embedded = self.table(fields + self.item_offsets)
         if self.content is not None:
             if item_rows.numel() > self.item_content.shape[0]:  # project the table once, then gather
                 projected = self.content(self.item_content)[item_rows]
@@ -64,7 +69,8 @@ class FieldEmbedding(nn.Module):
         return embedded
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        parts = [self.table(batch["context"] + self.context_offsets), self.items(batch["item"])]
+        parts = [self.table(batch["context"] + self.context_offsets),
+                 self.items(batch["item"], batch.get("drop_item_id"))]
         if self.numeric is not None:
             parts.append(self.numeric(batch["numeric"]).unsqueeze(1))
         return torch.cat(parts, dim=1)
@@ -211,3 +217,20 @@ def build_model(name: str, layout: FeatureLayout, item_fields: np.ndarray, item_
     if name == "din" and not layout.history_length:
         raise InvalidInputError("din needs user histories (history_length > 0)")
     return klass(layout, item_fields, item_content, **params)
+
+
+def check_model_params(name: str, params: dict, where: str = "model params") -> None:
+    """Refuse an unknown model name or keyword hyperparameters its class does not take, before
+    anything is trained (``where`` names the place in messages)."""
+    import inspect
+
+    from rqgmm.errors import InvalidInputError
+
+    klass = CTRModel.registry.get(name)
+    if klass is None:
+        raise InvalidInputError(f"{where}: model must be one of {MODELS}, got {name!r}")
+    signature = inspect.signature(klass.__init__)
+    accepted = {p.name for p in signature.parameters.values() if p.kind == inspect.Parameter.KEYWORD_ONLY}
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise InvalidInputError(f"{where}: {name} has no parameter {unknown[0]!r}; it takes {sorted(accepted)}")

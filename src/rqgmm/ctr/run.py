@@ -15,13 +15,15 @@ import numpy as np
 import torch
 
 from rqgmm.data.interactions import CTRDataset, item_content, load_dataset
-from rqgmm.ctr.features import FeatureEncoder
+from rqgmm.ctr.features import DEFAULT_PREFIX_BUCKETS, FeatureEncoder
 from rqgmm.ctr.models import CTRModel, build_model
 from rqgmm.ctr.splits import Split, make_split
 from rqgmm.ctr.training import TrainingConfig, TrainingResult, evaluate, train_model
 from rqgmm.errors import ArtifactError, InvalidInputError
 
 _EXTERNAL_BUFFERS = ("embedding.item_fields", "embedding.item_content")
+# tail items: at most this many training interactions (cold items, with none, included)
+DEFAULT_TAIL_THRESHOLD = 5
 
 
 @dataclass
@@ -40,6 +42,9 @@ class RunConfig:
     min_count: int = 1
     history_length: int = 20
     missing_items: str = "error"
+    sid_representation: str = "level"
+    prefix_buckets: int = DEFAULT_PREFIX_BUCKETS
+    tail_threshold: int = DEFAULT_TAIL_THRESHOLD
     model_params: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
 
@@ -61,7 +66,7 @@ def semantic_ids(tokenizer_dir: str | Path, content: np.ndarray) -> tuple[np.nda
 
 @dataclass
 class PreparedData:
-    """Model inputs of each part plus what evaluation needs (users, cold-item rows)."""
+    """Model inputs of each part plus what evaluation needs (users, cold-item and tail-item rows)."""
 
     dataset: CTRDataset
     split: Split
@@ -69,22 +74,29 @@ class PreparedData:
     inputs: dict[str, dict[str, np.ndarray]]
     users: dict[str, np.ndarray]
     cold: dict[str, np.ndarray]
+    tail: dict[str, np.ndarray]
 
 
 def prepare(dataset: CTRDataset, split: Split, encoder: FeatureEncoder, *, content: np.ndarray | None = None,
             codes: np.ndarray | None = None, codebook_sizes: list[int] | None = None,
-            fitted: bool = False) -> PreparedData:
-    """Fit ``encoder`` on the training rows (unless ``fitted``) and transform every part."""
+            fitted: bool = False, tail_threshold: int = DEFAULT_TAIL_THRESHOLD) -> PreparedData:
+    """Fit ``encoder`` on the training rows (unless ``fitted``) and transform every part.
+    tail_threshold: a row is a tail row when its item has at most this many training rows."""
+    if isinstance(tail_threshold, bool) or not isinstance(tail_threshold, int) or tail_threshold < 0:
+        raise InvalidInputError(f"tail_threshold must be an int >= 0, got {tail_threshold!r}")
     if not fitted:
         encoder.fit(dataset, split.train, item_codes=codes, codebook_sizes=codebook_sizes, content=content)
     frame = dataset.interactions
     train_items = set(frame["item_id"].iloc[split.train])
+    train_counts = frame["item_id"].iloc[split.train].value_counts()
     parts = {"train": split.train, "validation": split.validation, "test": split.test}
     return PreparedData(
         dataset, split, encoder,
         inputs={name: encoder.transform(dataset, rows) for name, rows in parts.items()},
         users={name: frame["user_id"].to_numpy()[rows] for name, rows in parts.items()},
-        cold={name: ~frame["item_id"].iloc[rows].isin(train_items).to_numpy() for name, rows in parts.items()})
+        cold={name: ~frame["item_id"].iloc[rows].isin(train_items).to_numpy() for name, rows in parts.items()},
+        tail={name: (frame["item_id"].iloc[rows].map(train_counts).fillna(0).to_numpy() <= tail_threshold)
+              for name, rows in parts.items()})
 
 
 def new_model(name: str, encoder: FeatureEncoder, params: dict, seed: int) -> CTRModel:
@@ -99,8 +111,8 @@ def fit_and_evaluate(data: PreparedData, model_name: str, model_params: dict, tr
     model = new_model(model_name, data.encoder, model_params, training.seed)
     record = train_model(model, data.inputs["train"], data.inputs["validation"], training, progress,
                          desc=f"{model_name} {data.encoder.feature_set}")
-    metrics = {part: evaluate(model, data.inputs[part], data.users[part], data.cold[part], training.eval_batch_size)
-               for part in ("validation", "test")}
+    metrics = {part: evaluate(model, data.inputs[part], data.users[part], data.cold[part], training.eval_batch_size,
+                              tail=data.tail[part]) for part in ("validation", "test")}
     return model, record, metrics
 
 
@@ -109,7 +121,8 @@ def prepare_run(config: RunConfig, progress: bool | None = None) -> PreparedData
     split = make_split(dataset.interactions, config.split, seed=config.seed)
     encoder = FeatureEncoder(config.features, min_count=config.min_count,
                              history_length=config.history_length if config.model == "din" else 0,
-                             missing_items=config.missing_items)
+                             missing_items=config.missing_items, sid_representation=config.sid_representation,
+                             prefix_buckets=config.prefix_buckets)
     content = codes = sizes = None
     if encoder.uses_sid or encoder.uses_content:
         content = item_content(dataset, progress)
@@ -118,7 +131,8 @@ def prepare_run(config: RunConfig, progress: bool | None = None) -> PreparedData
             raise InvalidInputError(f"features {config.features!r} need semantic IDs: pass a tokenizer directory"
                                     " (fit one with `rqgmm fit`)")
         codes, sizes = semantic_ids(config.tokenizer, content)
-    return prepare(dataset, split, encoder, content=content, codes=codes, codebook_sizes=sizes)
+    return prepare(dataset, split, encoder, content=content, codes=codes, codebook_sizes=sizes,
+                   tail_threshold=config.tail_threshold)
 
 
 def train_run(config: RunConfig, output: str | Path | None = None, *, overwrite: bool = False,
@@ -127,7 +141,7 @@ def train_run(config: RunConfig, output: str | Path | None = None, *, overwrite:
     from rqgmm.io.atomic import refuse_existing
 
     if output is not None:
-        refuse_existing(Path(output), overwrite)
+        refuse_existing(Path(output), overwrite, "run")
     data = prepare_run(config, progress)
     model, record, metrics = fit_and_evaluate(data, config.model, config.model_params, config.training_config(),
                                               progress)
@@ -147,9 +161,9 @@ def save_run(path: str | Path, config: RunConfig, encoder: FeatureEncoder, model
     for name, tensor in model.state_dict().items():
         if name not in _EXTERNAL_BUFFERS:
             arrays[f"model.{name}"] = tensor.detach().cpu().numpy()
-    with atomic_path(Path(path), overwrite=overwrite, directory=True) as tmp:
+    with atomic_path(Path(path), overwrite=overwrite, directory=True, kind="run") as tmp:
         save_artifact(tmp / "model", kind=f"ctr-{config.model}", params=config.model_params,
-                      attributes={"features": attributes, "layout": encoder.layout.to_json()}, arrays=arrays)
+                      attributes={"features": attributes}, arrays=arrays)
         (tmp / "config.json").write_text(json.dumps(asdict(config), indent=2))
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
     return Path(path)
@@ -183,7 +197,7 @@ def evaluate_run(path: str | Path, progress: bool | None = None) -> dict:
     config, encoder, model = load_run(path)
     dataset = load_dataset(config.dataset)
     split = make_split(dataset.interactions, config.split, seed=config.seed)
-    data = prepare(dataset, split, encoder, fitted=True)
+    data = prepare(dataset, split, encoder, fitted=True, tail_threshold=config.tail_threshold)
     batch = config.training_config().eval_batch_size
-    return {part: evaluate(model, data.inputs[part], data.users[part], data.cold[part], batch)
+    return {part: evaluate(model, data.inputs[part], data.users[part], data.cold[part], batch, tail=data.tail[part])
             for part in ("validation", "test")}

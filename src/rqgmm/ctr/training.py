@@ -40,6 +40,9 @@ class TrainingConfig:
     patience: int = setting(2, "epochs without a better validation AUC before stopping (best weights restored)")
     seed: int = setting(0, "initialization, shuffling and dropout")
     eval_batch_size: int = setting(16384, "rows per forward pass at evaluation")
+    item_id_dropout: float = setting(0.0, "share of training rows whose item ID is replaced by the out-of-vocabulary"
+                                          " index, so that index is trained and the model learns to use content"
+                                          " when the ID is unknown (new items); evaluation is untouched")
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "patience", "eval_batch_size"):
@@ -52,6 +55,9 @@ class TrainingConfig:
                     value < 0 or (name == "learning_rate" and value == 0):
                 raise InvalidInputError(f"training.{name} must be a finite number {'> 0' if name == 'learning_rate' else '>= 0'},"
                                         f" got {value!r}")
+        dropout = self.item_id_dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise InvalidInputError(f"training.item_id_dropout must be a number in [0, 1), got {dropout!r}")
 
 
 @dataclass
@@ -116,6 +122,8 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
 
         network = DistributedDataParallel(model)  # broadcasts rank 0's initial weights
     generator = torch.Generator().manual_seed(config.seed)
+    # a stream of its own, so a dropout of 0 leaves the shuffling (and every figure) as without it
+    dropout_generator = torch.Generator().manual_seed(config.seed + 1)
     result = TrainingResult()
     best_auc, best_state, stale, busy = -np.inf, None, 0, 0.0
     started = time.perf_counter()
@@ -128,13 +136,20 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
             total, tick = 0.0, time.perf_counter()
             for start in range(0, n, config.batch_size):
                 index = order[start:start + config.batch_size]
+                dropped = None
+                if config.item_id_dropout > 0:
+                    dropped = torch.rand(len(index), generator=dropout_generator) < config.item_id_dropout
                 if world == 1:
                     batch = {k: v[index] for k, v in tensors.items()}
+                    if dropped is not None:
+                        batch["drop_item_id"] = dropped
                     loss = F.binary_cross_entropy_with_logits(network(batch)["logit"], labels[index])
                     batch_loss = float(loss.detach())
                 else:  # this rank's slice; DDP averages the gradients over ranks
                     mine = index[rank::world]
                     batch = {k: v[mine] for k, v in tensors.items()}
+                    if dropped is not None:
+                        batch["drop_item_id"] = dropped[rank::world]
                     summed = F.binary_cross_entropy_with_logits(network(batch)["logit"], labels[mine],
                                                                 reduction="sum")
                     loss = summed * world / len(index)
@@ -163,9 +178,11 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
 
 
 def evaluate(model: torch.nn.Module, inputs: dict[str, np.ndarray], users: np.ndarray,
-             cold: np.ndarray | None = None, batch_size: int = 16384) -> dict[str, float]:
+             cold: np.ndarray | None = None, batch_size: int = 16384,
+             tail: np.ndarray | None = None) -> dict[str, float]:
     """AUC, LogLoss, GAUC (by user) and, where ``cold`` (bool per row) marks rows whose item never
-    appeared in training, the AUC on those rows (``cold_auc``, None when undefined) and their count."""
+    appeared in training, the AUC on those rows (``cold_auc``, None when undefined) and their
+    count; likewise ``tail_auc`` / ``tail_rows`` for the rows ``tail`` marks (long-tail items)."""
     probabilities = predict(model, inputs, batch_size)
     labels = inputs["label"]
     metrics = {"auc": auc(labels, probabilities), "logloss": log_loss(labels, probabilities),
@@ -174,4 +191,8 @@ def evaluate(model: torch.nn.Module, inputs: dict[str, np.ndarray], users: np.nd
         metrics["cold_rows"] = int(cold.sum())
         cold_auc = auc(labels[cold], probabilities[cold]) if cold.any() else math.nan
         metrics["cold_auc"] = None if math.isnan(cold_auc) else cold_auc  # None: no cold rows or one class
+    if tail is not None:
+        metrics["tail_rows"] = int(tail.sum())
+        tail_auc = auc(labels[tail], probabilities[tail]) if tail.any() else math.nan
+        metrics["tail_auc"] = None if math.isnan(tail_auc) else tail_auc
     return metrics

@@ -37,7 +37,7 @@ def load_catalogue(name: str, progress: bool | None = None) -> Catalogue:
     labels = product class), or the path of a Parquet data set YAML (its items; no labels)."""
     from rqgmm.data.interactions import item_content, load_dataset
 
-    if name == "ml-100k":
+    if name in ("ml-100k", "ml-100k-no-genres"):
         from rqgmm.data.movielens import load_items
 
         return Catalogue(name, item_content(load_dataset(name), progress), load_items()["genres"].tolist(), "genres")

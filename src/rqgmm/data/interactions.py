@@ -159,14 +159,21 @@ def load_parquet_dataset(config: ParquetDatasetConfig) -> CTRDataset:
 
 
 def load_dataset(spec: str) -> CTRDataset:
-    """A CTR data set by name: "ml-100k", or the path of a Parquet data set YAML
+    """A CTR data set by name: "ml-100k", "ml-100k-no-genres" (the same without the 19 genre
+    indicators, so item content arrives only through IDs or embeddings), or the path of a Parquet data set YAML
     (see :class:`ParquetDatasetConfig`)."""
     if spec == "ml-100k":
         return load_movielens()
+    if spec == "ml-100k-no-genres":  # content can only arrive through IDs or embeddings
+        dataset = load_movielens()
+        genres = tuple(c for c in dataset.numeric if c.startswith("genre_"))
+        return CTRDataset(spec, dataset.interactions.drop(columns=list(genres)), dataset.items,
+                          dataset.categorical, tuple(c for c in dataset.numeric if c not in genres))
     path = Path(spec)
     if path.suffix in (".yaml", ".yml"):
         return load_parquet_dataset(ParquetDatasetConfig.from_yaml(path))
-    raise InvalidInputError(f"dataset must be 'ml-100k' or a .yaml data set config, got {spec!r}")
+    raise InvalidInputError(f"dataset must be 'ml-100k', 'ml-100k-no-genres' or a .yaml data set config,"
+                            f" got {spec!r}")
 
 
 def item_content(dataset: CTRDataset, progress: bool | None = None) -> np.ndarray:

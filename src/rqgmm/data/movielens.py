@@ -44,3 +44,21 @@ def load_items() -> pd.DataFrame:
 def item_text(title: str, year, genres: list[str]) -> str:
     year_part = f" ({int(year)})" if pd.notna(year) else ""
     return f"{title}{year_part}. Genres: {', '.join(genres) if genres else 'unknown'}"
+
+
+def items_table(progress: bool | None = None):
+    """MovieLens-100k items with their MiniLM text embeddings as a pyarrow Table: item_id, title,
+    year (int64, null when unknown), genres (list of strings), text, embedding (fixed-size list of
+    float32). For local use only: MovieLens' terms forbid redistributing it."""
+    import pyarrow as pa
+
+    from rqgmm.data.text_encoder import TextEncoder
+
+    items = load_items()
+    vectors = TextEncoder(progress=progress).encode(items["text"].tolist())
+    return pa.table({
+        "item_id": items["item_id"].to_numpy(), "title": items["title"].tolist(),
+        "year": pa.array(items["year"].astype(object).where(items["year"].notna(), None).tolist(), pa.int64()),
+        "genres": items["genres"].tolist(), "text": items["text"].tolist(),
+        "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1]),
+    })

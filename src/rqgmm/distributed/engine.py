@@ -113,7 +113,7 @@ def _encode_batch(batch: dict, tokenizer, column: str, id_column: str | None) ->
     codes = tokenizer.encode(matrix)
     out = {} if id_column is None else {id_column: batch[id_column]}
     for level in range(codes.shape[1]):
-        out[LEVEL_COLUMN.format(level)] = codes[:, level].astype(np.int32)
+        out[LEVEL_COLUMN.format(level)] = codes[:, level].astype(np.int64)
     return out
 
 
@@ -275,7 +275,7 @@ def fit_on_ray(tokenizer, dataset, column: str, *, max_retries: int = 3, runtime
 
 def encode_on_ray(tokenizer, dataset, column: str, output: str, id_column: str | None = None) -> None:
     """Codes of every row of ``dataset`` written as Parquet files under ``output``: the id column
-    (when given) and ``level_0 .. level_{L-1}`` (int32). A ``map_batches`` over the dataset."""
+    (when given) and ``level_0 .. level_{L-1}`` (int64, as everywhere). A ``map_batches`` over the dataset."""
     require_ray()
     tokenizer.check_fitted()
     names = dataset.schema().names

@@ -1,117 +1,139 @@
-"""The experiment configuration: which tokenizers, which CTR grid, which seeds (a YAML file).
+"""Study configurations: typed settings per study kind, one loader, validated before any work.
 
-Example (``experiments/ml-100k.yaml`` is the full default)::
+A study is a YAML file. ``kind`` picks its schema (``paper``: the RQ-GMM paper's offline study,
+tokenizers + quality + a CTR grid; ``variants``: tokenizer variants against RQ-KMeans on
+catalogues). ``quick`` holds overrides of top-level settings that ``--quick`` applies. Both the
+config and its quick form are checked in full, every nested key and type, when the file is
+loaded, so a typo anywhere is reported in one line before anything is computed::
 
-    name: ml-100k
-    dataset: ml-100k
-    seeds: [0, 1, 2]
-    tokenizers:                       # name = method-LxK
-      - {method: rq-gmm, levels: 2, codebook_size: 128}
-      - {method: rq-vae, levels: 2, codebook_size: 128, params: {max_epochs: 100}}
-    ctr_tokenizers: [rq-gmm-2x128]    # tokenizers whose IDs feed the CTR models
-    splits: [time, cold-item]
-    models:
-      fnn: {features: all}            # all = id, emb, sid:<t>, sid+emb:<t> for every CTR tokenizer
-      din: {features: [id, "sid:rq-gmm-2x128"], params: {attention_dims: [32]}}
-    training: {batch_size: 2048, learning_rate: 0.002, max_epochs: 8, patience: 1}
-    quick: {seeds: [0], ...}          # overrides applied by --quick
+    experiments/x.yaml: training.learning_rat: unknown setting ...
+
+``rqgmm experiment --describe KIND`` lists every key with its default and meaning.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rqgmm.ctr.training import TrainingConfig
 from rqgmm.errors import InvalidInputError
-from rqgmm.io.settings import check_keys, read_yaml_mapping
+from rqgmm.experiment.settings import FeatureOptions, ModelEntry, TokenizerEntry, check_seeds, check_tokenizer
+from rqgmm.experiment.variants import VariantsConfig
+from rqgmm.io.settings import check_keys, load_settings, read_yaml_mapping, setting
 
 PLAIN_FEATURES = ("id", "emb")
 SID_FEATURES = ("sid", "sid+emb")
-
-
-@dataclass(frozen=True)
-class TokenizerSpec:
-    method: str
-    levels: int
-    codebook_size: int
-    params: dict = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return f"{self.method}-{self.levels}x{self.codebook_size}"
+from rqgmm.ctr.splits import SPLITS  # noqa: E402  (one list of splits)
 
 
 @dataclass
-class ExperimentConfig:
-    name: str
-    dataset: str = "ml-100k"
-    seeds: list = field(default_factory=lambda: [0, 1, 2])
-    tokenizers: list = field(default_factory=list)
-    ctr_tokenizers: list = field(default_factory=list)
-    splits: list = field(default_factory=lambda: ["time", "cold-item"])
-    models: dict = field(default_factory=dict)
-    training: dict = field(default_factory=dict)
-    history_length: int = 20
-    quick: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, *, quick: bool = False) -> "ExperimentConfig":
-        raw = read_yaml_mapping(path, "the experiment config")
-        return cls.from_dict(raw, source=str(path), quick=quick)
-
-    @classmethod
-    def from_dict(cls, raw, *, source: str = "config", quick: bool = False) -> "ExperimentConfig":
-        known = check_keys(raw, cls, source)
-        raw = copy.deepcopy(raw)
-        if quick:
-            overrides = raw.get("quick") or {}
-            bad = sorted(set(overrides) - known)
-            if bad:
-                raise InvalidInputError(f"{source}: quick overrides unknown setting(s) {bad}")
-            raw.update(overrides)
-            raw["name"] = f"{raw.get('name', 'experiment')}-quick"
-        if "name" not in raw:
-            raise InvalidInputError(f"{source}: setting 'name' is missing")
-        config = cls(**raw)
-        config.validate(source)
-        return config
-
-    def tokenizer_specs(self) -> list[TokenizerSpec]:
-        return [TokenizerSpec(t["method"], int(t["levels"]), int(t["codebook_size"]), dict(t.get("params", {})))
-                for t in self.tokenizers]
+class PaperStudyConfig:
+    name: str = setting(help="run directory name under --output")
+    kind: str = setting("paper", "study kind: paper")
+    dataset: str = setting("ml-100k", "ml-100k, or a Parquet data set .yaml")
+    seeds: list[int] = setting(help="seeds: tokenizers use the first; every CTR run is repeated per seed",
+                               factory=lambda: [0, 1, 2])
+    tokenizers: list[TokenizerEntry] = setting(help="tokenizers to fit (name = method-LxK)", factory=list)
+    ctr_tokenizers: list[str] = setting(help="tokenizers whose IDs feed the CTR models", factory=list)
+    splits: list[str] = setting(help="CTR splits: time, random, cold-item", factory=lambda: ["time", "cold-item"])
+    models: dict[str, ModelEntry] = setting(help="CTR models (fnn, ipnn, deepfm, dcnv2, din) and their features",
+                                            factory=dict)
+    training: TrainingConfig = setting(help="CTR training", factory=TrainingConfig)
+    features: FeatureOptions = setting(help="CTR feature options", factory=FeatureOptions)
+    sid_representations: list[str] = setting(help="semantic-ID representations to compare: level, prefix,"
+                                                  " level+prefix", factory=lambda: ["level"])
+    item_id_dropouts: list[float] = setting(help="item-ID dropout rates to compare (each in [0, 1))",
+                                            factory=lambda: [0.0])
+    tail_threshold: int = setting(5, "tail AUC: test rows whose item has at most this many training rows")
+    quick: dict = setting(help="top-level overrides applied by --quick", factory=dict)
 
     def validate(self, source: str) -> None:
-        specs = []
-        for index, entry in enumerate(self.tokenizers):
-            if not isinstance(entry, dict) or not {"method", "levels", "codebook_size"} <= set(entry):
-                raise InvalidInputError(f"{source}: tokenizers[{index}] needs method, levels and codebook_size")
-            from rqgmm.quantize import make_tokenizer
+        from rqgmm.ctr.models import check_model_params
 
-            try:  # builds (does not fit) the tokenizer: method, levels and params are checked once, there
-                make_tokenizer(entry["method"], entry["levels"], entry["codebook_size"],
-                               **entry.get("params", {})).validate_params()
-            except InvalidInputError as exc:
-                raise InvalidInputError(f"{source}: tokenizers[{index}]: {exc}") from None
-            specs.append(TokenizerSpec(entry["method"], entry["levels"], entry["codebook_size"]).name)
+        if self.kind != "paper":
+            raise InvalidInputError(f"{source}: kind: expected 'paper', got {self.kind!r}")
+        check_seeds(self.seeds, source)
+        names = []
+        for index, entry in enumerate(self.tokenizers):
+            check_tokenizer(entry, source, f"tokenizers[{index}]")
+            names.append(entry.name)
         for name in self.ctr_tokenizers:
-            if name not in specs:
-                raise InvalidInputError(f"{source}: ctr_tokenizers names {name!r}, not among the tokenizers {specs}")
+            if name not in names:
+                raise InvalidInputError(f"{source}: ctr_tokenizers: {name!r} is not among the tokenizers {names}")
+        for split in self.splits:
+            if split not in SPLITS:
+                raise InvalidInputError(f"{source}: splits: {split!r} is not one of {SPLITS}")
+        from rqgmm.ctr.features import SID_REPRESENTATIONS
+
+        for representation in self.sid_representations:
+            if representation not in SID_REPRESENTATIONS:
+                raise InvalidInputError(f"{source}: sid_representations: {representation!r} is not one of"
+                                        f" {SID_REPRESENTATIONS}")
+        for rate in self.item_id_dropouts:
+            if not 0 <= rate < 1:
+                raise InvalidInputError(f"{source}: item_id_dropouts: {rate} is not in [0, 1)")
+        if not self.sid_representations or not self.item_id_dropouts:
+            raise InvalidInputError(f"{source}: sid_representations and item_id_dropouts need at least one value")
+        if self.tail_threshold < 0:
+            raise InvalidInputError(f"{source}: tail_threshold: must be >= 0, got {self.tail_threshold}")
+        if self.features.prefix_buckets < 1:
+            raise InvalidInputError(f"{source}: features.prefix_buckets: must be >= 1, got {self.features.prefix_buckets}")
+        if self.models and not self.splits:
+            raise InvalidInputError(f"{source}: splits is empty; name at least one split for the CTR models")
         for model, entry in self.models.items():
+            check_model_params(model, entry.params, f"{source}: models.{model}.params")
             for feature in self.features_of(model):
                 kind, _, tokenizer = feature.partition(":")
                 if kind in PLAIN_FEATURES and not tokenizer:
                     continue
                 if kind not in SID_FEATURES or tokenizer not in self.ctr_tokenizers:
-                    raise InvalidInputError(f"{source}: model {model}: feature {feature!r} must be id, emb, or"
+                    raise InvalidInputError(f"{source}: models.{model}.features: {feature!r} must be id, emb, or"
                                             f" sid:<t> / sid+emb:<t> with <t> in ctr_tokenizers {self.ctr_tokenizers}")
 
     def features_of(self, model: str) -> list[str]:
         """Feature specs of a model: ``id``, ``emb``, ``sid:<tokenizer>``, ``sid+emb:<tokenizer>``."""
-        features = (self.models[model] or {}).get("features", "all")
+        features = self.models[model].features
         if features == "all":
             return ["id", "emb", *(f"{kind}:{t}" for t in self.ctr_tokenizers for kind in SID_FEATURES)]
+        if isinstance(features, str):
+            return [features]
         return list(features)
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+def study_kinds() -> dict[str, type]:
+    return {"paper": PaperStudyConfig, "variants": VariantsConfig}
+
+
+def parse_config(raw: dict, source: str, *, quick: bool = False):
+    """The study config of ``raw`` (its ``kind`` picks the schema), fully validated. The quick
+    form is validated too, whichever is asked for; ``quick=True`` returns it (name + "-quick")."""
+    kinds = study_kinds()
+    kind = raw.get("kind", "paper")
+    if kind not in kinds:
+        raise InvalidInputError(f"{source}: kind: expected one of {sorted(kinds)}, got {kind!r}")
+    klass = kinds[kind]
+    check_keys(raw, klass, source)
+    overrides = raw.get("quick") or {}
+    if not isinstance(overrides, dict):
+        raise InvalidInputError(f"{source}: quick: expected a mapping of overrides, got {overrides!r}")
+    for key in overrides:
+        if key in ("quick", "kind", "name"):
+            raise InvalidInputError(f"{source}: quick.{key}: cannot be overridden")
+    check_keys(overrides, klass, f"{source}: quick")
+    full = load_settings(klass, raw, source)
+    full.validate(source)
+    shortened = {**copy.deepcopy(raw), **copy.deepcopy(overrides)}
+    shortened["name"] = f"{raw.get('name', 'study')}-quick"
+    reduced = load_settings(klass, shortened, f"{source} (quick)")
+    reduced.validate(f"{source} (quick)")
+    return reduced if quick else full
+
+
+def load_config(path: str | Path, *, quick: bool = False):
+    """Read and validate the study config in ``path`` (see :func:`parse_config`)."""
+    return parse_config(read_yaml_mapping(path, "the study config"), str(path), quick=quick)

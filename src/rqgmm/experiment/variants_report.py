@@ -8,14 +8,14 @@ runs by seed; a difference is beyond seed noise when its mean exceeds twice its 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from rqgmm.experiment.report import _html, _markdown, _mean_std
-from rqgmm.experiment.variants import BASELINE
-from rqgmm.io.atomic import atomic_path
+from rqgmm.experiment.pages import save_figure, write_pages
+from rqgmm.experiment.stats import by_seed, format_difference, format_mean_std, mean_std, paired_difference
+
+BASELINE = "rq-kmeans"  # the reference every variant is compared with
 
 # The rule, fixed before the study was run (issue 10), for RQGMM's defaults.
 SELECTION_RULE = (
@@ -28,24 +28,8 @@ SELECTION_RULE = (
 PAPER_VARIANT = "paper"
 
 
-def _paired(records_a: dict[int, dict], records_b: dict[int, dict], value) -> dict | None:
-    seeds = sorted(set(records_a) & set(records_b))
-    diffs = [value(records_a[s]) - value(records_b[s]) for s in seeds]
-    diffs = [d for d in diffs if d is not None and not math.isnan(d)]
-    if not diffs:
-        return None
-    mean = float(np.mean(diffs))
-    std = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else 0.0
-    noise = 2 * std / math.sqrt(len(diffs)) if len(diffs) > 1 else math.inf
-    return {"mean": mean, "std": std, "beyond_noise": bool(abs(mean) > noise)}
-
-
-def _by_seed(records: list[dict]) -> dict[tuple, dict[int, dict]]:
-    grouped: dict[tuple, dict[int, dict]] = defaultdict(dict)
-    for record in records:
-        grouped[(record["dataset"], f"{record['shape'][0]}x{record['shape'][1]}", record["method"])][
-            record["seed"]] = record
-    return grouped
+def _fit_key(record: dict) -> tuple:
+    return record["dataset"], f"{record['shape'][0]}x{record['shape'][1]}", record["method"]
 
 
 FIGURES = {  # name -> (value of a fit record, higher is better)
@@ -64,17 +48,18 @@ FIGURES = {  # name -> (value of a fit record, higher is better)
 def aggregate_fits(fits: list[dict]) -> list[dict]:
     """One row per (catalogue, shape, method): mean/std of every figure and paired differences to
     RQ-KMeans."""
-    grouped = _by_seed(fits)
+    grouped = by_seed(fits, _fit_key)
     rows = []
-    for (dataset, shape, method), by_seed in grouped.items():
-        row = {"dataset": dataset, "shape": shape, "method": method, "seeds": len(by_seed)}
+    for (dataset, shape, method), seeds in grouped.items():
+        row = {"dataset": dataset, "shape": shape, "method": method, "seeds": len(seeds),
+               "converged_share": float(np.mean([all(r.get("converged", [True])) for r in seeds.values()]))}
         for name, (value, _) in FIGURES.items():
-            row[name] = _mean_std([value(r) for r in by_seed.values()])
+            row[name] = mean_std([value(r) for r in seeds.values()])
         baseline = grouped.get((dataset, shape, BASELINE))
         row["vs_baseline"] = None if method == BASELINE or baseline is None else {
-            name: _paired(by_seed, baseline, value) for name, (value, _) in FIGURES.items()}
+            name: paired_difference(seeds, baseline, value) for name, (value, _) in FIGURES.items()}
         if baseline is not None:
-            ratios = [by_seed[s]["rmse"] / baseline[s]["rmse"] for s in sorted(set(by_seed) & set(baseline))]
+            ratios = [seeds[s]["rmse"] / baseline[s]["rmse"] for s in sorted(set(seeds) & set(baseline))]
             row["rmse_ratio"] = float(np.mean(ratios)) if ratios else math.nan
         rows.append(row)
     return rows
@@ -101,45 +86,32 @@ def select_default(rows: list[dict]) -> dict:
 
 
 def aggregate_ctr(runs: list[dict]) -> list[dict]:
-    grouped: dict[tuple, dict[int, dict]] = defaultdict(dict)
-    for run in runs:
-        grouped[(run["model"], run["method"])][run["seed"]] = run
+    grouped = by_seed(runs, lambda run: (run["model"], run["method"]))
     rows = []
-    for (model, method), by_seed in grouped.items():
-        row = {"model": model, "method": method, "seeds": len(by_seed)}
+    for (model, method), seeds in grouped.items():
+        row = {"model": model, "method": method, "seeds": len(seeds)}
         for metric in ("auc", "cold_auc", "logloss"):
-            row[metric] = _mean_std([r["test"].get(metric) for r in by_seed.values()])
+            row[metric] = mean_std([r["test"].get(metric) for r in seeds.values()])
         baseline = grouped.get((model, BASELINE))
         row["vs_baseline"] = None if method == BASELINE or baseline is None else {
-            metric: _paired(by_seed, baseline, lambda r, m=metric: r["test"].get(m)) for metric in ("auc", "cold_auc")}
+            metric: paired_difference(seeds, baseline, lambda r, m=metric: r["test"].get(m))
+            for metric in ("auc", "cold_auc")}
         rows.append(row)
     return rows
 
 
-def _fmt(pair, digits: int = 4) -> str:
-    mean, std = pair
-    if mean is None or math.isnan(mean):
-        return "-"
-    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _fmt_diff(diff: dict | None, digits: int = 4) -> str:
-    if diff is None:
-        return ""
-    return f"{diff['mean']:+.{digits}f}{' *' if diff['beyond_noise'] else ''}"
-
-
 def fit_table(rows: list[dict], dataset: str, shape: str) -> tuple[list[str], list[list[str]]]:
     header = ["method", "RMSE", "RMSE / RQ-KMeans", "perplexity L1", "Gini L1", "unique IDs", "Δ unique",
-              "K_eff L1", "overlap L1", "level-1 lift", "Δ lift", "full-ID lift", "fit s"]
+              "K_eff L1", "overlap L1", "level-1 lift", "Δ lift", "full-ID lift", "converged", "fit s"]
     table = []
     for row in (r for r in rows if r["dataset"] == dataset and r["shape"] == shape):
         diffs = row["vs_baseline"] or {}
-        table.append([row["method"], _fmt(row["rmse"], 5), f"{row.get('rmse_ratio', math.nan):.4f}",
-                      _fmt(row["perplexity_l1"], 1), _fmt(row["gini_l1"], 3), _fmt(row["unique_id_rate"], 4),
-                      _fmt_diff(diffs.get("unique_id_rate")), _fmt(row["effective_capacity_l1"], 1),
-                      _fmt(row["overlap_l1"], 4), _fmt(row["level1_lift"], 3), _fmt_diff(diffs.get("level1_lift"), 3),
-                      _fmt(row["full_id_lift"], 2), _fmt(row["fit_seconds"], 1)])
+        table.append([row["method"], format_mean_std(row["rmse"], 5), f"{row.get('rmse_ratio', math.nan):.4f}",
+                      format_mean_std(row["perplexity_l1"], 1), format_mean_std(row["gini_l1"], 3), format_mean_std(row["unique_id_rate"], 4),
+                      format_difference(diffs.get("unique_id_rate")), format_mean_std(row["effective_capacity_l1"], 1),
+                      format_mean_std(row["overlap_l1"], 4), format_mean_std(row["level1_lift"], 3), format_difference(diffs.get("level1_lift"), 3),
+                      format_mean_std(row["full_id_lift"], 2), f"{row['converged_share']:.0%}",
+                      format_mean_std(row["fit_seconds"], 1)])
     return header, table
 
 
@@ -148,8 +120,8 @@ def ctr_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     table = []
     for row in rows:
         diffs = row["vs_baseline"] or {}
-        table.append([row["model"], row["method"], _fmt(row["auc"]), _fmt_diff(diffs.get("auc")),
-                      _fmt(row["cold_auc"]), _fmt_diff(diffs.get("cold_auc")), _fmt(row["logloss"])])
+        table.append([row["model"], row["method"], format_mean_std(row["auc"]), format_difference(diffs.get("auc")),
+                      format_mean_std(row["cold_auc"]), format_difference(diffs.get("cold_auc")), format_mean_std(row["logloss"])])
     return header, table
 
 
@@ -162,23 +134,21 @@ def selection_table(selection: dict) -> tuple[list[str], list[list[str]]]:
 
 def plot_variants(rows: list[dict], dataset: str, path: Path) -> None:
     """RMSE relative to RQ-KMeans and level-1 perplexity of every method, one bar group per shape."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     selected = [r for r in rows if r["dataset"] == dataset]
-    shapes = list(dict.fromkeys(r["shape"] for r in selected))
-    methods = list(dict.fromkeys(r["method"] for r in selected))
-    figure, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    figure = Figure(figsize=(13, 4.2))
+    axes = figure.subplots(1, 2)
     width = 0.8 / max(len(shapes), 1)
     for index, shape in enumerate(shapes):
         lookup = {r["method"]: r for r in selected if r["shape"] == shape}
         x = np.arange(len(methods)) + index * width
         axes[0].bar(x, [lookup[m].get("rmse_ratio", np.nan) if m in lookup else np.nan for m in methods],
-                    width=width, label=shape)
+                    width=width, label=shape, color=f"C{index}")
         axes[1].bar(x, [lookup[m]["perplexity_l1"][0] / int(shape.split("x")[1]) if m in lookup else np.nan
-                        for m in methods], width=width, label=shape)
+                        for m in methods], width=width, label=shape, color=f"C{index}")
     for axis, title in zip(axes, ("RMSE / RQ-KMeans (lower is better)", "level-1 perplexity / K (higher = more even)")):
         axis.set_xticks(np.arange(len(methods)) + 0.4 - width / 2)
         axis.set_xticklabels(methods, rotation=35, ha="right", fontsize=8)
@@ -186,11 +156,9 @@ def plot_variants(rows: list[dict], dataset: str, path: Path) -> None:
         axis.legend(fontsize=8)
     axes[0].axhline(1.0, color="black", linewidth=0.8)
     finite = [r["rmse_ratio"] for r in selected if not math.isnan(r.get("rmse_ratio", math.nan))]
-    if finite:
-        axes[0].set_ylim(min(finite) - 0.01, max(finite) + 0.01)
-    with atomic_path(path, overwrite=True) as tmp:
-        figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(figure)
+    if finite:  # a ratio axis around 1: the bars show relative differences, marked by the line at 1
+        axes[0].set_ylim(min(finite + [1.0]) - 0.01, max(finite + [1.0]) + 0.01)
+    save_figure(figure, path)
 
 
 def write_variants_report(directory: Path, results: dict) -> dict:
@@ -210,7 +178,10 @@ def write_variants_report(directory: Path, results: dict) -> dict:
               + f". Baseline RQ-KMeans {config['baseline'] or '{}'}."),
         ("p", "Mean ± std over seeds. Δ columns: paired by seed against RQ-KMeans; * beyond seed noise (more"
               " than two standard errors). Lift: P(two items with the same level-1 code share a label) / P(two"
-              " random items do). K_eff: effective capacity (codes a perturbed item keeps), overlap = 1 / K_eff."),
+              " random items do). K_eff: effective capacity (codes a perturbed item keeps), overlap = 1 / K_eff."
+              " Perplexity: exp of the entropy of level-1 code usage; Gini: inequality of level-1 code usage (0:"
+              " even). Unique IDs: share of items whose full ID no other item has. Converged: share of fits whose"
+              " every level met its tolerance."),
         ("h", 2, "Selection rule (stated before the run)"),
         ("p", SELECTION_RULE),
         ("table", *selection_table(selection)),
@@ -223,15 +194,12 @@ def write_variants_report(directory: Path, results: dict) -> dict:
             blocks += [("h", 3, f"{dataset}, {shape}"), ("table", *fit_table(rows, dataset, shape))]
     if ctr_rows:
         ctr = config["ctr"]
-        blocks += [("h", 2, f"CTR on MovieLens-100k, {ctr.get('split', 'cold-item')} split"),
-                   ("p", f"Semantic IDs ({ctr.get('features', 'sid')}) of each method at"
-                         f" {ctr.get('shape', [2, 128])[0]}x{ctr.get('shape', [2, 128])[1]}, fitted with the run's"
-                         " seed; test figures. Cold AUC: test rows whose item never appears in training."),
+        blocks += [("h", 2, f"CTR on MovieLens-100k, {ctr['split']} split"),
+                   ("p", f"Semantic IDs ({ctr['features']}) of each method at {ctr['shape'][0]}x{ctr['shape'][1]},"
+                         " fitted with the run's seed; test figures. AUC: area under the ROC curve; LogLoss: mean"
+                         " binary cross-entropy; cold AUC: test rows whose item never appears in training."),
                    ("table", *ctr_table(ctr_rows))]
-    with atomic_path(directory / "report.md", overwrite=True) as tmp:
-        tmp.write_text(_markdown(blocks))
-    with atomic_path(directory / "report.html", overwrite=True) as tmp:
-        tmp.write_text(_html(blocks, directory, f"rqgmm variants study {config['name']}"))
+    write_pages(directory, blocks, f"rqgmm variants study {config['name']}")
     return {"fits": rows, "selection": selection, "ctr": ctr_rows,
             "tables": {"selection": selection_table(selection), "ctr": ctr_table(ctr_rows),
                        **{f"{r['dataset']} {r['shape']}": fit_table(rows, r["dataset"], r["shape"]) for r in rows}}}

@@ -84,8 +84,16 @@ def _read_parquet(path: Path, column: str | None, id_column: str | None) -> Embe
                                                or pa.types.is_integer(field_type.value_type)):
         raise InvalidInputError(
             f"{path}: column {column!r} has type {field_type}, expected a list of numbers (list<float>)")
-    if id_column is None:
-        id_column = "id" if "id" in names else next((n for n in names if n != column), None)
+    if id_column is None:  # never guess between several candidates
+        obvious = [n for n in ("id", "item_id") if n in names]
+        others = [n for n in names if n != column]
+        if obvious:
+            id_column = obvious[0]
+        elif len(others) == 1:
+            id_column = others[0]
+        elif others:
+            raise InvalidInputError(f"{path}: cannot tell which column identifies the rows (candidates: {others});"
+                                    " name it with --id-column")
     if id_column is not None and id_column not in names:
         raise InvalidInputError(f"{path}: no id column {id_column!r}; columns are {names}")
     table = pq.read_table(path, columns=[column] + ([id_column] if id_column else []))
@@ -101,7 +109,9 @@ def list_array_to_matrix(vectors: pa.Array, path: Path, column: str) -> np.ndarr
         return np.zeros((0, 0), dtype=np.float32)
     null = vectors.is_null().to_numpy(zero_copy_only=False)
     lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
-    valid_lengths = lengths[~null] if (~null).any() else np.array([0])
+    if null.all():
+        raise InvalidInputError(f"{path}: column {column!r} holds no embeddings (all {n} rows are null)")
+    valid_lengths = lengths[~null]
     dim = int(np.bincount(valid_lengths.astype(np.int64)).argmax())
     wrong = np.flatnonzero(~null & (lengths != dim))
     if wrong.size:
@@ -117,14 +127,31 @@ def list_array_to_matrix(vectors: pa.Array, path: Path, column: str) -> np.ndarr
     return out
 
 
+CODES_DTYPE = np.int64  # codes are int64 everywhere: encode() results, Parquet columns, .npy files
+CODE_SUFFIXES = (".parquet", ".npy")
+
+
+def check_codes_path(path: str | Path) -> None:
+    """Codes go to ``.parquet`` (id + level columns) or ``.npy`` ((n, L) int64, rows in input order)."""
+    if Path(path).suffix.lower() not in CODE_SUFFIXES:
+        raise InvalidInputError(f"{path}: codes are written as .parquet or .npy; got the extension"
+                                f" {Path(path).suffix or '(none)'!r}")
+
+
 def write_codes(path: str | Path, codes: np.ndarray, ids: np.ndarray, id_name: str, *, overwrite: bool = False) -> Path:
-    """Write ``codes`` (n, L) as Parquet: the id column then ``level_0 .. level_{L-1}`` (int32)."""
-    columns = {id_name: ids}
-    for level in range(codes.shape[1]):
-        columns[LEVEL_COLUMN.format(level)] = codes[:, level].astype(np.int32)
-    table = pa.table(columns)
+    """Write ``codes`` (n, L): Parquet (the id column then ``level_0 .. level_{L-1}``, int64) or
+    ``.npy`` (the (n, L) int64 matrix, rows in input order), by the extension of ``path``."""
+    check_codes_path(path)
+    codes = np.asarray(codes, dtype=CODES_DTYPE)
     with atomic_path(path, overwrite=overwrite) as tmp:
-        pq.write_table(table, tmp)
+        if Path(path).suffix.lower() == ".npy":
+            with open(tmp, "wb") as handle:
+                np.save(handle, codes, allow_pickle=False)
+        else:
+            columns = {id_name: ids}
+            for level in range(codes.shape[1]):
+                columns[LEVEL_COLUMN.format(level)] = codes[:, level]
+            pq.write_table(pa.table(columns), tmp)
     return Path(path)
 
 

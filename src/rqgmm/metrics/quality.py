@@ -361,8 +361,7 @@ class QualityAccumulator:
         log_likelihood = bic = None
         if self.log_likelihood is not None:
             log_likelihood = tuple((self.log_likelihood / self.n_items).tolist())
-            parameters = np.array(self.tokenizer.n_parameters(), dtype=np.float64)
-            bic = tuple((-2.0 * self.log_likelihood + parameters * math.log(self.n_items)).tolist())
+            bic = tuple(self.tokenizer.bic_from_log_likelihood(self.log_likelihood, self.n_items).tolist())
         return QualityReport(self.method, self.n_items, dim, tuple(self.sizes), reconstruction, usage, collisions,
                              overlap, semantic, log_likelihood, bic, tuple(tuple(c.tolist()) for c in self.counts))
 

@@ -64,10 +64,7 @@ def _save_figure(figure, path: Path) -> None:
 
 def write_report(reports: Sequence[QualityReport], directory: str | Path, *, extra: dict | None = None) -> list[Path]:
     """Write ``report.json`` and the plots for one or more tokenizers; return the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object-oriented API: the global backend is never switched
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -80,37 +77,45 @@ def write_report(reports: Sequence[QualityReport], directory: str | Path, *, ext
     written.append(directory / "report.json")
 
     n_levels = max(len(r.codebook_sizes) for r in reports)
-    figure, axes = plt.subplots(1, n_levels, figsize=(4.2 * n_levels, 3.4), squeeze=False)
+    colours = {report.method: f"C{index}" for index, report in enumerate(reports)}  # one colour per tokenizer
+    figure = Figure(figsize=(4.2 * n_levels, 3.4))
+    axes = figure.subplots(1, n_levels, squeeze=False)
     for level in range(n_levels):
         axis = axes[0, level]
         for report in reports:
             if level < len(report.usage_counts):
                 counts = np.sort(np.asarray(report.usage_counts[level]))[::-1]
-                axis.plot(np.arange(1, len(counts) + 1), counts, label=report.method, drawstyle="steps-post")
-        _label(axis, "code rank", "items", f"level {level}: items per code (sorted)")
+                share = np.cumsum(counts) / max(counts.sum(), 1)
+                axis.plot(np.arange(1, len(counts) + 1) / len(counts), share, label=report.method,
+                          color=colours[report.method])
+        axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="perfectly even")
+        _label(axis, "share of codes (most used first)", "share of items", f"level {level}: code usage")
     _save_figure(figure, directory / "code_usage.png")
-    plt.close(figure)
     written.append(directory / "code_usage.png")
 
-    figure, axis = plt.subplots(figsize=(4.8, 3.4))
+    figure = Figure(figsize=(4.8, 3.4))
+    axis = figure.subplots()
     for report in reports:
         levels = np.arange(1, len(report.reconstruction.rmse) + 1)
-        axis.plot(levels, report.reconstruction.rmse, marker="o", label=report.method)
+        axis.plot(levels, report.reconstruction.rmse, marker="o", label=report.method, color=colours[report.method])
     axis.set_xticks(range(1, n_levels + 1))
     _label(axis, "levels decoded", "RMSE per coordinate", "reconstruction error by level")
     _save_figure(figure, directory / "reconstruction.png")
-    plt.close(figure)
     written.append(directory / "reconstruction.png")
 
-    figure, axis = plt.subplots(figsize=(4.8, 3.4))
+    figure = Figure(figsize=(4.8, 3.4))
+    axis = figure.subplots()
     width = 0.8 / len(reports)
     for index, report in enumerate(reports):
         sizes = np.asarray(report.collisions.bucket_sizes)
         bucket_size = np.flatnonzero(sizes)
         items = sizes[bucket_size] * bucket_size  # items living in buckets of that size
-        axis.bar(bucket_size + index * width, items, width=width, label=report.method)
-    _label(axis, "items sharing the full ID (bucket size)", "items", "collision buckets")
+        axis.bar(np.arange(len(bucket_size)) + index * width, items, width=width, label=report.method,
+                 color=colours[report.method])
+        for x, size in zip(np.arange(len(bucket_size)) + index * width, bucket_size):
+            axis.annotate(str(size), (x, 0), fontsize=6, ha="center", va="bottom")
+    axis.set_yscale("log")
+    _label(axis, "buckets by size (label: items sharing one full ID)", "items (log scale)", "collision buckets")
     _save_figure(figure, directory / "collisions.png")
-    plt.close(figure)
     written.append(directory / "collisions.png")
     return written

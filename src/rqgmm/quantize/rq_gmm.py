@@ -347,9 +347,15 @@ class RQGMM(ResidualTokenizer):
         return [k * dim + variances(k) + k - 1 for k in self.codebook_sizes]
 
     def bic(self, X) -> np.ndarray:
-        """Bayesian information criterion of each level on X: (n_levels,), lower is better."""
+        """Bayesian information criterion of each level on X: (n_levels,), lower is better (for
+        one level, scikit-learn's ``GaussianMixture.bic`` of the same mixture)."""
         n_rows = check_embeddings(X, expected_dim=self.n_features_in_)[0].n_rows
-        return -2.0 * self.score(X) * n_rows + np.array(self.n_parameters()) * math.log(n_rows)
+        return self.bic_from_log_likelihood(self.score(X) * n_rows, n_rows)
+
+    def bic_from_log_likelihood(self, total_log_likelihood: np.ndarray, n_rows: int) -> np.ndarray:
+        """BIC per level from each level's total log-likelihood over ``n_rows`` rows: (n_levels,)."""
+        return -2.0 * np.asarray(total_log_likelihood, dtype=np.float64) + \
+            np.array(self.n_parameters(), dtype=np.float64) * math.log(n_rows)
 
     # ------------------------------------------------------------------ artifacts
     def _fitted_arrays(self):

@@ -1,0 +1,55 @@
+"""Command line: ``rqgmm fit | encode | decode | info | report | data | ctr | experiment | stream``.
+
+Thin: each command parses its options, calls the library and prints. Commands live by group in
+this package's modules; this module only assembles them and owns error reporting: rqgmm's own
+errors print as one line, anything unexpected as one line plus a hint to rerun with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rqgmm.errors import RqgmmError
+
+
+class _Group(click.Group):
+    """Turns errors into one clean line (exit status 1); ``--debug`` shows the traceback of an
+    unexpected one."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RqgmmError as exc:
+            raise click.ClickException(str(exc)) from None
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence of the command line
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise click.ClickException(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the"
+                                       " traceback)") from None
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="rqgmm")
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
+@click.pass_context
+def main(ctx, debug) -> None:
+    """Semantic IDs from item embeddings: RQ-GMM, RQ-KMeans and friends."""
+    ctx.ensure_object(dict)["debug"] = debug
+
+
+def _register() -> None:
+    from rqgmm.cli import ctr, data, stream, study, tokenize
+
+    for module in (tokenize, data, ctr, study, stream):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Options shared by the commands, and tokenizer options generated from the tokenizer classes.
+
+Every keyword parameter of a tokenizer class becomes a ``rqgmm fit`` option (``max_iter`` ->
+``--max-iter``) with the help text of the class docstring; an option given for a method that
+does not take it is refused. Adding a parameter to a tokenizer adds the option.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import warnings
+
+import click
+
+# parameters with an option of their own in every command that builds a tokenizer
+COMMON_PARAMETERS = ("n_levels", "codebook_size", "seed", "device", "batch_size", "progress")
+
+
+def int_list(option: str, value: str) -> list[int]:
+    try:
+        return [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated ints, got {value!r}", param_hint=option) from None
+
+
+def codebook_sizes(value: str) -> int | list[int]:
+    sizes = int_list("--codebook-size", value)
+    if not sizes or any(size < 1 for size in sizes):
+        raise click.BadParameter(f"codebook sizes must be positive ints, got {value!r}")
+    return sizes[0] if len(sizes) == 1 else sizes
+
+
+def show_warnings(quiet: bool) -> None:
+    """Warnings as one ``warning: ...`` line on stderr (none with ``quiet``)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not quiet:
+            click.echo(f"warning: {message}", err=True)
+    warnings.showwarning = show
+
+
+def quiet_option(function):
+    return click.option("-q", "--quiet", is_flag=True, help="No progress bars, warnings or summaries.")(function)
+
+
+def overwrite_option(function):
+    return click.option("--overwrite", is_flag=True, help="Replace an existing output written by rqgmm.")(function)
+
+
+def device_option(function):
+    return click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")(function)
+
+
+def _docstring_help(klass) -> dict[str, str]:
+    """``name -> description`` from the Parameters section of a class docstring."""
+    text = (klass.__doc__ or "").split("Parameters", 1)[-1].split("Attributes", 1)[0]
+    text = " ".join(text.split())
+    pattern = re.compile(r"(?:(?<=^)|(?<=\. )|(?<=-- ))((?:[a-z_0-9]+, )*[a-z_0-9]+): ")
+    matches = list(pattern.finditer(text))
+    found = {}
+    for index, match in enumerate(matches):
+        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        for name in match.group(1).split(", "):
+            found.setdefault(name, text[match.end():end].strip())
+    return found
+
+
+def tokenizer_parameters() -> dict[str, dict]:
+    """``parameter -> {"methods": {method: default}, "help": str, "kind": int|float|str|list}``
+    for every keyword parameter of the tokenizer classes outside :data:`COMMON_PARAMETERS`."""
+    from rqgmm.quantize import TOKENIZERS
+
+    table: dict[str, dict] = {}
+    for method, klass in TOKENIZERS.items():
+        described = _docstring_help(klass)
+        for parameter in inspect.signature(klass.__init__).parameters.values():
+            if parameter.name in ("self", *COMMON_PARAMETERS):
+                continue
+            entry = table.setdefault(parameter.name, {"methods": {}, "help": described.get(parameter.name, "")})
+            entry["methods"][method] = parameter.default
+            default = parameter.default
+            entry["kind"] = (list if isinstance(default, (tuple, list)) else type(default))
+    return table
+
+
+def tokenizer_options(function):
+    """Add one option per tokenizer parameter (see :func:`tokenizer_parameters`)."""
+    for name, entry in sorted(tokenizer_parameters().items(), reverse=True):
+        kind = entry["kind"]
+        defaults = ", ".join(f"{m}: {','.join(map(str, d)) if isinstance(d, (tuple, list)) else d}"
+                             for m, d in entry["methods"].items())
+        help_text = f"{entry['help']} [{defaults}]".strip()
+        click_type = {int: int, float: float, bool: bool}.get(kind, str)
+        function = click.option(f"--{name.replace('_', '-')}", name, type=click_type, default=None,
+                                help=help_text)(function)
+    return function
+
+
+def tokenizer_from_options(method: str, n_levels: int, codebook_size, common: dict, given: dict):
+    """Build the tokenizer of ``method``: ``common`` parameters plus the generated options that
+    were given (None = not given); an option the method does not take is a usage error."""
+    from rqgmm.errors import InvalidInputError
+    from rqgmm.quantize import make_tokenizer
+
+    table = tokenizer_parameters()
+    params = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        methods = table[name]["methods"]
+        if method not in methods:
+            raise click.UsageError(f"--{name.replace('_', '-')} applies to --method {' or '.join(methods)} only,"
+                                   f" not {method}")
+        params[name] = int_list(f"--{name.replace('_', '-')}", value) if table[name]["kind"] is list else value
+    try:
+        return make_tokenizer(method, n_levels, codebook_size, **common, **params)
+    except InvalidInputError as exc:
+        raise click.UsageError(str(exc)) from None

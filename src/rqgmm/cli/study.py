@@ -1,0 +1,52 @@
+"""``rqgmm experiment``: run a study from its YAML config (validated in full before any work)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from rqgmm.cli.options import quiet_option, show_warnings
+
+
+@click.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path),
+                default=Path("experiments/ml-100k.yaml"))
+@click.option("--quick", is_flag=True, help="The config's reduced grid (its `quick:` overrides).")
+@click.option("-o", "--output", "--root", "root", type=click.Path(path_type=Path), default=Path("runs"),
+              show_default=True, help="Runs are written to OUTPUT/<name>; finished stages there are reused.")
+@click.option("--workers", type=int, default=min(2, os.cpu_count() or 1), show_default=True,
+              help="Processes for fits and CTR runs (one torch thread each).")
+@click.option("--check", is_flag=True, help="Validate the config (and its quick form) and stop.")
+@quiet_option
+def experiment(config_path, quick, root, workers, check, quiet):
+    """Run a study from CONFIG (a YAML): ``kind: paper`` (the default: tokenizers, quality, CTR grid,
+    report) or ``kind: variants`` (tokenizer variants against RQ-KMeans on catalogues)."""
+    from rqgmm.experiment.config import load_config
+    from rqgmm.experiment.pages import text_table
+    from rqgmm.experiment.paper import PaperStudy
+    from rqgmm.experiment.variants import VariantStudy
+
+    show_warnings(True)
+    config = load_config(config_path, quick=quick)
+    if check:
+        click.echo(f"{config_path}: valid {config.kind} study config")
+        return
+    log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
+    study_class = PaperStudy if config.kind == "paper" else VariantStudy
+    study = study_class(config, root, progress=False if quiet else None, log=log, workers=workers)
+    summary = study.run()["summary"]
+    for name, table in summary["tables"].items():
+        click.echo(f"\n{name}\n" + text_table(*table))
+    if config.kind == "variants":
+        click.echo("\nSelection rule: " + summary["selection"]["rule"])
+        click.echo(f"chosen default: {summary['selection']['chosen'] or 'none (the defaults stay the paper' + chr(39) + 's)'}")
+    else:
+        verdict = summary["rq_gmm_vs_rq_kmeans"]
+        click.echo(f"\nRQ-GMM vs RQ-KMeans (test AUC): {len(verdict['wins'])} ahead, {len(verdict['losses'])} behind,"
+                   f" {len(verdict['ties'])} no significant difference")
+    click.echo(f"report: {study.directory / 'report.html'} (and report.md, results.json)")
+
+
+COMMANDS = (experiment,)

@@ -1,0 +1,242 @@
+"""Tokenizer commands: fit, encode, decode, info, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from rqgmm.cli.options import (
+    codebook_sizes,
+    device_option,
+    overwrite_option,
+    quiet_option,
+    show_warnings,
+    tokenizer_from_options,
+    tokenizer_options,
+)
+from rqgmm.quantize import METHODS
+
+
+@click.command()
+@click.argument("embeddings", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Tokenizer directory to write.")
+@click.option("--method", type=click.Choice(METHODS), default="rq-gmm", show_default=True)
+@click.option("--levels", "n_levels", type=int, default=3, show_default=True, help="Residual levels L (vq-vae: 1).")
+@click.option("--codebook-size", default="256", show_default=True, help="Codes per level: K or K1,K2,...")
+@tokenizer_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
+@device_option
+@click.option("--batch-size", type=int, default=16384, show_default=True, help="Rows per chunk.")
+@click.option("--column", default=None, help="Parquet embedding column (auto-detected if only one list column).")
+@click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the other column).")
+@click.option("--drop-invalid", is_flag=True, help="Skip rows with NaN/Inf instead of failing.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: fit on a Ray Dataset of Parquet files (EMBEDDINGS: file, directory or glob).")
+@click.option("--address", default=None, help="Ray cluster address ('auto' or host:port); default: a local"
+              " instance started and stopped for this command.")
+@overwrite_option
+@quiet_option
+def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch_size, column, id_column,
+        drop_invalid, engine, address, overwrite, quiet, **given):
+    """Fit a tokenizer on EMBEDDINGS (.npy or .parquet; with --engine ray, Parquet files) and save it to OUTPUT."""
+    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.tables import read_embeddings
+    from rqgmm.validation import EmbeddingMatrix
+
+    show_warnings(quiet)
+    refuse_existing(output, overwrite, "artifact")  # fail before the (long) fit, not after
+    common = {"seed": seed, "device": device, "batch_size": batch_size, "progress": False if quiet else None}
+    tokenizer = tokenizer_from_options(method, n_levels, codebook_sizes(codebook_size), common, given)
+    if engine == "ray":
+        _fit_on_ray(tokenizer, method, str(embeddings), column, address, drop_invalid)
+        tokenizer.save(output, overwrite=overwrite)
+        if not quiet:
+            click.echo(f"fitted {type(tokenizer).__name__} {tokenizer.codebook_sizes} on Ray; saved to {output}")
+        return
+    if address is not None:
+        raise click.BadParameter("--address applies to --engine ray only", param_hint="--address")
+    table = read_embeddings(embeddings, column=column, id_column=id_column)
+    tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid)
+    tokenizer.save(output, overwrite=overwrite)
+    if not quiet:
+        click.echo(f"fitted {type(tokenizer).__name__} {tokenizer.codebook_sizes} on"
+                   f" {table.embeddings.shape[0]} x {table.embeddings.shape[1]}; saved to {output}")
+
+
+def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_invalid: bool) -> None:
+    if method not in ("rq-gmm", "rq-kmeans"):
+        raise click.BadParameter(f"--engine ray fits rq-gmm and rq-kmeans, not {method}", param_hint="--method")
+    if drop_invalid:
+        raise click.BadParameter("--drop-invalid is not available with --engine ray; clean the data first",
+                                 param_hint="--drop-invalid")
+    from rqgmm.distributed import (
+        embedding_column,
+        fit_on_ray,
+        ray_session,
+        read_parquet_dataset,
+    )
+
+    with ray_session(address):
+        dataset = read_parquet_dataset(pattern)
+        fit_on_ray(tokenizer, dataset, embedding_column(dataset, column))
+
+
+@click.command()
+@click.argument("tokenizer_dir", type=click.Path(path_type=Path))
+@click.argument("embeddings", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Codes to write: .parquet (id + level_0.. columns) or .npy ((n, L) int64); with --engine ray, a"
+                   " directory of Parquet files.")
+@click.option("--column", default=None, help="Parquet embedding column (auto-detected if only one list column).")
+@click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the other column).")
+@click.option("--device", default=None, help="Override the tokenizer's device (cpu, cuda, cuda:N, auto).")
+@click.option("--drop-invalid", is_flag=True, help="Skip rows with NaN/Inf (they are left out of the output).")
+@click.option("--collisions", type=click.Choice(["none", "suffix", "relocate"]), default="none", show_default=True,
+              help="Make IDs unique: a counting 'suffix' column, or 'relocate' at the last level.")
+@click.option("--capacity", type=int, default=1, show_default=True, help="Items per full ID allowed by relocate.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: map_batches over a Ray Dataset of Parquet files (EMBEDDINGS: file, directory or glob).")
+@click.option("--address", default=None, help="Ray cluster address; default: a local instance.")
+@overwrite_option
+@quiet_option
+def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_invalid, collisions, capacity,
+           engine, address, overwrite, quiet):
+    """Encode EMBEDDINGS with a saved tokenizer; write id + level_0..level_{L-1} to OUTPUT."""
+    from rqgmm.io.atomic import refuse_existing
+
+    if engine == "ray":
+        if collisions != "none" or drop_invalid:
+            raise click.BadParameter("--collisions and --drop-invalid need the whole catalogue on one machine;"
+                                     " not available with --engine ray", param_hint="--engine")
+        _encode_on_ray(tokenizer_dir, str(embeddings), output, column, id_column, address, overwrite, quiet)
+        return
+    from rqgmm.io.tables import read_embeddings, write_codes
+    from rqgmm.quantize import ResidualTokenizer
+    from rqgmm.validation import check_embeddings
+
+    from rqgmm.io.tables import check_codes_path
+
+    show_warnings(quiet)
+    check_codes_path(output)
+    refuse_existing(output, overwrite)
+    tokenizer = ResidualTokenizer.load(tokenizer_dir)
+    tokenizer.progress = False if quiet else None
+    if device:
+        tokenizer.device = device
+    table = read_embeddings(embeddings, column=column, id_column=id_column)
+    matrix, dropped = check_embeddings(table.embeddings, name=str(embeddings), drop_invalid=drop_invalid,
+                                       expected_dim=tokenizer.n_features_in_)
+    codes = tokenizer.encode(matrix, collisions=collisions, capacity=capacity)
+    ids = np.delete(table.ids, dropped) if dropped.size else table.ids
+    write_codes(output, codes, ids, table.id_name, overwrite=overwrite)
+    if not quiet:
+        note = f" ({dropped.size} row(s) with NaN/Inf dropped)" if dropped.size else ""
+        click.echo(f"encoded {len(codes)} rows into {codes.shape[1]} levels; wrote {output}{note}")
+
+
+def _encode_on_ray(tokenizer_dir, pattern: str, output: Path, column, id_column, address, overwrite, quiet) -> None:
+    from rqgmm.distributed import (
+        embedding_column,
+        encode_on_ray,
+        ray_session,
+        read_parquet_dataset,
+    )
+    from rqgmm.io.atomic import atomic_path
+    from rqgmm.quantize import ResidualTokenizer
+
+    tokenizer = ResidualTokenizer.load(tokenizer_dir)
+    with ray_session(address), atomic_path(output, overwrite=overwrite, directory=True,
+                                           kind="parquet-directory") as target:
+        dataset = read_parquet_dataset(pattern)
+        encode_on_ray(tokenizer, dataset, embedding_column(dataset, column), str(target), id_column=id_column)
+    if not quiet:
+        click.echo(f"encoded on Ray into {tokenizer.n_levels} levels; wrote Parquet files to {output}")
+
+
+@click.command()
+@click.argument("tokenizer_dir", type=click.Path(path_type=Path))
+@click.argument("codes", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help=".npy or .parquet to write.")
+@overwrite_option
+@quiet_option
+def decode(tokenizer_dir, codes, output, overwrite, quiet):
+    """Reconstruct embeddings from a CODES Parquet written by `rqgmm encode`."""
+    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.tables import read_codes, write_matrix
+    from rqgmm.quantize import ResidualTokenizer
+
+    refuse_existing(output, overwrite)
+    tokenizer = ResidualTokenizer.load(tokenizer_dir)
+    code_matrix, ids, id_name = read_codes(codes, tokenizer.n_levels)
+    write_matrix(output, tokenizer.decode(code_matrix), ids, id_name, overwrite=overwrite)
+    if not quiet:
+        click.echo(f"decoded {len(code_matrix)} rows; wrote {output}")
+
+
+@click.command()
+@click.argument("tokenizer_dir", type=click.Path(path_type=Path))
+def info(tokenizer_dir):
+    """Print a saved tokenizer's manifest (class, hyperparameters, shapes) after verifying it."""
+    from rqgmm.io.artifacts import load_artifact
+
+    manifest, _ = load_artifact(tokenizer_dir)
+    summary = {k: manifest[k] for k in ("kind", "library_version", "params")}
+    summary["arrays"] = {name: meta["shape"] for name, meta in manifest["arrays"].items()}
+    click.echo(json.dumps(summary, indent=2))
+
+
+@click.command()
+@click.argument("tokenizer_dir", type=click.Path(path_type=Path))
+@click.argument("embeddings", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Report directory.")
+@click.option("--compare", "others", multiple=True, type=click.Path(path_type=Path),
+              help="Another tokenizer directory to put side by side (repeatable).")
+@click.option("--labels", type=click.Path(path_type=Path), default=None,
+              help="Parquet/CSV with item labels (aligned by id column if shared, else by row).")
+@click.option("--label-column", "label_column", default=None,
+              help="Label column (a label or a list of labels per item; CSV lists separated by '|').")
+@click.option("--column", "--embedding-column", "embedding_column", default=None,
+              help="Parquet embedding column (auto-detected if only one list column).")
+@click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the other column).")
+@click.option("--noise-scale", type=float, default=0.1, show_default=True,
+              help="Perturbation norm relative to |x| for keep rate and K_eff.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the perturbations.")
+@overwrite_option
+@quiet_option
+def report(tokenizer_dir, embeddings, output, others, labels, label_column, embedding_column, id_column, noise_scale,
+           seed, overwrite, quiet):
+    """Semantic-ID quality of one or more tokenizers on EMBEDDINGS: table, report.json, plots."""
+    from rqgmm.io.tables import read_embeddings, read_labels
+    from rqgmm.metrics import quality_report
+    from rqgmm.metrics.report import format_table, write_report
+    from rqgmm.quantize import ResidualTokenizer
+    from rqgmm.validation import check_embeddings
+
+    from rqgmm.io.atomic import check_output
+
+    show_warnings(quiet)
+    check_output(output, overwrite, "report")
+    table = read_embeddings(embeddings, column=embedding_column, id_column=id_column)
+    item_labels = None
+    if labels is not None:
+        if label_column is None:
+            raise click.UsageError("--labels needs --label-column (the column holding the labels)")
+        item_labels = read_labels(labels, label_column, table.ids, table.id_name)
+    matrix, _ = check_embeddings(table.embeddings, name=str(embeddings))
+    X = matrix.read(0, matrix.n_rows)
+    reports = []
+    for directory in (tokenizer_dir, *others):
+        tokenizer = ResidualTokenizer.load(directory)
+        tokenizer.progress = False if quiet else None
+        reports.append(quality_report(tokenizer, X, item_labels, noise_scale=noise_scale, seed=seed,
+                                      method=f"{type(tokenizer).__name__} ({Path(directory).name})"))
+    paths = write_report(reports, output, extra={"embeddings": str(embeddings), "noise_scale": noise_scale,
+                                                 "labels": str(labels) if labels else None, "seed": seed})
+    click.echo(format_table(reports))
+    click.echo(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+COMMANDS = (fit, encode, decode, info, report)

@@ -1,0 +1,177 @@
+"""The RQ-GMM paper's offline study as a configuration of the study engine.
+
+Stages: catalogue (item embeddings, cached by the text encoder) -> tokenizers
+(``tokenizers/<name>/``, fitted with the first seed) -> semantic-ID quality (``quality/``) -> CTR
+grid (one ``ctr/<split>/<model>/<features>/seed<k>.json`` per run; the first seed's model saved
+under ``models/``) -> report (report.md / .html, results.json).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from rqgmm.experiment.config import PaperStudyConfig
+from rqgmm.experiment.engine import (
+    CTRRun,
+    CTRTask,
+    RunDirectory,
+    convergence_record,
+    fit_with_warnings,
+    read_json,
+    run_ctr_task,
+    run_jobs,
+    write_json,
+)
+from rqgmm.progress import progress_bar
+
+
+def feature_slug(feature: str) -> str:
+    return feature.replace(":", "__").replace("+", "-plus-").replace(" ", "_").replace("=", "")
+
+
+class PaperStudy:
+    """Runs a :class:`PaperStudyConfig` into ``root / config.name``; ``log`` prints one line."""
+
+    def __init__(self, config: PaperStudyConfig, root: str | Path = "runs", *, progress: bool | None = None,
+                 log: Callable[[str], None] = print, workers: int = 1):
+        self.config = config
+        self.workers = max(1, int(workers))
+        self.run_directory = RunDirectory(root, config.name)
+        self.directory = self.run_directory.path
+        self.progress = progress
+        self.log = log
+
+    def run(self) -> dict:
+        from rqgmm.data.catalogue import load_catalogue
+        from rqgmm.experiment.paper_report import write_paper_report
+
+        self.run_directory.claim(self.config.to_json())
+        started = time.perf_counter()
+        self.log(f"[1/5] catalogue {self.config.dataset}: item embeddings")
+        catalogue = load_catalogue(self.config.dataset, self.progress)
+        self.log(f"[2/5] tokenizers: {', '.join(t.name for t in self.config.tokenizers)}")
+        tokenizers, fits = self._tokenizers(catalogue.embeddings)
+        self.log("[3/5] semantic-ID quality")
+        quality = self._quality(catalogue, tokenizers)
+        self.log("[4/5] CTR grid")
+        ctr = self._ctr()
+        self.log("[5/5] report")
+        from rqgmm.data.interactions import load_dataset
+
+        dataset = load_dataset(self.config.dataset)
+        results = {"config": self.config.to_json(), "dataset": {
+            "name": dataset.name, "interactions": len(dataset.interactions), "items": len(dataset.items),
+            "users": int(dataset.interactions["user_id"].nunique()),
+            "embedding_dim": int(catalogue.embeddings.shape[1]),
+            "positive_rate": float(dataset.interactions["label"].mean())},
+            "tokenizers": {name: {**quality[name], **fits[name]} for name in tokenizers},
+            "ctr_runs": ctr, "seconds": time.perf_counter() - started}
+        results["summary"] = write_paper_report(self.directory, results)
+        write_json(self.directory / "results.json", results)
+        return results
+
+    # ------------------------------------------------------------------ stages
+    def _tokenizers(self, content) -> tuple[dict, dict[str, dict]]:
+        from rqgmm.quantize import ResidualTokenizer
+
+        tokenizers, fits = {}, {}
+        for entry in self.config.tokenizers:
+            path = self.directory / "tokenizers" / entry.name
+            record_path = self.directory / "tokenizers" / f"{entry.name}.json"
+            if path.is_dir() and record_path.is_file():
+                tokenizers[entry.name] = ResidualTokenizer.load(path)
+                fits[entry.name] = read_json(record_path)
+                self.log(f"  {entry.name}: done before, loaded")
+                continue
+            tokenizer = entry.build(seed=int(self.config.seeds[0]), progress=self.progress)
+            tick = time.perf_counter()
+            caught = fit_with_warnings(tokenizer, content)
+            fits[entry.name] = {"fit_seconds": time.perf_counter() - tick, "warnings": caught,
+                                **convergence_record(tokenizer)}
+            tokenizer.save(path, overwrite=True)
+            write_json(record_path, fits[entry.name])
+            tokenizers[entry.name] = tokenizer
+            self.log(f"  {entry.name}: fitted in {fits[entry.name]['fit_seconds']:.1f} s"
+                     + (f" ({len(caught)} warning(s), see results.json)" if caught else ""))
+        return tokenizers, fits
+
+    def _quality(self, catalogue, tokenizers) -> dict[str, dict]:
+        from rqgmm.metrics import quality_report
+        from rqgmm.metrics.report import write_report
+
+        cached = self.directory / "quality" / "headlines.json"
+        if cached.is_file():
+            self.log("  done before, loaded")
+            return read_json(cached)
+        reports = []
+        for name, tokenizer in tokenizers.items():
+            tokenizer.progress = False
+            reports.append(quality_report(tokenizer, catalogue.embeddings, catalogue.labels,
+                                          seed=int(self.config.seeds[0]), method=name))
+        write_report(reports, self.directory / "quality", extra={"labels": catalogue.label_kind})
+        headlines = {report.method: report.headline() for report in reports}
+        for report in reports:
+            headlines[report.method]["rmse_by_level"] = list(report.reconstruction.rmse)
+        write_json(cached, headlines)
+        return headlines
+
+    def variants(self, spec: str) -> list[tuple[str, str, float]]:
+        """(label, sid representation, item-ID dropout) of a feature spec over the study's axes; the
+        label is the spec plus the axes that vary ("sid:rq-kmeans-2x128 prefix drop=0.1")."""
+        config = self.config
+        representations = config.sid_representations if "sid" in spec else config.sid_representations[:1]
+        out = []
+        for representation in representations:
+            for dropout in config.item_id_dropouts:
+                label = spec
+                if "sid" in spec and len(config.sid_representations) > 1:
+                    label += f" {representation}"
+                if len(config.item_id_dropouts) > 1:
+                    label += f" drop={dropout:g}"
+                out.append((label, representation, float(dropout)))
+        return out
+
+    def ctr_tasks(self) -> list[CTRTask]:
+        """One task per (split, feature spec and axes): its (model, seed) runs share prepared features."""
+        config, directory = self.config, self.directory
+        specs = list(dict.fromkeys(f for model in config.models for f in config.features_of(model)))
+        tasks = []
+        for split in config.splits:
+            for spec in specs:
+                kind, _, tokenizer = spec.partition(":")
+                for label, representation, dropout in self.variants(spec):
+                    runs = tuple(
+                        CTRRun(model, dict(config.models[model].params), int(seed),
+                               str(run_path(directory, split, model, label, seed)),
+                               str(directory / "models" / split / model / feature_slug(label))
+                               if seed == config.seeds[0] else None)
+                        for model in config.models if spec in config.features_of(model) for seed in config.seeds)
+                    tasks.append(CTRTask(
+                        dataset=config.dataset, split=split, split_seed=int(config.seeds[0]), features=kind,
+                        tokenizer=str(directory / "tokenizers" / tokenizer) if tokenizer else None, runs=runs,
+                        training={**asdict(config.training), "item_id_dropout": dropout},
+                        feature_options={**asdict(config.features), "sid_representation": representation},
+                        labels={"features": label, "tokenizer": tokenizer or None, "sid_representation": representation,
+                                "item_id_dropout": dropout},
+                        tail_threshold=config.tail_threshold))
+        return tasks
+
+    def _ctr(self) -> list[dict]:
+        tasks = self.ctr_tasks()
+        runs = [run for task in tasks for run in task.runs]
+        pending = [task for task in tasks if any(not Path(run.record).is_file() for run in task.runs)]
+        todo = sum(not Path(run.record).is_file() for run in runs)
+        self.log(f"  {len(runs)} runs, {len(runs) - todo} done before; {todo} to train in {len(pending)} group(s)"
+                 f" on {self.workers} worker(s)")
+        bar = progress_bar(total=todo, enabled=self.progress, desc="CTR runs")
+        run_jobs(run_ctr_task, [{"task": task} for task in pending], self.workers,
+                 on_result=lambda records: bar.update(len(records)))
+        bar.close()
+        return [read_json(Path(run.record)) for run in runs]
+
+
+def run_path(directory: Path, split: str, model: str, feature: str, seed: int) -> Path:
+    return directory / "ctr" / split / model / feature_slug(feature) / f"seed{seed}.json"

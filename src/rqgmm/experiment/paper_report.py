@@ -1,0 +1,198 @@
+"""Report of the paper study: tokenizer table, CTR tables per split, AUC plots, the RQ-GMM vs
+RQ-KMeans tally; markdown, HTML and the summary stored in results.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rqgmm.experiment.pages import save_figure, write_pages
+from rqgmm.experiment.stats import (
+    by_seed,
+    format_difference,
+    format_mean_std,
+    mark_significant,
+    mean_std,
+    paired_difference,
+)
+
+# Figures the RQ-GMM paper reports (arXiv 2602.12593, as summarized second-hand), on Amazon data.
+PAPER_FIGURES = [
+    ("Appliances RMSE", "VQ-VAE 0.614, RQ-VAE 0.173, RQ-KMeans 0.121, RQ-GMM 0.117"),
+    ("Appliances utilization per level", "RQ-VAE 73.9/71.8%, RQ-KMeans 86.7/87.1%, RQ-GMM 89.5/89.3%"),
+    ("Beauty RMSE", "RQ-KMeans 0.132, RQ-GMM 0.127"),
+    ("AUC IPNN w/ Emb (Appliances/Beauty/Automotive)", "RQ-KMeans 0.680/0.628/0.647, RQ-GMM 0.688/0.634/0.654"),
+    ("AUC FNN w/o Emb (Appliances/Beauty/Automotive)", "RQ-KMeans 0.665/0.613/0.632, RQ-GMM 0.674/0.619/0.638"),
+]
+METRICS = ("auc", "logloss", "gauc", "cold_auc", "tail_auc")
+COMPARED = ("auc", "cold_auc", "tail_auc")
+CTR_DEFINITIONS = (
+    "Test figures, mean ± std over seeds. AUC: area under the ROC curve; LogLoss: mean binary cross-entropy;"
+    " GAUC: AUC per user, weighted by the user's test rows; cold AUC: test rows whose item never appears in"
+    " training; tail AUC: test rows whose item has at most the tail threshold of training interactions (cold"
+    " items included). Δ columns are paired by seed; * marks a difference that a two-sided paired t-test finds"
+    " significant after Holm's correction over every Δ of the split's table (family-wise false-positive rate"
+    " at most 5%).")
+TOKENIZER_DEFINITIONS = (
+    "RMSE: root mean squared reconstruction error per coordinate (by level: after each level's codeword is"
+    " added). Utilization: share of a level's codes used. Unique IDs: share of items whose full ID no other"
+    " item has. Perplexity: exp of the entropy of code usage per level (K for perfectly even use). K_eff:"
+    " effective capacity, the codes an item keeps when its embedding is perturbed (1 / expected overlap). Lift:"
+    " P(two items with the same level-1 code share a label) / P(two random items do). kNN purity: share of an"
+    " item's nearest neighbours by ID prefix that share its label. Converged: levels whose EM / Lloyd met its"
+    " tolerance (neural tokenizers: -).")
+
+
+def _test(metric: str):
+    return lambda record: record["test"].get(metric)
+
+
+def aggregate_ctr(runs: list[dict]) -> list[dict]:
+    """One row per (split, model, features): mean/std per metric, paired differences against the
+    same model's ``id`` features and against RQ-KMeans IDs of the same shape."""
+    grouped = by_seed(runs, lambda run: (run["split"], run["model"], run["features"]))
+    rows = []
+    for (split, model, features), seeds in grouped.items():
+        row = {"split": split, "model": model, "features": features, "seeds": len(seeds),
+               "samples_per_second": float(np.mean([r["samples_per_second"] for r in seeds.values()]))}
+        for metric in METRICS:
+            row[metric] = mean_std([r["test"].get(metric) for r in seeds.values()])
+        row["cold_rows"] = next(iter(seeds.values()))["test"].get("cold_rows")
+        spec, _, axes = features.partition(" ")
+        dropout = next((a for a in axes.split() if a.startswith("drop=")), None)
+        id_label = "id" + (f" {dropout}" if dropout else "")
+        baseline = grouped.get((split, model, id_label))
+        row["vs_id"] = None if features == id_label or baseline is None else {
+            m: paired_difference(seeds, baseline, _test(m)) for m in COMPARED}
+        kind, _, tokenizer = spec.partition(":")
+        reference = None
+        if tokenizer and not tokenizer.startswith("rq-kmeans"):
+            other = f"{kind}:rq-kmeans-{tokenizer.split('-')[-1]}" + (f" {axes}" if axes else "")
+            reference = grouped.get((split, model, other))
+        row["vs_rq_kmeans"] = None if reference is None else {
+            m: paired_difference(seeds, reference, _test(m)) for m in COMPARED}
+        rows.append(row)
+    for split in dict.fromkeys(r["split"] for r in rows):  # one family of tests per split's table
+        mark_significant([(r[key] or {}).get(m) for r in rows if r["split"] == split
+                          for key in ("vs_id", "vs_rq_kmeans") for m in COMPARED])
+    return rows
+
+
+def _diff(diff: dict | None) -> str:
+    return format_difference(diff, flag="significant")
+
+
+def tokenizer_table(tokenizers: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["tokenizer", "RMSE", "RMSE by level", "utilization", "unique IDs", "perplexity", "K_eff",
+              "label lift L1", "kNN purity", "converged", "fit s"]
+    rows = []
+    for name, t in tokenizers.items():
+        converged = t.get("converged_")
+        rows.append([name, f"{t['rmse']:.5f}", " / ".join(f"{v:.5f}" for v in t["rmse_by_level"]),
+                     " / ".join(f"{u:.1%}" for u in t["utilization"]), f"{t['unique_id_rate']:.1%}",
+                     " / ".join(f"{p:.1f}" for p in t["perplexity"]),
+                     " / ".join(f"{k:.1f}" for k in t.get("effective_capacity", [])) or "-",
+                     f"{t['level1_lift']:.2f}x" if "level1_lift" in t else "-",
+                     f"{t['knn_purity']:.3f}" if "knn_purity" in t else "-",
+                     "-" if converged is None else f"{sum(converged)}/{len(converged)}",
+                     f"{t['fit_seconds']:.1f}"])
+    return header, rows
+
+
+def ctr_table(rows: list[dict], split: str) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "features", "test AUC", "Δ vs id", "Δ vs RQ-KMeans", "LogLoss", "GAUC", "cold AUC",
+              "Δ cold vs id", "tail AUC", "Δ tail vs id", "samples/s"]
+    body = []
+    for row in rows:
+        if row["split"] != split:
+            continue
+        vs_id, vs_km = row["vs_id"] or {}, row["vs_rq_kmeans"] or {}
+        body.append([row["model"], row["features"], format_mean_std(row["auc"]), _diff(vs_id.get("auc")),
+                     _diff(vs_km.get("auc")), format_mean_std(row["logloss"]), format_mean_std(row["gauc"]),
+                     format_mean_std(row["cold_auc"]), _diff(vs_id.get("cold_auc")),
+                     format_mean_std(row["tail_auc"]), _diff(vs_id.get("tail_auc")),
+                     f"{row['samples_per_second']:,.0f}"])
+    return header, body
+
+
+def rq_gmm_verdict(rows: list[dict]) -> dict:
+    """RQ-GMM vs RQ-KMeans comparisons (test AUC, paired by seed): wins and losses significant by
+    the Holm-corrected paired t-test, and ties."""
+    tally = {"wins": [], "losses": [], "ties": []}
+    for row in rows:
+        diff = (row["vs_rq_kmeans"] or {}).get("auc")
+        if diff is None or not row["features"].split(" ")[0].split(":")[-1].startswith("rq-gmm"):
+            continue
+        label = f"{row['split']}/{row['model']}/{row['features']} ({diff['mean']:+.4f})"
+        if not diff.get("significant"):
+            tally["ties"].append(label)
+        else:
+            tally["wins" if diff["mean"] > 0 else "losses"].append(label)
+    return tally
+
+
+def plot_auc(rows: list[dict], split: str, path: Path) -> None:
+    """Test AUC per feature set and backbone as dots with their seed interval (mean ± std); each
+    backbone keeps one colour."""
+    from matplotlib.figure import Figure
+
+    selected = [r for r in rows if r["split"] == split]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    features = list(dict.fromkeys(r["features"] for r in selected))
+    figure = Figure(figsize=(max(6.0, 0.35 * len(features) * len(models) + 3), 3.8))
+    axis = figure.subplots()
+    width = 0.8 / max(len(models), 1)
+    for index, model in enumerate(models):
+        lookup = {r["features"]: r for r in selected if r["model"] == model}
+        if not lookup:
+            continue
+        x = [i + index * width for i, f in enumerate(features) if f in lookup]
+        means = [lookup[f]["auc"][0] for f in features if f in lookup]
+        stds = [np.nan_to_num(lookup[f]["auc"][1]) for f in features if f in lookup]
+        axis.errorbar(x, means, yerr=stds, fmt="o", capsize=3, label=model, color=f"C{index}")
+    axis.set_xticks([i + 0.4 - width / 2 for i in range(len(features))])
+    axis.set_xticklabels(features, rotation=35, ha="right", fontsize=8)
+    axis.set_ylabel("test AUC (dot: mean; bar: ± std over seeds)")
+    axis.set_title(f"CTR test AUC by features and backbone, {split} split")
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=8, ncol=len(models))
+    save_figure(figure, path)
+
+
+def write_paper_report(directory: Path, results: dict) -> dict:
+    """Write report.md, report.html and the AUC plots; return the summary stored in results.json."""
+    rows = aggregate_ctr(results["ctr_runs"])
+    config, data = results["config"], results["dataset"]
+    verdict = rq_gmm_verdict(rows)
+    blocks: list[tuple] = [
+        ("h", 1, f"rqgmm offline study: {config['name']}"),
+        ("p", f"Data set {data['name']}: {data['interactions']:,} interactions, {data['users']:,} users,"
+              f" {data['items']:,} items ({data['embedding_dim']}-d content embeddings), positive rate"
+              f" {data['positive_rate']:.3f}. Seeds {config['seeds']}; splits {config['splits']}. Total run time"
+              f" {results['seconds'] / 60:.1f} min (stages finished earlier are loaded, not re-run)."),
+        ("h", 2, "Tokenizers"),
+        ("p", TOKENIZER_DEFINITIONS),
+        ("table", *tokenizer_table(results["tokenizers"])),
+        ("img", "quality/reconstruction.png", "reconstruction error by level"),
+        ("img", "quality/code_usage.png", "items per code"),
+        ("h", 2, "CTR"),
+        ("p", CTR_DEFINITIONS),
+    ]
+    for split in config["splits"]:
+        if not any(r["split"] == split for r in rows):
+            continue
+        plot_auc(rows, split, directory / f"auc_{split}.png")
+        blocks += [("h", 3, f"{split} split"), ("table", *ctr_table(rows, split)),
+                   ("img", f"auc_{split}.png", f"AUC {split}")]
+    blocks += [("h", 2, "RQ-GMM against RQ-KMeans"),
+               ("p", f"Test AUC comparisons with the same backbone, features and split: RQ-GMM ahead significantly"
+                     f" in {len(verdict['wins'])}, behind significantly in {len(verdict['losses'])}, no significant"
+                     f" difference in {len(verdict['ties'])}."),
+               *[("p", f"{key}: " + ("; ".join(items) or "none")) for key, items in verdict.items()],
+               ("h", 2, "The paper's figures (different data: Amazon reviews, BERT embeddings)"),
+               ("table", ["figure", "reported"], [list(item) for item in PAPER_FIGURES])]
+    write_pages(directory, blocks, f"rqgmm study {config['name']}")
+    return {"ctr": rows, "rq_gmm_vs_rq_kmeans": verdict,
+            "tables": {"tokenizers": tokenizer_table(results["tokenizers"]),
+                       **{f"ctr_{split}": ctr_table(rows, split) for split in config["splits"]}}}
