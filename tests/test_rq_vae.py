@@ -110,7 +110,7 @@ def test_without_held_out_rows_trains_every_epoch(mixture):
     ({"beta": -1.0}, "beta must be a number >= 0"),
     ({"codebook_update": "adam"}, "codebook_update must be one of"),
     ({"validation_fraction": 0.7}, r"validation_fraction must be a number in \[0, 0.5\)"),
-    ({"hidden_dims": (64, 0)}, "hidden_dims must be a list of positive ints"),
+    ({"hidden_dims": (64, 0)}, "hidden_dims must be a list of"),
 ])
 def test_bad_parameters_are_named(mixture, params, message):
     with pytest.raises(InvalidInputError, match=message):

@@ -25,6 +25,9 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
             raise
+        except OSError as exc:  # a full disk, a permission: the output before this run is intact
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc} (nothing was replaced)") from None
         except Exception as exc:  # noqa: BLE001 - the last line of defence of the command line
             if ctx.obj and ctx.obj.get("debug"):
                 raise

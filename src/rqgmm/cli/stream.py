@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -36,6 +37,8 @@ def stream(dataset, numeric, seeds, events, batch_size, learning_rate, output, o
     seed_list = int_list("--seeds", seeds)
     if not seed_list or any(seed < 0 for seed in seed_list):
         raise click.BadParameter(f"expected non-negative seeds, got {seeds!r}", param_hint="--seeds")
+    if not math.isfinite(learning_rate) or learning_rate <= 0:
+        raise click.BadParameter(f"must be a finite number > 0, got {learning_rate}", param_hint="--learning-rate")
     for option, value in (("--events", events), ("--batch-size", batch_size)):
         if value < 1:
             raise click.BadParameter(f"must be a positive int, got {value}", param_hint=option)

@@ -179,9 +179,12 @@ def decode(tokenizer_dir, codes, output, overwrite, quiet):
 @click.command()
 @click.argument("tokenizer_dir", type=click.Path(path_type=Path))
 def info(tokenizer_dir):
-    """Print a saved tokenizer's manifest (class, hyperparameters, shapes) after verifying it."""
+    """Print a saved tokenizer's manifest (class, hyperparameters, shapes) after verifying it as
+    ``load`` does (same checks, same verdict)."""
     from rqgmm.io.artifacts import load_artifact
+    from rqgmm.quantize import ResidualTokenizer
 
+    ResidualTokenizer.load(tokenizer_dir)  # every check load makes
     manifest, _ = load_artifact(tokenizer_dir)
     summary = {k: manifest[k] for k in ("kind", "library_version", "params")}
     summary["arrays"] = {name: meta["shape"] for name, meta in manifest["arrays"].items()}

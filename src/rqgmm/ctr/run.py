@@ -177,7 +177,10 @@ def load_run(path: str | Path) -> tuple[RunConfig, FeatureEncoder, CTRModel]:
     config_path = path / "config.json"
     if not config_path.is_file():
         raise ArtifactError(f"{path}: not a CTR run directory (config.json is missing)")
-    config = RunConfig(**json.loads(config_path.read_text()))
+    try:
+        config = RunConfig(**json.loads(config_path.read_text()))
+    except (ValueError, TypeError) as exc:  # invalid JSON, a key RunConfig does not have, not a mapping
+        raise ArtifactError(f"{config_path}: not a run config written by rqgmm ({exc})") from None
     manifest, arrays = load_artifact(path / "model")
     if manifest["kind"] != f"ctr-{config.model}":
         raise ArtifactError(f"{path}: model artifact holds {manifest['kind']!r}, config says {config.model!r}")

@@ -21,6 +21,7 @@ from rqgmm.errors import ArtifactError
 from rqgmm.io.atomic import atomic_path
 
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 64 << 20  # far above any manifest rqgmm writes
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.safetensors"
 
@@ -64,10 +65,15 @@ def load_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
     for required in (manifest_path, arrays_path):
         if not required.is_file():
             raise ArtifactError(f"{path}: incomplete tokenizer directory, {required.name} is missing")
+    if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise ArtifactError(f"{manifest_path}: manifest of {manifest_path.stat().st_size:,} bytes is larger than any"
+                            f" rqgmm writes ({MAX_MANIFEST_BYTES:,}); refusing to parse it")
     try:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{manifest_path}: corrupted manifest, not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ArtifactError(f"{manifest_path}: manifest nested too deeply to be one rqgmm wrote") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "rqgmm-artifact":
         raise ArtifactError(f"{manifest_path}: not an rqgmm artifact manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -79,6 +85,10 @@ def load_artifact(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarra
     except (SafetensorError, OSError, ValueError) as exc:
         raise ArtifactError(f"{arrays_path}: corrupted array file ({exc})") from None
     expected = manifest.get("arrays", {})
+    if not isinstance(expected, dict) or not all(
+            isinstance(meta, dict) and isinstance(meta.get("shape"), list) and isinstance(meta.get("dtype"), str)
+            and isinstance(meta.get("sha256"), str) for meta in expected.values()):
+        raise ArtifactError(f"{manifest_path}: 'arrays' must map each array to its shape, dtype and sha256")
     if set(expected) != set(arrays):
         raise ArtifactError(f"{path}: arrays {sorted(arrays)} do not match the manifest's {sorted(expected)}")
     for name, meta in expected.items():

@@ -23,8 +23,14 @@ import torch
 from rqgmm.errors import InvalidInputError, NotFittedError
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.residuals import MatrixResiduals, ResidualSource
-from rqgmm.quantize.rowops import resolve_device, row_argmax
+from rqgmm.quantize.rowops import resolve_device, row_argmax, valid_device
 from rqgmm.validation import EmbeddingMatrix, check_embeddings, nonnegative_number, positive_int
+
+# largest embedding width a saved tokenizer may declare (bounds allocation before any check)
+MAX_FEATURES = 1 << 20
+# magnitudes (root mean square of the largest coordinate) float32 distance products handle safely
+MAX_SCALE, MIN_SCALE = 1e12, 1e-12
+
 
 class ResidualTokenizer:
     """Base class: fit / encode / decode / fit_encode / save / load for residual tokenizers.
@@ -46,9 +52,9 @@ class ResidualTokenizer:
         ),
         "max_iter": (positive_int, "a positive int"),
         "tol": (nonnegative_number, "a number >= 0"),
-        "seed": (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0,
-                 "an int >= 0"),
-        "device": (lambda v: isinstance(v, (str, torch.device)), "'cpu', 'cuda', 'cuda:N' or 'auto'"),
+        "seed": (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 2**63,
+                 "an int in [0, 2**63)"),
+        "device": (valid_device, "'cpu', 'cuda', 'cuda:N' or 'auto'"),
         "batch_size": (positive_int, "a positive int (rows per chunk)"),
         "precision": (lambda v: v in ("float32", "float64"), "'float32' or 'float64'"),
         "progress": (lambda v: v is None or isinstance(v, bool), "True, False or None (auto)"),
@@ -183,9 +189,23 @@ class ResidualTokenizer:
         if not np.any(moments.variance > 0):
             raise InvalidInputError(
                 f"{matrix.name}: every row is identical (constant data); there is nothing to quantize")
+        self._check_scale(moments, matrix.name)
         self.device_ = resolve_device(self.device)
         self.n_features_in_ = matrix.dim
         return matrix
+
+    def _check_scale(self, moments, name: str) -> None:
+        """Refuse data whose magnitude float32 arithmetic cannot handle (squares overflow or
+        vanish), saying how to rescale it; subclasses add their own limits."""
+        scale = float(np.sqrt(np.max(moments.variance + moments.mean**2)))
+        if not np.isfinite(scale) or scale > MAX_SCALE:
+            raise InvalidInputError(
+                f"{name}: values reach a magnitude of ~{scale:.1e}; float32 products of numbers above ~{MAX_SCALE:.0e}"
+                f" overflow. Divide the embeddings by a constant (e.g. {scale:.0e}) before fitting")
+        if scale < MIN_SCALE:
+            raise InvalidInputError(
+                f"{name}: values are all below ~{scale:.1e}; their squares vanish in float32. Multiply the"
+                f" embeddings by a constant (e.g. {1 / max(scale, 1e-300):.0e}) before fitting")
 
     def _fit(self, X, drop_invalid: bool) -> np.ndarray:
         """Fit; return the training codes of the final assignment passes, (n, n_levels) int64."""
@@ -349,7 +369,9 @@ class ResidualTokenizer:
                                         else n_levels <= codes.shape[1])
         if not width_ok:
             raise InvalidInputError(f"codes: expected shape (n_items, {self.n_levels}), got {codes.shape}")
-        if codes.size and not np.issubdtype(codes.dtype, np.integer):
+        if codes.size == 0:
+            return np.zeros((codes.shape[0], self.n_features_in_), dtype=np.float32)
+        if not np.issubdtype(codes.dtype, np.integer):
             raise InvalidInputError(f"codes: expected integers, got dtype {codes.dtype}")
         out = np.zeros((codes.shape[0], self.codebooks_[0].shape[1]), dtype=np.float32)
         for level in range(n_levels):
@@ -376,20 +398,58 @@ class ResidualTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "ResidualTokenizer":
-        """Load a tokenizer saved by :meth:`save`, verifying version, shapes and checksums.
+        """Load a tokenizer saved by :meth:`save`, verifying everything before building anything:
+        format version, checksums, the manifest's structure, every hyperparameter, the array
+        names and shapes the hyperparameters imply, and finite values (positive variances).
 
-        Called on the base class, returns an instance of the saved class."""
+        Called on the base class, returns an instance of the saved class. Anything wrong raises
+        :class:`ArtifactError` naming the file and the problem."""
         from rqgmm.io.artifacts import ArtifactError, load_artifact
 
         manifest, arrays = load_artifact(path)
-        kind = manifest["kind"]
-        klass = ResidualTokenizer._registry.get(kind)
+        kind = manifest.get("kind")
+        klass = ResidualTokenizer._registry.get(kind) if isinstance(kind, str) else None
         if klass is None or not issubclass(klass, cls):
             raise ArtifactError(f"{path}: holds a {kind!r}, not a {cls.__name__}")
+        params, attributes = manifest.get("params"), manifest.get("attributes")
+        if not isinstance(params, dict) or not isinstance(attributes, dict):
+            raise ArtifactError(f"{path}: manifest needs 'params' and 'attributes' mappings")
+        unknown = sorted(set(params) - set(klass._param_names()))
+        if unknown:
+            raise ArtifactError(f"{path}: manifest names parameter(s) {unknown} that {kind} does not have")
         try:
-            tokenizer = klass(**manifest["params"])
+            tokenizer = klass(**params)
             tokenizer.validate_params()
-            tokenizer._restore(arrays, manifest["attributes"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"{path}: manifest does not describe a valid {kind}: {exc}") from None
+            n_features = attributes.get("n_features_in_")
+            if not positive_int(n_features) or n_features > MAX_FEATURES:
+                raise InvalidInputError(f"n_features_in_ must be an int in [1, {MAX_FEATURES}], got {n_features!r}")
+            expected = {name: tuple(shape) for name, shape in tokenizer._expected_shapes(int(n_features)).items()}
+            stored = {name: tuple(array.shape) for name, array in arrays.items()}
+            if expected != stored:
+                wrong = sorted(set(expected) ^ set(stored)) or sorted(n for n in expected if expected[n] != stored[n])
+                raise InvalidInputError(
+                    f"the arrays do not fit the hyperparameters (first difference: {wrong[0]}: expected"
+                    f" {expected.get(wrong[0])}, stored {stored.get(wrong[0])})")
+            for name, array in arrays.items():
+                if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+                    raise InvalidInputError(f"array {name} holds NaN or Inf")
+            tokenizer._check_fitted_values(arrays)
+            tokenizer._restore(arrays, attributes)
+        except InvalidInputError as exc:
+            raise ArtifactError(f"{path}: not a valid {kind}: {exc}") from None
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as exc:
+            raise ArtifactError(f"{path}: manifest does not describe a valid {kind}: {type(exc).__name__}:"
+                                f" {exc}") from None
         return tokenizer
+
+    def _latent_dim(self, n_features: int) -> int:
+        """Width of the space the codebooks live in (the input width here)."""
+        return n_features
+
+    def _expected_shapes(self, n_features: int) -> dict[str, tuple[int, ...]]:
+        """Name -> shape of every fitted array of a tokenizer with these hyperparameters."""
+        latent = self._latent_dim(n_features)
+        return {f"level_{level}.codebook": (size, latent) for level, size in enumerate(self.codebook_sizes)}
+
+    def _check_fitted_values(self, arrays: dict[str, np.ndarray]) -> None:
+        """Raise :class:`InvalidInputError` for stored values no fit can produce (subclasses)."""

@@ -7,6 +7,20 @@ import warnings
 import torch
 
 
+def valid_device(device) -> bool:
+    """True for "auto", a torch.device, or a string torch parses as a CPU or CUDA device."""
+    if isinstance(device, torch.device):
+        return device.type in ("cpu", "cuda")
+    if not isinstance(device, str):
+        return False
+    if device == "auto":
+        return True
+    try:
+        return torch.device(device).type in ("cpu", "cuda")
+    except (RuntimeError, ValueError):
+        return False
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
     """``"auto"`` picks CUDA when available; ``"cuda"`` without a GPU falls back to the CPU
     with a warning (the result is the same, only slower)."""

@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import torch
 
-from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
+from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning, InvalidInputError
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.base import ResidualTokenizer
 from rqgmm.quantize.gaussian_mixture import (
@@ -370,6 +370,31 @@ class RQGMM(ResidualTokenizer):
         return {**super()._fitted_attributes(), "lower_bound_": self.lower_bound_,
                 "log_likelihood_history_": self.log_likelihood_history_, "n_iter_": self.n_iter_,
                 "converged_": self.converged_, "n_reseeded_": self.n_reseeded_}
+
+    def _check_scale(self, moments, name):
+        super()._check_scale(moments, name)
+        mean_variance = float(np.mean(moments.variance))
+        if self.reg_covar_mode == "absolute" and mean_variance < 10 * self.reg_covar:
+            raise InvalidInputError(
+                f"{name}: the data's mean variance per dimension ({mean_variance:.2e}) is within 10x of"
+                f" reg_covar={self.reg_covar:g}: the variance floor would swamp the clusters and EM would"
+                " collapse to a few codes. Use reg_covar_mode='relative', a smaller reg_covar, or scale the"
+                " embeddings up")
+
+    def _expected_shapes(self, n_features):
+        shapes = super()._expected_shapes(n_features)
+        for level, size in enumerate(self.codebook_sizes):
+            shapes.update({f"level_{level}.weights": (size,), f"level_{level}.means": (size, n_features),
+                           f"level_{level}.variances": (size, n_features)})
+        return shapes
+
+    def _check_fitted_values(self, arrays):
+        for level in range(self.n_levels):
+            if (arrays[f"level_{level}.variances"] <= 0).any():
+                raise InvalidInputError(f"level {level} holds variances <= 0")
+            weights = arrays[f"level_{level}.weights"]
+            if (weights < 0).any() or abs(float(weights.sum()) - 1.0) > 1e-3:
+                raise InvalidInputError(f"level {level} weights are not a probability vector")
 
     def _restore(self, arrays, attributes):
         super()._restore(arrays, attributes)

@@ -33,6 +33,10 @@ CODEBOOK_INITS = ("kmeans", "random")
 IN_MEMORY_BYTES = 2 << 30  # training rows up to this size are read once; larger ones per batch
 
 
+# widest layer allowed: bounds what a (possibly edited) manifest can make us allocate
+MAX_WIDTH = 1 << 16
+
+
 def _fraction(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 0.5
 
@@ -75,9 +79,10 @@ class RQVAE(ResidualTokenizer):
     _levels_fitted_in_order = False  # encoder, decoder and codebooks are trained jointly
 
     _parameter_constraints = {
-        "latent_dim": (positive_int, "a positive int"),
-        "hidden_dims": (lambda v: isinstance(v, (list, tuple)) and all(positive_int(x) for x in v),
-                        "a list of positive ints (may be empty)"),
+        "latent_dim": (lambda v: positive_int(v) and v <= MAX_WIDTH, f"a positive int up to {MAX_WIDTH}"),
+        "hidden_dims": (lambda v: isinstance(v, (list, tuple)) and len(v) <= 16
+                        and all(positive_int(x) and x <= MAX_WIDTH for x in v),
+                        f"a list of at most 16 positive ints up to {MAX_WIDTH} (may be empty)"),
         "beta": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0"),
         "codebook_update": (lambda v: v in CODEBOOK_UPDATES, f"one of {CODEBOOK_UPDATES}"),
         "ema_decay": (lambda v: isinstance(v, float) and 0 < v < 1, "a float in (0, 1)"),
@@ -265,6 +270,19 @@ class RQVAE(ResidualTokenizer):
         return {**super()._fitted_attributes(), "scale_": self.scale_, "loss_history_": self.loss_history_,
                 "validation_history_": self.validation_history_, "best_epoch_": self.best_epoch_,
                 "n_epochs_": self.n_epochs_, "n_reseeded_": self.n_reseeded_}
+
+    def _latent_dim(self, n_features):
+        return int(self.latent_dim)
+
+    def _expected_shapes(self, n_features):
+        shapes = super()._expected_shapes(n_features)
+        shapes["input.mean"] = (n_features,)
+        widths = [n_features, *self.hidden_dims, self.latent_dim]
+        for prefix, sequence in (("encoder", widths), ("decoder", widths[::-1])):
+            for index in range(len(sequence) - 1):
+                shapes[f"{prefix}.{2 * index}.weight"] = (sequence[index + 1], sequence[index])
+                shapes[f"{prefix}.{2 * index}.bias"] = (sequence[index + 1],)
+        return shapes
 
     def _restore(self, arrays, attributes):
         super()._restore(arrays, attributes)

@@ -37,11 +37,32 @@ class StreamData:
     timestamps: np.ndarray
 
     def __post_init__(self) -> None:
+        # canonical dtypes first, so a user's int, float64 or object arrays either convert or are
+        # refused here with a named error, never deep inside training
+        self.labels = _as_array(self.labels, np.float64, self.name, "labels", 1)
+        bad = np.flatnonzero(~np.isin(self.labels, (0.0, 1.0)))
+        if bad.size:
+            raise InvalidInputError(f"{self.name}: labels must be 0 or 1; row {int(bad[0])} has"
+                                    f" {self.labels[bad[0]]} ({bad.size} such row(s))")
+        self.labels = self.labels.astype(np.int8)
+        self.numeric = _as_array(self.numeric, np.float32, self.name, "numeric", 2)
+        self.categorical = _as_array(self.categorical, np.int64, self.name, "categorical", 2)
+        self.timestamps = _as_array(self.timestamps, np.int64, self.name, "timestamps", 1)
         n = len(self.labels)
         for label, array in (("categorical", self.categorical), ("numeric", self.numeric),
                              ("timestamps", self.timestamps)):
             if len(array) != n:
                 raise InvalidInputError(f"{self.name}: {label} has {len(array)} rows, labels {n}")
+        if self.categorical.shape[1] != len(self.cardinalities):
+            raise InvalidInputError(f"{self.name}: {self.categorical.shape[1]} categorical columns but"
+                                    f" {len(self.cardinalities)} cardinalities")
+        for column, cardinality in enumerate(self.cardinalities):
+            values = self.categorical[:, column]
+            outside = np.flatnonzero((values < 0) | (values >= cardinality))
+            if outside.size:
+                raise InvalidInputError(
+                    f"{self.name}: categorical column {self.categorical_names[column]!r} row {int(outside[0])} has"
+                    f" index {int(values[outside[0]])}, outside [0, {cardinality})")
         if np.any(np.diff(self.timestamps) < 0):
             raise InvalidInputError(f"{self.name}: timestamps must be non-decreasing (a stream is time-ordered)")
         if np.isinf(self.numeric).any():
@@ -52,6 +73,18 @@ class StreamData:
     @property
     def n_events(self) -> int:
         return int(len(self.labels))
+
+
+def _as_array(values, dtype, name: str, label: str, ndim: int) -> np.ndarray:
+    try:
+        array = np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{name}: {label} must hold numbers ({exc})") from None
+    if array.ndim != ndim:
+        raise InvalidInputError(f"{name}: {label} must be {ndim}-dimensional, got shape {array.shape}")
+    if label == "labels" and np.isnan(array).any():
+        raise InvalidInputError(f"{name}: labels hold NaN at row {int(np.flatnonzero(np.isnan(array))[0])}")
+    return array
 
 
 def causal_numeric_features(events: pd.DataFrame) -> pd.DataFrame:

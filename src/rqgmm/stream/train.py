@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rqgmm.ctr.metrics import auc, log_loss
+from rqgmm.errors import InvalidInputError
 from rqgmm.progress import progress_bar
 from rqgmm.stream.daes import DAESEmbedding
 from rqgmm.stream.data import StreamData
@@ -48,10 +49,19 @@ class StreamConfig:
     refresh_every: int = 10_000
 
     def __post_init__(self) -> None:
+        import math
+
         if self.numeric not in NUMERIC_METHODS:
-            raise ValueError(f"numeric must be one of {NUMERIC_METHODS}, got {self.numeric!r}")
+            raise InvalidInputError(f"numeric must be one of {NUMERIC_METHODS}, got {self.numeric!r}")
         if not 0.0 <= self.warmup_fraction < 1.0:
-            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+            raise InvalidInputError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        rate = self.learning_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+            raise InvalidInputError(f"learning_rate must be a finite number > 0, got {rate!r}")
+        for name in ("batch_size", "dim", "n_windows", "n_bins", "capacity", "refresh_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidInputError(f"{name} must be an int >= 1, got {value!r}")
 
 
 def make_numeric(config: StreamConfig, n_fields: int, warmup_rows: int) -> NumericEmbedding:
