@@ -104,7 +104,7 @@ def test_wrong_dimension_and_missing_tokenizer(tmp_path, blobs):
     assert run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 1, "--codebook-size", 3,
                "-q").exit_code == 0
     result = run("encode", tmp_path / "tok", tmp_path / "small.npy", "-o", tmp_path / "c.parquet")
-    assert result.exit_code == 1 and "fitted on dim=8, got dim=3" in result.output
+    assert result.exit_code == 1 and "has 3 features, but RQGMM is expecting 8" in result.output
     result = run("encode", tmp_path / "nowhere", tmp_path / "X.npy", "-o", tmp_path / "c.parquet")
     assert result.exit_code == 1 and "no tokenizer directory" in result.output
     result = run("encode", tmp_path / "tok", tmp_path / "missing.npy", "-o", tmp_path / "c.parquet")

@@ -50,7 +50,7 @@ def test_one_level_matches_scikit_learn_from_the_same_start(covariance_type):
     np.testing.assert_allclose(variances, reference.covariances_, rtol=1e-8)
     assert ours.lower_bound_[0] == pytest.approx(reference.lower_bound_, rel=1e-10)
     np.testing.assert_array_equal(ours.encode(X)[:, 0], reference.predict(X))
-    assert ours.score(X)[0] == pytest.approx(reference.score(X), rel=1e-9)
+    assert ours.score_levels(X)[0] == pytest.approx(reference.score(X), rel=1e-9)
 
 
 def test_float32_compute_stays_close_to_float64():
@@ -172,7 +172,7 @@ def test_save_load_gives_identical_codes(tmp_path, blobs):
     assert isinstance(restored, RQGMM)
     assert restored.get_params() == model.get_params()
     np.testing.assert_array_equal(restored.encode(blobs), model.encode(blobs))
-    np.testing.assert_array_equal(restored.score(blobs), model.score(blobs))
+    np.testing.assert_array_equal(restored.score_levels(blobs), model.score_levels(blobs))
     assert restored.log_likelihood_history_ == model.log_likelihood_history_
 
 
@@ -208,9 +208,9 @@ def test_convergence_warning_names_the_fix(blobs):
 
 def test_bic_and_score_shapes(blobs):
     model = RQGMM(n_levels=2, codebook_size=6, seed=0, progress=False).fit(blobs)
-    assert model.score(blobs).shape == (2,)
-    assert model.bic(blobs).shape == (2,)
-    assert model.score(blobs)[0] == pytest.approx(model.lower_bound_[0], abs=0.05)
+    assert model.score_levels(blobs).shape == (2,) and isinstance(model.score(blobs), float)
+    assert model.bic_levels(blobs).shape == (2,) and model.bic(blobs) == pytest.approx(model.bic_levels(blobs).sum())
+    assert model.score_levels(blobs)[0] == pytest.approx(model.lower_bound_[0], abs=0.05)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
@@ -230,7 +230,7 @@ def test_bic_of_one_level_equals_scikit_learn_for_the_same_mixture(blobs):
     reference.covariances_ = np.asarray(model.variances_[0], dtype=np.float64)
     reference.precisions_cholesky_ = 1.0 / np.sqrt(reference.covariances_)
     X = blobs.astype(np.float64)
-    assert model.bic(blobs)[0] == pytest.approx(reference.bic(X), rel=1e-5)
-    assert model.score(blobs)[0] == pytest.approx(reference.score(X), rel=1e-5)
+    assert model.bic_levels(blobs)[0] == pytest.approx(reference.bic(X), rel=1e-5)
+    assert model.score_levels(blobs)[0] == pytest.approx(reference.score(X), rel=1e-5)
     report = quality_report(model, blobs)
     assert report.bic[0] == pytest.approx(reference.bic(X), rel=1e-5)

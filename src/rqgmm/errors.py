@@ -6,6 +6,14 @@ print its message without a stack trace. They also derive from the built-in clas
 """
 
 
+try:  # scikit-learn users catch its classes: ours are also theirs where it is installed
+    from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+except ImportError:  # pragma: no cover - scikit-learn is optional
+    _SklearnNotFittedError = AttributeError
+    _SklearnConvergenceWarning = UserWarning
+
+
 class RqgmmError(Exception):
     """Base class of every user-facing rqgmm error."""
 
@@ -22,11 +30,11 @@ class OutputExistsError(RqgmmError, FileExistsError):
     """An output path already exists and overwriting was not requested."""
 
 
-class NotFittedError(RqgmmError, AttributeError):
+class NotFittedError(RqgmmError, _SklearnNotFittedError, AttributeError):
     """A method that needs a fitted tokenizer was called before ``fit``."""
 
 
-class ConvergenceWarning(UserWarning):
+class ConvergenceWarning(_SklearnConvergenceWarning, UserWarning):
     """EM or k-means stopped at ``max_iter`` before the change fell below ``tol``."""
 
 

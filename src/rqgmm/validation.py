@@ -45,21 +45,34 @@ class EmbeddingMatrix:
     def __init__(self, data: np.ndarray, rows: np.ndarray | None = None, name: str = "X"):
         if isinstance(data, torch.Tensor):
             data = data.detach().cpu().numpy()
+        if hasattr(data, "toarray") and hasattr(data, "nnz"):
+            raise InvalidInputError(f"{name}: sparse input is not supported (embeddings are dense); convert it"
+                                    " with .toarray() first")
         if not isinstance(data, np.ndarray):
             try:
                 data = np.asarray(data)
             except (ValueError, TypeError) as exc:
                 raise InvalidInputError(f"{name}: cannot be read as a numeric matrix ({exc})") from None
         if data.ndim != 2:
+            hint = " Reshape your data with X.reshape(-1, 1) or X.reshape(1, -1)" if data.ndim == 1 else ""
             raise InvalidInputError(
-                f"{name}: expected a 2-D matrix (n_items, dim), got an array of shape {data.shape}"
+                f"{name}: expected a 2-D matrix (n_items, dim), got an array of shape {data.shape}.{hint}"
             )
+        if data.dtype == object:  # numbers held as Python objects convert; anything else is named
+            try:
+                data = data.astype(np.float64)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"{name}: expected real numbers, got objects that are not numbers") from None
+        if np.issubdtype(data.dtype, np.complexfloating):
+            raise InvalidInputError(f"{name}: Complex data not supported (got dtype {data.dtype})")
         if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)
                 or data.dtype == np.bool_):
             raise InvalidInputError(
                 f"{name}: expected real numbers, got dtype {data.dtype}"
                 " (strings, objects or complex values cannot be quantized)"
             )
+        if data.shape[1] == 0:
+            raise InvalidInputError(f"{name}: 0 feature(s) (shape={data.shape}) while a minimum of 1 is required.")
         self.data = data
         self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         self.name = name
@@ -163,7 +176,7 @@ def release_mapped_rows(data: np.ndarray, start: int, stop: int) -> None:
 
 def check_embeddings(
     X, *, name: str = "X", drop_invalid: bool = False, expected_dim: int | None = None,
-    chunk_size: int = 65536,
+    chunk_size: int = 65536, owner: str = "the tokenizer",
 ) -> tuple[EmbeddingMatrix, np.ndarray]:
     """Validate an embedding matrix and return ``(view, dropped_positions)``.
 
@@ -176,8 +189,8 @@ def check_embeddings(
         raise InvalidInputError(f"{matrix.name}: has zero rows; nothing to quantize")
     if expected_dim is not None and matrix.dim != expected_dim:
         raise InvalidInputError(
-            f"{matrix.name}: wrong embedding dimension: the tokenizer was fitted on dim={expected_dim},"
-            f" got dim={matrix.dim}"
+            f"{matrix.name}: wrong embedding dimension: X has {matrix.dim} features, but {owner} is"
+            f" expecting {expected_dim} features as input (fitted on dim={expected_dim})"
         )
     bad = matrix.invalid_rows(chunk_size)
     if bad.size:

@@ -14,7 +14,7 @@ import warnings
 import click
 
 # parameters with an option of their own in every command that builds a tokenizer
-COMMON_PARAMETERS = ("n_levels", "codebook_size", "seed", "device", "batch_size", "progress")
+COMMON_PARAMETERS = ("n_levels", "codebook_size", "seed", "random_state", "device", "batch_size", "progress")
 
 
 def int_list(option: str, value: str) -> list[int]:

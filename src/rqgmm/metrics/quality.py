@@ -287,7 +287,7 @@ class QualityAccumulator:
         self.noise_rng = np.random.default_rng(seed)
         self.joint = [np.zeros((size, size), dtype=np.int64) for size in self.sizes]
         self.overlap_seen = 0
-        self.log_likelihood = np.zeros(levels) if hasattr(tokenizer, "score") else None
+        self.log_likelihood = np.zeros(levels) if hasattr(tokenizer, "score_levels") else None
 
     def update(self, codes: np.ndarray, X: np.ndarray, labels=None) -> "QualityAccumulator":
         codes = np.asarray(codes, dtype=np.int64)
@@ -316,7 +316,7 @@ class QualityAccumulator:
             self.sample_codes.append(codes[:keep, : len(self.sizes)].copy())
         self._update_overlap(codes, X)
         if self.log_likelihood is not None:
-            self.log_likelihood += self.tokenizer.score(X) * m
+            self.log_likelihood += self.tokenizer.score_levels(X) * m
         self.n_items += m
         return self
 

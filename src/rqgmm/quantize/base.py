@@ -52,8 +52,11 @@ class ResidualTokenizer:
         ),
         "max_iter": (positive_int, "a positive int"),
         "tol": (nonnegative_number, "a number >= 0"),
-        "seed": (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 2**63,
-                 "an int in [0, 2**63)"),
+        "seed": (lambda v: v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                         and 0 <= v < 2**63), "an int in [0, 2**63) or None (fresh entropy)"),
+        "random_state": (lambda v: v is None or isinstance(v, (np.random.RandomState, np.random.Generator)) or (
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 2**63),
+            "None (use seed), an int in [0, 2**63), a numpy RandomState or Generator"),
         "device": (valid_device, "'cpu', 'cuda', 'cuda:N' or 'auto'"),
         "batch_size": (positive_int, "a positive int (rows per chunk)"),
         "precision": (lambda v: v in ("float32", "float64"), "'float32' or 'float64'"),
@@ -71,19 +74,34 @@ class ResidualTokenizer:
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         return [p.name for p in signature.parameters.values() if p.name != "self" and p.kind in kinds]
 
-    def get_params(self) -> dict[str, Any]:
-        """Hyperparameters as passed to ``__init__`` (JSON-serializable)."""
-        params = {name: getattr(self, name) for name in self._param_names()}
-        if isinstance(params.get("codebook_size"), tuple):
-            params["codebook_size"] = list(params["codebook_size"])
-        if isinstance(params.get("device"), torch.device):
-            params["device"] = str(params["device"])
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyperparameters exactly as passed to ``__init__`` (scikit-learn's protocol; ``deep``
+        changes nothing: a tokenizer holds no sub-estimators)."""
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def _json_params(self) -> dict[str, Any]:
+        """:meth:`get_params` as JSON values for the manifest (tuples as lists, a device as its
+        name, a numpy random state as the seed it gave)."""
+        params = {}
+        for name, value in self.get_params().items():
+            if isinstance(value, tuple):
+                value = [int(v) if isinstance(v, (int, np.integer)) else v for v in value]
+            elif isinstance(value, torch.device):
+                value = str(value)
+            elif isinstance(value, np.integer):
+                value = int(value)
+            elif name == "random_state" and value is not None and not isinstance(value, int):
+                value = int(self.seed_)
+            params[name] = value
         return params
 
     def set_params(self, **params) -> "ResidualTokenizer":
+        """Set hyperparameters (scikit-learn's protocol, as used by ``Pipeline`` and
+        ``GridSearchCV``); returns ``self``."""
         unknown = set(params) - set(self._param_names())
         if unknown:
-            raise InvalidInputError(f"unknown parameter(s) {sorted(unknown)} for {type(self).__name__}")
+            raise InvalidInputError(f"Invalid parameter(s) {sorted(unknown)} for {type(self).__name__}; valid"
+                                    f" parameters are {self._param_names()}")
         for key, value in params.items():
             setattr(self, key, value)
         return self
@@ -108,6 +126,53 @@ class ResidualTokenizer:
         if len(sizes) != self.n_levels:
             raise InvalidInputError(
                 f"{type(self).__name__}: codebook_size lists {len(sizes)} sizes but n_levels={self.n_levels}")
+
+    def _seed_for_fit(self) -> int:
+        """The seed a fit uses: ``random_state`` when given (an int, or a draw from a numpy
+        RandomState / Generator, as scikit-learn does), else ``seed``, else fresh entropy
+        (``seed=None``). Fixed once per fit and kept in ``seed_``."""
+        if getattr(self, "_fit_seed", None) is not None:
+            return self._fit_seed
+        state = self.random_state
+        if isinstance(state, np.random.RandomState):
+            seed = int(state.randint(0, 2**31 - 1))
+        elif isinstance(state, np.random.Generator):
+            seed = int(state.integers(0, 2**63 - 1))
+        elif state is not None:
+            seed = int(state)
+        elif self.seed is not None:
+            seed = int(self.seed)
+        else:
+            seed = int(np.random.SeedSequence().entropy % (2**63 - 1))
+        self._fit_seed = seed
+        return seed
+
+    def __sklearn_tags__(self):
+        """scikit-learn's estimator tags (read by ``check_is_fitted``, ``clone`` and the estimator
+        checks): an unsupervised transformer of dense float arrays that refuses NaN."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False),
+                    transformer_tags=TransformerTags(preserves_dtype=[]),
+                    input_tags=InputTags(allow_nan=False, two_d_array=True), requires_fit=True)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "codebooks_")
+
+    def transform(self, X) -> np.ndarray:
+        """scikit-learn's name for :meth:`encode`: the codes of X, (n_items, n_levels) int64."""
+        return self.encode(X)
+
+    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
+        """scikit-learn's name for :meth:`fit_encode`."""
+        return self.fit_encode(X, y, **fit_params)
+
+    def score(self, X, y=None) -> float:
+        """Negative mean squared reconstruction error per coordinate of X (higher is better, as
+        scikit-learn's ``score`` convention wants; ``GridSearchCV`` maximizes it)."""
+        reconstruction = self.decode(self.encode(X))
+        matrix, _ = check_embeddings(X, expected_dim=self.n_features_in_, owner=type(self).__name__)
+        return -float(np.mean(np.square(matrix.read(0, matrix.n_rows) - reconstruction)))
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -183,13 +248,15 @@ class ResidualTokenizer:
         if matrix.n_rows < max(sizes):
             level = int(np.argmax(sizes))
             raise InvalidInputError(
-                f"{matrix.name}: {matrix.n_rows} row(s) but level {level} has codebook_size={sizes[level]};"
+                f"{matrix.name}: n_samples={matrix.n_rows} row(s) but level {level} has codebook_size={sizes[level]};"
                 " a codebook needs at least as many rows as codes (use a smaller codebook_size)")
         moments = matrix.moments(self.batch_size)
         if not np.any(moments.variance > 0):
             raise InvalidInputError(
                 f"{matrix.name}: every row is identical (constant data); there is nothing to quantize")
         self._check_scale(moments, matrix.name)
+        self._fit_seed = None
+        self.seed_ = self._seed_for_fit()
         self.device_ = resolve_device(self.device)
         self.n_features_in_ = matrix.dim
         return matrix
@@ -234,8 +301,10 @@ class ResidualTokenizer:
         self.codebooks_: list[np.ndarray] = []
         self._device_codebooks: list[torch.Tensor] = []
         self._reset_fit_state()
-        generator = torch.Generator().manual_seed(int(self.seed))
-        rng = np.random.default_rng(int(self.seed))
+        self._fit_seed = None
+        self.seed_ = self._seed_for_fit()
+        generator = torch.Generator().manual_seed(self.seed_)
+        rng = np.random.default_rng(self.seed_)
         self.level_fit_seconds_: list[float] = []
         levels = progress_bar(range(self.n_levels), enabled=self.progress, desc=f"{type(self).__name__} levels")
         for level in levels:
@@ -260,7 +329,7 @@ class ResidualTokenizer:
         self.check_fitted()
         if not (positive_int(n_levels) and n_levels <= self.n_levels):
             raise InvalidInputError(f"prefix: n_levels must be an int in [1, {self.n_levels}], got {n_levels!r}")
-        params = self.get_params()
+        params = self._json_params()
         params["n_levels"] = n_levels
         if isinstance(params["codebook_size"], list):
             params["codebook_size"] = params["codebook_size"][:n_levels]
@@ -308,7 +377,7 @@ class ResidualTokenizer:
         if not (isinstance(capacity, (int, np.integer)) and capacity >= 1):
             raise InvalidInputError(f"capacity must be an int >= 1, got {capacity!r}")
         self.check_fitted()
-        matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, expected_dim=self.n_features_in_,
+        matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, expected_dim=self.n_features_in_, owner=type(self).__name__,
                                      chunk_size=self.batch_size)
         codes = self._encode_matrix(matrix)
         if collisions == "none":
@@ -392,7 +461,7 @@ class ResidualTokenizer:
         from rqgmm.io.artifacts import save_artifact
 
         self.check_fitted()
-        return save_artifact(path, kind=type(self).__name__, params=self.get_params(),
+        return save_artifact(path, kind=type(self).__name__, params=self._json_params(),
                              attributes=self._fitted_attributes(), arrays=self._fitted_arrays(),
                              overwrite=overwrite)
 

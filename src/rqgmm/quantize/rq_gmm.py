@@ -135,7 +135,7 @@ class RQGMM(ResidualTokenizer):
                  tol: float = 1e-3, reg_covar: float = 1e-6, reg_covar_mode: str = "absolute",
                  covariance_type: str = "diag", init: str = "kmeans++", residual: str = "hard",
                  weight_prior: float = 1.0, balance: float = 0.0, anneal_temperature: float = 1.0,
-                 anneal_iter: int = 10, seed: int = 0, device: str = "cpu",
+                 anneal_iter: int = 10, seed: int | None = 0, random_state=None, device: str = "cpu",
                  batch_size: int = 16384, precision: str = "float32", cache_mib: float = 1024,
                  progress: bool | None = None):
         self.n_levels = n_levels
@@ -152,6 +152,7 @@ class RQGMM(ResidualTokenizer):
         self.anneal_temperature = anneal_temperature
         self.anneal_iter = anneal_iter
         self.seed = seed
+        self.random_state = random_state
         self.device = device
         self.batch_size = batch_size
         self.precision = precision
@@ -309,7 +310,7 @@ class RQGMM(ResidualTokenizer):
     def _level_passes(self, X):
         """Yield ``(level, residual chunk)`` for every chunk and level of X (inference)."""
         self.check_fitted()
-        matrix, _ = check_embeddings(X, expected_dim=self.n_features_in_, chunk_size=self.batch_size)
+        matrix, _ = check_embeddings(X, expected_dim=self.n_features_in_, owner=type(self).__name__, chunk_size=self.batch_size)
         with torch.inference_mode():
             for _, chunk in matrix.chunks(self.batch_size, self.device_):
                 residual = chunk
@@ -328,7 +329,12 @@ class RQGMM(ResidualTokenizer):
                  for at, residual in self._level_passes(X) if at == level]
         return np.concatenate(parts)
 
-    def score(self, X) -> np.ndarray:
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood per row of X under the residual chain of mixtures (the sum over
+        levels of :meth:`score_levels`), in nats: higher is better (scikit-learn's convention)."""
+        return float(np.sum(self.score_levels(X)))
+
+    def score_levels(self, X) -> np.ndarray:
         """Mean log-likelihood per row of X's residuals under each level's mixture: (n_levels,)
         float64, in nats (a density: higher is better, can exceed 0)."""
         totals = np.zeros(self.n_levels)
@@ -346,11 +352,16 @@ class RQGMM(ResidualTokenizer):
         variances = {"diag": lambda k: k * dim, "spherical": lambda k: k, "tied": lambda k: dim}[self.covariance_type]
         return [k * dim + variances(k) + k - 1 for k in self.codebook_sizes]
 
-    def bic(self, X) -> np.ndarray:
-        """Bayesian information criterion of each level on X: (n_levels,), lower is better (for
-        one level, scikit-learn's ``GaussianMixture.bic`` of the same mixture)."""
-        n_rows = check_embeddings(X, expected_dim=self.n_features_in_)[0].n_rows
-        return self.bic_from_log_likelihood(self.score(X) * n_rows, n_rows)
+    def bic(self, X) -> float:
+        """Bayesian information criterion of the whole tokenizer on X (the sum of
+        :meth:`bic_levels`), lower is better."""
+        return float(np.sum(self.bic_levels(X)))
+
+    def bic_levels(self, X) -> np.ndarray:
+        """BIC of each level on X: (n_levels,), lower is better (for one level, scikit-learn's
+        ``GaussianMixture.bic`` of the same mixture)."""
+        n_rows = check_embeddings(X, expected_dim=self.n_features_in_, owner=type(self).__name__)[0].n_rows
+        return self.bic_from_log_likelihood(self.score_levels(X) * n_rows, n_rows)
 
     def bic_from_log_likelihood(self, total_log_likelihood: np.ndarray, n_rows: int) -> np.ndarray:
         """BIC per level from each level's total log-likelihood over ``n_rows`` rows: (n_levels,)."""

@@ -46,7 +46,7 @@ class RQKMeans(ResidualTokenizer):
     _parameter_constraints = {"init": (lambda v: v in KMEANS_INITS, f"one of {KMEANS_INITS}")}
 
     def __init__(self, n_levels: int = 3, codebook_size: int | list[int] = 256, *, max_iter: int = 50,
-                 tol: float = 1e-4, init: str = "kmeans++", seed: int = 0, device: str = "cpu",
+                 tol: float = 1e-4, init: str = "kmeans++", seed: int | None = 0, random_state=None, device: str = "cpu",
                  batch_size: int = 16384, precision: str = "float32", progress: bool | None = None):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
@@ -54,6 +54,7 @@ class RQKMeans(ResidualTokenizer):
         self.tol = tol
         self.init = init
         self.seed = seed
+        self.random_state = random_state
         self.device = device
         self.batch_size = batch_size
         self.precision = precision

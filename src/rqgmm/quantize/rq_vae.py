@@ -100,7 +100,7 @@ class RQVAE(ResidualTokenizer):
                  hidden_dims: tuple[int, ...] = (512, 256, 128), beta: float = 0.25, codebook_update: str = "loss",
                  ema_decay: float = 0.99, dead_code_steps: int = 0, codebook_init: str = "kmeans",
                  learning_rate: float = 1e-3, train_batch_size: int = 256, max_epochs: int = 200,
-                 patience: int = 20, validation_fraction: float = 0.1, seed: int = 0, device: str = "cpu",
+                 patience: int = 20, validation_fraction: float = 0.1, seed: int | None = 0, random_state=None, device: str = "cpu",
                  batch_size: int = 16384, progress: bool | None = None):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
@@ -117,19 +117,15 @@ class RQVAE(ResidualTokenizer):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.seed = seed
+        self.random_state = random_state
         self.device = device
         self.batch_size = batch_size
         self.progress = progress
 
-    def get_params(self):
-        params = super().get_params()
-        params["hidden_dims"] = [int(h) for h in params["hidden_dims"]]
-        return params
-
     # ------------------------------------------------------------------ network
     def _build_network(self, dim: int) -> ResidualAutoencoder:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(self.seed))
+            torch.manual_seed(self._seed_for_fit())
             network = ResidualAutoencoder(dim, self.latent_dim, list(self.hidden_dims), self.codebook_sizes,
                                           ema=self.codebook_update == "ema", decay=self.ema_decay)
         return network.to(self.device_)
@@ -171,7 +167,7 @@ class RQVAE(ResidualTokenizer):
         self.mean_ = moments.mean.astype(np.float32)
         self.scale_ = float(math.sqrt(max(float(moments.variance.mean()), 1e-30)))
         self._mean_tensor = torch.from_numpy(self.mean_).to(self.device_)
-        generator = torch.Generator().manual_seed(int(self.seed))
+        generator = torch.Generator().manual_seed(self._seed_for_fit())
         train, held_out = self._split(matrix.n_rows, generator)
         rows = _RowSource(matrix, self.device_)
         self.network_ = self._build_network(matrix.dim)
@@ -307,7 +303,7 @@ class VQVAE(RQVAE):
                  hidden_dims: tuple[int, ...] = (512, 256, 128), beta: float = 0.25, codebook_update: str = "loss",
                  ema_decay: float = 0.99, dead_code_steps: int = 0, codebook_init: str = "kmeans",
                  learning_rate: float = 1e-3, train_batch_size: int = 256, max_epochs: int = 200,
-                 patience: int = 20, validation_fraction: float = 0.1, seed: int = 0, device: str = "cpu",
+                 patience: int = 20, validation_fraction: float = 0.1, seed: int | None = 0, random_state=None, device: str = "cpu",
                  batch_size: int = 16384, progress: bool | None = None):
         super().__init__(1, codebook_size, latent_dim=latent_dim, hidden_dims=hidden_dims, beta=beta,
                          codebook_update=codebook_update, ema_decay=ema_decay, dead_code_steps=dead_code_steps,
