@@ -33,6 +33,9 @@ from rqgmm.quantize import METHODS
 @click.option("--column", default=None, help="Parquet embedding column (auto-detected if only one list column).")
 @click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the other column).")
 @click.option("--drop-invalid", is_flag=True, help="Skip rows with NaN/Inf instead of failing.")
+@click.option("--previous", type=click.Path(path_type=Path), default=None,
+              help="An earlier tokenizer to stay aligned with (warm start + component matching): items that"
+                   " did not move keep their IDs.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: fit on a Ray Dataset of Parquet files (EMBEDDINGS: file, directory or glob).")
 @click.option("--address", default=None, help="Ray cluster address ('auto' or host:port); default: a local"
@@ -40,7 +43,7 @@ from rqgmm.quantize import METHODS
 @overwrite_option
 @quiet_option
 def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch_size, column, id_column,
-        drop_invalid, engine, address, overwrite, quiet, **given):
+        drop_invalid, previous, engine, address, overwrite, quiet, **given):
     """Fit a tokenizer on EMBEDDINGS (.npy or .parquet; with --engine ray, Parquet files) and save it to OUTPUT."""
     from rqgmm.io.atomic import refuse_existing
     from rqgmm.io.tables import read_embeddings
@@ -51,6 +54,8 @@ def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch
     common = {"seed": seed, "device": device, "batch_size": batch_size, "progress": False if quiet else None}
     tokenizer = tokenizer_from_options(method, n_levels, codebook_sizes(codebook_size), common, given)
     if engine == "ray":
+        if previous is not None:
+            raise click.BadParameter("--previous is not available with --engine ray yet", param_hint="--previous")
         _fit_on_ray(tokenizer, method, str(embeddings), column, address, drop_invalid)
         tokenizer.save(output, overwrite=overwrite)
         if not quiet:
@@ -59,7 +64,10 @@ def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch
     if address is not None:
         raise click.BadParameter("--address applies to --engine ray only", param_hint="--address")
     table = read_embeddings(embeddings, column=column, id_column=id_column)
-    tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid)
+    from rqgmm.quantize import ResidualTokenizer
+
+    anchor = None if previous is None else ResidualTokenizer.load(previous)
+    tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid, previous=anchor)
     tokenizer.save(output, overwrite=overwrite)
     if not quiet:
         click.echo(f"fitted {type(tokenizer).__name__} {tokenizer.codebook_sizes} on"

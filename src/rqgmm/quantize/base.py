@@ -230,15 +230,66 @@ class ResidualTokenizer:
         self.codebooks_ = [arrays[f"level_{level}.codebook"] for level in range(self.n_levels)]
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, *, drop_invalid: bool = False) -> "ResidualTokenizer":
+    def fit(self, X, y=None, *, drop_invalid: bool = False, previous: "ResidualTokenizer | None" = None
+            ) -> "ResidualTokenizer":
         """Fit the codebooks level by level.
 
         X: (n_items, dim) array or ``np.memmap`` of real numbers; read in chunks of
         ``batch_size`` rows, never copied whole. Rows with NaN/Inf raise an error naming them,
         or are skipped with ``drop_invalid=True``. Returns ``self``.
+
+        previous: an earlier fitted version (same class, levels, codebook sizes and dimension)
+        to stay aligned with: each level starts from the previous version's codewords (warm
+        start) and, once fitted, its components are permuted to best match the previous ones
+        (an optimal assignment on codeword distance), so items that did not move keep their IDs.
         """
-        self._fit(X, drop_invalid)
+        self._previous = self._check_previous(previous)
+        try:
+            self._fit(X, drop_invalid)
+        finally:
+            self._previous = None
         return self
+
+    def _check_previous(self, previous) -> "ResidualTokenizer | None":
+        """``previous`` if it can anchor a refit of this tokenizer, else a named error."""
+        if previous is None:
+            return None
+        if not self._levels_fitted_in_order:
+            raise InvalidInputError(f"{type(self).__name__} trains its levels jointly; aligned refits are for"
+                                    " RQKMeans and RQGMM")
+        if type(previous) is not type(self):
+            raise InvalidInputError(f"previous tokenizer is a {type(previous).__name__}, this is a"
+                                    f" {type(self).__name__}: method differs")
+        previous.check_fitted()
+        self.validate_params()
+        for field, mine, theirs in (("n_levels", self.n_levels, previous.n_levels),
+                                    ("codebook_size", self.codebook_sizes, previous.codebook_sizes)):
+            if mine != theirs:
+                raise InvalidInputError(f"previous tokenizer has {field}={theirs}, this one {mine}: {field} differs")
+        return previous
+
+    def _warm_start(self, level: int) -> torch.Tensor | None:
+        """The previous version's codewords of ``level`` (K, dim) float64 during an aligned refit."""
+        previous = getattr(self, "_previous", None)
+        if previous is None:
+            return None
+        return torch.as_tensor(previous.codebooks_[level], dtype=torch.float64, device=self.device_)
+
+    def _align_level(self, level: int) -> None:
+        """Permute level ``level``'s fitted components to best match the previous version's
+        (Hungarian assignment on squared codeword distance; scipy's linear_sum_assignment)."""
+        from scipy.optimize import linear_sum_assignment
+
+        old = np.asarray(self._previous.codebooks_[level], dtype=np.float64)
+        new = np.asarray(self.codebooks_[level], dtype=np.float64)
+        cost = (old**2).sum(1)[:, None] - 2 * old @ new.T + (new**2).sum(1)[None, :]
+        _, order = linear_sum_assignment(cost)  # order[j]: the new component that takes old code j
+        self._permute_level(level, order)
+
+    def _permute_level(self, level: int, order: np.ndarray) -> None:
+        """Reorder level ``level``'s components: new code j is old component ``order[j]``."""
+        self.codebooks_[level] = self.codebooks_[level][order]
+        self.__dict__.get("_scorers", {}).pop(level, None)
 
     def _check_fit_input(self, X, drop_invalid: bool) -> EmbeddingMatrix:
         """Validate parameters and training rows; set ``device_`` and ``n_features_in_``."""
@@ -298,6 +349,10 @@ class ResidualTokenizer:
         return self
 
     def _fit_levels(self, stream: ResidualSource) -> None:
+        previous = getattr(self, "_previous", None)
+        if previous is not None and previous.n_features_in_ != self.n_features_in_:
+            raise InvalidInputError(f"previous tokenizer has n_features_in_={previous.n_features_in_}, the data"
+                                    f" {self.n_features_in_}: dimension differs")
         self.codebooks_: list[np.ndarray] = []
         self._device_codebooks: list[torch.Tensor] = []
         self._reset_fit_state()
@@ -311,6 +366,8 @@ class ResidualTokenizer:
             started = time.perf_counter()
             stream.level = level
             self._fit_level(level, stream, generator, rng)
+            if getattr(self, "_previous", None) is not None:
+                self._align_level(level)
             self._device_codebooks.append(torch.as_tensor(self.codebooks_[level], device=self.device_))
             stream.store_codes(level)
             self.level_fit_seconds_.append(time.perf_counter() - started)
@@ -344,12 +401,17 @@ class ResidualTokenizer:
     def _reset_fit_state(self) -> None:
         """Clear per-level learned lists before a new fit (subclasses extend)."""
 
-    def fit_encode(self, X, y=None, *, drop_invalid: bool = False) -> np.ndarray:
+    def fit_encode(self, X, y=None, *, drop_invalid: bool = False,
+                   previous: "ResidualTokenizer | None" = None) -> np.ndarray:
         """``fit(X)`` then the codes of ``X``: (n_valid_items, n_levels) int64.
 
         Equal to ``fit(X).encode(X)``; the codes come from the final assignment pass of the fit.
         """
-        return self._fit(X, drop_invalid)
+        self._previous = self._check_previous(previous)
+        try:
+            return self._fit(X, drop_invalid)
+        finally:
+            self._previous = None
 
     # ------------------------------------------------------------------ encode / decode
     def check_fitted(self) -> None:

@@ -188,8 +188,10 @@ class RQGMM(ResidualTokenizer):
             self._floor = self.reg_covar * variance.clamp_min(RELATIVE_FLOOR_MIN * float(variance.mean()) + 1e-30)
         else:
             self._floor = self.reg_covar
-        centers = seed_centers(sample, n_codes, "random" if self.init == "random" else "kmeans++", generator)
-        if self.init == "kmeans":
+        centers = self._warm_start(level)  # an aligned refit starts from the previous version's means
+        if centers is None:
+            centers = seed_centers(sample, n_codes, "random" if self.init == "random" else "kmeans++", generator)
+        if self.init == "kmeans" and self._warm_start(level) is None:
             centers = lloyd(residuals, centers, max_iter=KMEANS_INIT_MAX_ITER, tol=1e-4, dtype=self._dtype,
                             generator=generator, spread=spread, progress=self.progress,
                             desc=f"k-means init level {level}").centroids
@@ -391,6 +393,12 @@ class RQGMM(ResidualTokenizer):
                 f" reg_covar={self.reg_covar:g}: the variance floor would swamp the clusters and EM would"
                 " collapse to a few codes. Use reg_covar_mode='relative', a smaller reg_covar, or scale the"
                 " embeddings up")
+
+    def _permute_level(self, level, order):
+        super()._permute_level(level, order)
+        self.weights_[level] = self.weights_[level][order]
+        self.means_[level] = self.means_[level][order]
+        self.variances_[level] = self.variances_[level][order]
 
     def _expected_shapes(self, n_features):
         shapes = super()._expected_shapes(n_features)

@@ -74,7 +74,9 @@ class RQKMeans(ResidualTokenizer):
     def _fit_level(self, level, residuals, generator, rng) -> None:
         n_codes = self.codebook_sizes[level]
         sample = residuals.sample(init_sample_size(n_codes), rng)
-        centroids = seed_centers(sample, n_codes, self.init, generator)
+        centroids = self._warm_start(level)
+        if centroids is None:
+            centroids = seed_centers(sample, n_codes, self.init, generator)
         spread = sample.double().std(0)
         result = lloyd(residuals, centroids, max_iter=self.max_iter, tol=self.tol, dtype=self._dtype,
                        generator=generator, spread=spread, progress=self.progress, desc=f"k-means level {level}")

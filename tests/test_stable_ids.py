@@ -1,0 +1,97 @@
+"""Aligned refits and ID churn."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from rqgmm import RQGMM, RQKMeans, load
+from rqgmm.errors import InvalidInputError
+from rqgmm.metrics import id_churn
+from rqgmm.quantize import RQVAE
+from tests.conftest import mixture_sample
+
+
+def quietly(function, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return function(*args, **kwargs)
+
+
+def test_id_churn_by_prefix_and_full_id():
+    old = np.array([[0, 0], [0, 1], [1, 2], [2, 3]])
+    new = np.array([[0, 0], [0, 2], [3, 2], [2, 3]])
+    churn = id_churn(old, new)
+    assert churn.prefix_changed == (0.25, 0.5) and churn.full_id_changed == 0.5 and churn.n_items == 4
+    deeper = id_churn(old, np.concatenate([old, np.zeros((4, 1), int)], axis=1))
+    assert deeper.prefix_changed == (0.0, 0.0) and deeper.full_id_changed == 1.0
+    with pytest.raises(InvalidInputError, match="describe 4 and 3 items"):
+        id_churn(old, new[:3])
+
+
+@pytest.mark.parametrize("klass", [RQKMeans, RQGMM])
+def test_aligning_to_itself_is_the_identity_and_a_permuted_copy_is_recovered(klass):
+    X, _ = mixture_sample(n=3000, dim=6, n_components=8, separation=4.0, seed=1)
+    X = X.astype(np.float32)
+    first = quietly(klass(n_levels=2, codebook_size=8, seed=0, progress=False, max_iter=30).fit, X)
+    same = load_copy(first)
+    for level in range(2):  # aligning a tokenizer to itself permutes nothing
+        same._previous = first
+        same._align_level(level)
+    assert all(np.array_equal(a, b) for a, b in zip(same.codebooks_, first.codebooks_))
+    # a copy with its level-0 components shuffled aligns back to the original order exactly
+    shuffled = load_copy(first)
+    permutation = np.random.default_rng(3).permutation(8)
+    shuffled._permute_level(0, permutation)
+    shuffled._device_codebooks = []
+    assert id_churn(first.encode(X), shuffled.encode(X)).prefix_changed[0] > 0.5
+    shuffled._previous = first
+    shuffled._align_level(0)
+    shuffled._previous = None
+    shuffled._device_codebooks = []
+    assert np.array_equal(shuffled.codebooks_[0], first.codebooks_[0])
+    assert np.array_equal(shuffled.encode(X), first.encode(X))
+
+
+def load_copy(tokenizer):
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        tokenizer.save(f"{directory}/t")
+        return load(f"{directory}/t")
+
+
+@pytest.mark.parametrize("klass", [RQKMeans, RQGMM])
+def test_a_refit_on_a_grown_catalogue_keeps_ids_at_fresh_quality(klass):
+    X, _ = mixture_sample(n=6000, dim=8, n_components=16, separation=3.0, seed=2)
+    X = X.astype(np.float32)
+    old_part, grown = X[:5000], X
+    params = dict(n_levels=2, codebook_size=16, progress=False, max_iter=40)
+    v1 = quietly(klass(seed=0, **params).fit, old_part)
+    naive = quietly(klass(seed=1, **params).fit, grown)
+    aligned = quietly(klass(seed=1, **params).fit, grown, previous=v1)
+    before = v1.encode(old_part)
+    naive_churn = id_churn(before, naive.encode(old_part))
+    aligned_churn = id_churn(before, aligned.encode(old_part))
+    assert aligned_churn.prefix_changed[0] <= 0.10 < naive_churn.prefix_changed[0]
+    assert naive_churn.full_id_changed > 1.5 * aligned_churn.full_id_changed
+
+    def rmse(tokenizer):
+        return float(np.sqrt(np.mean((grown - tokenizer.decode(tokenizer.encode(grown))) ** 2)))
+    assert rmse(aligned) <= 1.01 * rmse(naive)
+
+
+def test_a_previous_of_another_kind_is_named():
+    X, _ = mixture_sample(n=500, dim=4, n_components=4, seed=0)
+    X = X.astype(np.float32)
+    kmeans = quietly(RQKMeans(n_levels=2, codebook_size=4, progress=False).fit, X)
+    with pytest.raises(InvalidInputError, match="method differs"):
+        RQGMM(n_levels=2, codebook_size=4, progress=False).fit(X, previous=kmeans)
+    with pytest.raises(InvalidInputError, match="n_levels differs"):
+        RQKMeans(n_levels=3, codebook_size=4, progress=False).fit(X, previous=kmeans)
+    with pytest.raises(InvalidInputError, match="codebook_size differs"):
+        RQKMeans(n_levels=2, codebook_size=5, progress=False).fit(X, previous=kmeans)
+    with pytest.raises(InvalidInputError, match="dimension differs"):
+        RQKMeans(n_levels=2, codebook_size=4, progress=False).fit(np.hstack([X, X]), previous=kmeans)
+    with pytest.raises(InvalidInputError, match="jointly"):
+        RQVAE(n_levels=2, codebook_size=4, progress=False).fit(X, previous=kmeans)
