@@ -1,4 +1,5 @@
-"""Command line: ``rqgmm fit | encode | decode | info | report | data | ctr | experiment | stream``.
+"""Command line: ``rqgmm fit | encode | decode | info | report | data | ctr | experiment | publish | stream |
+registry``.
 
 Thin: each command parses its options, calls the library and prints. Commands live by group in
 this package's modules; this module only assembles them and owns error reporting: rqgmm's own
@@ -45,9 +46,9 @@ def main(ctx, debug) -> None:
 
 
 def _register() -> None:
-    from rqgmm.cli import ctr, data, stream, study, tokenize
+    from rqgmm.cli import ctr, data, registry, stream, study, tokenize
 
-    for module in (tokenize, data, ctr, study, stream):
+    for module in (tokenize, data, ctr, study, stream, registry):
         for command in module.COMMANDS:
             main.add_command(command)
 

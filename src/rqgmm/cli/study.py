@@ -49,4 +49,20 @@ def experiment(config_path, quick, root, workers, check, quiet):
     click.echo(f"report: {study.directory / 'report.html'} (and report.md, results.json)")
 
 
-COMMANDS = (experiment,)
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("docs/results"), show_default=True,
+              help="Directory of the generated results documents.")
+@click.option("--readme", type=click.Path(path_type=Path), default=None,
+              help="Also fill the README's '<!-- generated: NAME -->' block of each run.")
+@click.option("--headline", default=None, help="Which table fills the README block (default: the first).")
+def publish(run_dirs, output, readme, headline):
+    """Write results documents (docs/results/<name>.md) from finished runs' results.json."""
+    from rqgmm.experiment.publish import publish as write
+
+    for run_dir in run_dirs:
+        click.echo(f"wrote {write(run_dir, output, readme, headline)}")
+
+
+COMMANDS = (experiment, publish)

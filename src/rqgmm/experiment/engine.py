@@ -54,6 +54,34 @@ class RunDirectory:
         write_json(path, config_json)
 
 
+def provenance() -> dict:
+    """Where figures come from: the command line, the time, the code's commit (when run from a git
+    checkout; else the installed version) and the machine."""
+    import datetime
+    import os
+    import platform
+    import subprocess
+    import sys
+
+    from rqgmm._version import __version__
+
+    commit = None
+    try:
+        root = Path(__file__).resolve().parents[3]
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip() or None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        if commit and dirty:
+            commit += "+uncommitted changes"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    arguments = [Path(sys.argv[0]).name, *sys.argv[1:]]
+    return {"command": " ".join(arguments), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+            "commit": commit, "version": __version__,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}"}
+
+
 def single_thread() -> None:
     """Worker initializer: one torch thread per process."""
     import torch

@@ -20,6 +20,7 @@ from rqgmm.experiment.engine import (
     RunDirectory,
     convergence_record,
     fit_with_warnings,
+    provenance,
     read_json,
     run_ctr_task,
     run_jobs,
@@ -68,7 +69,7 @@ class PaperStudy:
             "embedding_dim": int(catalogue.embeddings.shape[1]),
             "positive_rate": float(dataset.interactions["label"].mean())},
             "tokenizers": {name: {**quality[name], **fits[name]} for name in tokenizers},
-            "ctr_runs": ctr, "seconds": time.perf_counter() - started}
+            "ctr_runs": ctr, "seconds": time.perf_counter() - started, "provenance": provenance()}
         results["summary"] = write_paper_report(self.directory, results)
         write_json(self.directory / "results.json", results)
         return results

@@ -31,7 +31,9 @@ CTR_DEFINITIONS = (
     "Test figures, mean ± std over seeds. AUC: area under the ROC curve; LogLoss: mean binary cross-entropy;"
     " GAUC: AUC per user, weighted by the user's test rows; cold AUC: test rows whose item never appears in"
     " training; tail AUC: test rows whose item has at most the tail threshold of training interactions (cold"
-    " items included). Δ columns are paired by seed; * marks a difference that a two-sided paired t-test finds"
+    " items included). Δ columns are paired by seed (Δ vs id: against the same model with plain item IDs and the"
+    " same item-ID dropout; Δ vs emb: sid+emb against the raw embedding alone; Δ vs RQ-KMeans: RQ-GMM IDs"
+    " against RQ-KMeans IDs of the same shape); * marks a difference that a two-sided paired t-test finds"
     " significant after Holm's correction over every Δ of the split's table (family-wise false-positive rate"
     " at most 5%).")
 TOKENIZER_DEFINITIONS = (
@@ -66,6 +68,11 @@ def aggregate_ctr(runs: list[dict]) -> list[dict]:
         row["vs_id"] = None if features == id_label or baseline is None else {
             m: paired_difference(seeds, baseline, _test(m)) for m in COMPARED}
         kind, _, tokenizer = spec.partition(":")
+        emb_label = "emb" + (f" {dropout}" if dropout else "")
+        emb = grouped.get((split, model, emb_label))
+        # the paper's claim: discretized IDs add to the raw embedding (sid+emb against emb)
+        row["vs_emb"] = None if kind != "sid+emb" or emb is None else {
+            m: paired_difference(seeds, emb, _test(m)) for m in COMPARED}
         reference = None
         if tokenizer and not tokenizer.startswith("rq-kmeans"):
             other = f"{kind}:rq-kmeans-{tokenizer.split('-')[-1]}" + (f" {axes}" if axes else "")
@@ -75,7 +82,7 @@ def aggregate_ctr(runs: list[dict]) -> list[dict]:
         rows.append(row)
     for split in dict.fromkeys(r["split"] for r in rows):  # one family of tests per split's table
         mark_significant([(r[key] or {}).get(m) for r in rows if r["split"] == split
-                          for key in ("vs_id", "vs_rq_kmeans") for m in COMPARED])
+                          for key in ("vs_id", "vs_emb", "vs_rq_kmeans") for m in COMPARED])
     return rows
 
 
@@ -102,15 +109,15 @@ def tokenizer_table(tokenizers: dict[str, dict]) -> tuple[list[str], list[list[s
 
 def ctr_table(rows: list[dict], split: str) -> tuple[list[str], list[list[str]]]:
     header = ["model", "features", "test AUC", "Δ vs id", "Δ vs RQ-KMeans", "LogLoss", "GAUC", "cold AUC",
-              "Δ cold vs id", "tail AUC", "Δ tail vs id", "samples/s"]
+              "Δ cold vs id", "Δ cold vs emb", "tail AUC", "Δ tail vs id", "samples/s"]
     body = []
     for row in rows:
         if row["split"] != split:
             continue
-        vs_id, vs_km = row["vs_id"] or {}, row["vs_rq_kmeans"] or {}
+        vs_id, vs_km, vs_emb = row["vs_id"] or {}, row["vs_rq_kmeans"] or {}, row.get("vs_emb") or {}
         body.append([row["model"], row["features"], format_mean_std(row["auc"]), _diff(vs_id.get("auc")),
                      _diff(vs_km.get("auc")), format_mean_std(row["logloss"]), format_mean_std(row["gauc"]),
-                     format_mean_std(row["cold_auc"]), _diff(vs_id.get("cold_auc")),
+                     format_mean_std(row["cold_auc"]), _diff(vs_id.get("cold_auc")), _diff(vs_emb.get("cold_auc")),
                      format_mean_std(row["tail_auc"]), _diff(vs_id.get("tail_auc")),
                      f"{row['samples_per_second']:,.0f}"])
     return header, body

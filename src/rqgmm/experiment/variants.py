@@ -37,6 +37,7 @@ from rqgmm.experiment.engine import (
     RunDirectory,
     convergence_record,
     fit_with_warnings,
+    provenance,
     read_json,
     run_ctr_task,
     run_jobs,
@@ -189,7 +190,7 @@ class VariantStudy:
             fits += self._fits(name, catalogue.embeddings, catalogue.labels)
         ctr = self._ctr() if config.ctr is not None else []
         results = {"config": config.to_json(), "catalogues": catalogues, "fits": fits, "ctr_runs": ctr,
-                   "seconds": time.perf_counter() - started}
+                   "seconds": time.perf_counter() - started, "provenance": provenance()}
         results["summary"] = write_variants_report(self.directory, results)
         write_json(self.directory / "results.json", results)
         return results

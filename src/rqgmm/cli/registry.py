@@ -1,0 +1,105 @@
+"""``rqgmm registry``: stable semantic IDs in an SQLite registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rqgmm.cli.options import overwrite_option
+
+
+@click.group()
+def registry() -> None:
+    """Stable semantic IDs: assign, retire, migrate, export (SQLite)."""
+
+
+def _items(tokenizer_dir: Path, embeddings: Path, column, id_column):
+    from rqgmm.io.tables import read_embeddings
+    from rqgmm.quantize import ResidualTokenizer
+    from rqgmm.registry import tokenizer_version
+
+    tokenizer = ResidualTokenizer.load(tokenizer_dir)
+    tokenizer.progress = False
+    table = read_embeddings(embeddings, column=column, id_column=id_column)
+    return table.ids, tokenizer.encode(table.embeddings), tokenizer_version(tokenizer_dir)
+
+
+def _data_options(function):
+    function = click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the only other"
+                            " column).")(function)
+    function = click.option("--column", default=None, help="Parquet embedding column.")(function)
+    function = click.argument("embeddings", type=click.Path(path_type=Path))(function)
+    function = click.argument("tokenizer_dir", type=click.Path(path_type=Path))(function)
+    return click.argument("database")(function)
+
+
+@registry.command("assign")
+@_data_options
+def registry_assign(database, tokenizer_dir, embeddings, column, id_column):
+    """Give the items of EMBEDDINGS their stable IDs (new items get the tokenizer's codes plus the
+    smallest free suffix; known items keep theirs). DATABASE is created if missing."""
+    from rqgmm.registry import IDRegistry
+
+    ids, codes, version = _items(tokenizer_dir, embeddings, column, id_column)
+    with IDRegistry(database, create=True) as store:
+        assigned = store.assign(ids, codes, version)
+    new = sum(a.new for a in assigned)
+    click.echo(f"{len(assigned)} item(s): {new} new, {len(assigned) - new} known; version {version}")
+
+
+@registry.command("migrate")
+@_data_options
+def registry_migrate(database, tokenizer_dir, embeddings, column, id_column):
+    """Move every active item to a new tokenizer version (EMBEDDINGS holds all active items);
+    IDs whose codes did not change are kept; the old -> new mapping is recorded."""
+    from rqgmm.registry import IDRegistry
+
+    ids, codes, version = _items(tokenizer_dir, embeddings, column, id_column)
+    with IDRegistry(database) as store:
+        mapping = store.migrate(ids, codes, version)
+    changed = sum(old != new for old, new in mapping.values())
+    click.echo(f"migrated {len(mapping)} item(s) to version {version}: {changed} ID(s) changed")
+
+
+@registry.command("retire")
+@click.argument("database")
+@click.argument("item_ids", nargs=-1, required=True)
+def registry_retire(database, item_ids):
+    """Retire ITEM_IDS: their IDs are never handed out again."""
+    from rqgmm.registry import IDRegistry
+
+    with IDRegistry(database) as store:
+        click.echo(f"retired {store.retire(item_ids)} item(s)")
+
+
+@registry.command("export")
+@click.argument("database")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Parquet file to write.")
+@overwrite_option
+def registry_export(database, output, overwrite):
+    """Write the active items and their IDs as Parquet."""
+    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.registry import IDRegistry
+
+    refuse_existing(output, overwrite)
+    with IDRegistry(database) as store:
+        store.export(output, overwrite=overwrite)
+    click.echo(f"wrote {output}")
+
+
+@registry.command("check")
+@click.argument("database")
+def registry_check(database):
+    """Check the registry's consistency (unique IDs, retired IDs unused, IDs match codes)."""
+    from rqgmm.registry import IDRegistry
+
+    with IDRegistry(database) as store:
+        problems = store.check()
+        count, version = len(store.items()), store.current_version
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s): " + "; ".join(problems[:5]))
+    click.echo(f"consistent: {count} active item(s), current version {version}")
+
+
+COMMANDS = (registry,)

@@ -1,0 +1,75 @@
+"""Results documents generated from run outputs: ``rqgmm publish RUN_DIR``.
+
+Each finished study's ``results.json`` becomes ``docs/results/<name>.md``: its tables, the
+definitions of their columns, and a stamp (the command that produced the run, its date, commit
+and machine, and the command that wrote the document). A README block between the markers
+``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->`` is replaced by the
+document's headline table, so the README never holds a hand-copied figure.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from rqgmm.errors import InvalidInputError
+from rqgmm.experiment.engine import read_json
+from rqgmm.experiment.pages import markdown
+
+
+def results_blocks(results: dict, run_dir: Path) -> list[tuple]:
+    from rqgmm.experiment.paper_report import CTR_DEFINITIONS, TOKENIZER_DEFINITIONS
+
+    config, stamp = results["config"], results.get("provenance") or {}
+    blocks: list[tuple] = [
+        ("h", 1, f"Results: {config['name']}"),
+        ("p", f"Produced by `{stamp.get('command', 'rqgmm experiment')}` on {stamp.get('date', '?')}"
+              f" (code {stamp.get('commit') or stamp.get('version', '?')}; {stamp.get('machine', '?')}); run time"
+              f" {results.get('seconds', 0) / 60:.1f} min. Document written by `rqgmm publish {run_dir}`."),
+    ]
+    kind = config.get("kind", "paper")
+    blocks.append(("p", TOKENIZER_DEFINITIONS))
+    if kind == "paper":
+        blocks.append(("p", CTR_DEFINITIONS))
+    for name, (header, rows) in results["summary"]["tables"].items():
+        if rows:
+            blocks += [("h", 2, name.replace("_", " ")), ("table", header, rows)]
+    return blocks
+
+
+def publish(run_dir: str | Path, docs_dir: str | Path = "docs/results", readme: str | Path | None = None,
+            headline: str | None = None) -> Path:
+    """Write ``docs_dir/<name>.md`` from ``run_dir/results.json``; with ``readme``, replace the
+    block of that name in it by the ``headline`` table (default: the first non-empty table)."""
+    from rqgmm.io.atomic import atomic_path
+
+    run_dir = Path(run_dir)
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise InvalidInputError(f"{run_dir}: no results.json (run `rqgmm experiment` to the end first)")
+    results = read_json(path)
+    name = results["config"]["name"]
+    target = Path(docs_dir) / f"{name}.md"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target, overwrite=True) as tmp:
+        tmp.write_text(markdown(results_blocks(results, run_dir)))
+    if readme is not None:
+        tables = results["summary"]["tables"]
+        key = headline or next(k for k, (_, rows) in tables.items() if rows)
+        if key not in tables:
+            raise InvalidInputError(f"{run_dir}: no table {key!r}; tables are {sorted(tables)}")
+        stamp = results.get("provenance") or {}
+        block = (f"<!-- generated: {name} -->\n"
+                 + markdown([("table", *tables[key])]).rstrip()
+                 + f"\n\n*{key.replace('_', ' ')} of `{stamp.get('command', 'rqgmm experiment')}`,"
+                   f" {stamp.get('date', '?')}; every table of the run: [{target}]({target}).*\n"
+                 + f"<!-- end generated: {name} -->")
+        text = Path(readme).read_text()
+        pattern = re.compile(rf"<!-- generated: {re.escape(name)} -->.*?<!-- end generated: {re.escape(name)} -->",
+                             re.S)
+        if not pattern.search(text):
+            raise InvalidInputError(f"{readme}: no block '<!-- generated: {name} -->' ... '<!-- end generated:"
+                                    f" {name} -->' to fill")
+        with atomic_path(Path(readme), overwrite=True) as tmp:
+            tmp.write_text(pattern.sub(lambda _: block, text))
+    return target

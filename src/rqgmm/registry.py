@@ -1,0 +1,346 @@
+"""An ID registry: which semantic ID each item holds, in a real database (SQLite).
+
+``item_id -> semantic ID`` where a semantic ID is the tokenizer's codes plus a collision suffix
+(the smallest free number under that code prefix), so every active item has an ID no other
+item has. The registry also records which tokenizer version assigned an ID, when the item was
+first seen and last updated, and never hands out an ID again once it was retired.
+
+Guarantees:
+- every operation is one transaction (``BEGIN IMMEDIATE``): two processes assigning at the
+  same time are serialized by SQLite's write lock and never produce the same ID (a UNIQUE
+  index backs this up); a crash mid-operation leaves the registry as it was before the call;
+- WAL journal mode, so readers are not blocked by a writer;
+- versions only move forward: an ``assign`` with an older tokenizer version than the current
+  one is refused; ``migrate`` moves every active item to a new version and records the
+  old -> new ID mapping that a CTR model needs to remap its embedding rows.
+
+The database is named by a path or a ``sqlite:///path`` URL. Only SQLite is implemented; other
+URL schemes (e.g. ``postgresql://``) are refused with a named error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from rqgmm.errors import InvalidInputError, RqgmmError
+
+SCHEMA_VERSION = 1
+_FORMAT = "rqgmm-id-registry"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS versions (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    version TEXT NOT NULL UNIQUE,
+    n_levels INTEGER NOT NULL,
+    registered_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY,
+    sid TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    suffix INTEGER NOT NULL,
+    version TEXT NOT NULL REFERENCES versions(version),
+    first_seen TEXT NOT NULL,
+    updated TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS items_by_prefix ON items(prefix, suffix);
+CREATE TABLE IF NOT EXISTS retired (
+    sid TEXT PRIMARY KEY, prefix TEXT NOT NULL, suffix INTEGER NOT NULL, item_id TEXT NOT NULL,
+    retired_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS retired_by_prefix ON retired(prefix, suffix);
+CREATE TABLE IF NOT EXISTS mappings (
+    old_version TEXT NOT NULL, new_version TEXT NOT NULL, item_id TEXT NOT NULL,
+    old_sid TEXT NOT NULL, new_sid TEXT NOT NULL, PRIMARY KEY (old_version, new_version, item_id));
+"""
+
+
+class RegistryError(RqgmmError, ValueError):
+    """The registry file is not ours, of a newer schema, or an operation would break its rules."""
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """item_id; sid: codes then the collision suffix, e.g. (12, 7, 0); version; new: assigned now."""
+
+    item_id: str
+    sid: tuple[int, ...]
+    version: str
+    new: bool
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _text(codes: Sequence[int]) -> str:
+    return "-".join(str(int(c)) for c in codes)
+
+
+def _path_of(url: str | Path) -> Path:
+    text = str(url)
+    if "://" in text:  # SQLAlchemy-style: sqlite:///relative/path, sqlite:////absolute/path
+        scheme, _, rest = text.partition("://")
+        if scheme != "sqlite":
+            raise RegistryError(f"{text}: only SQLite registries are implemented (sqlite:///path or a path);"
+                                f" {scheme!r} is not supported")
+        text = rest[1:]
+    return Path(text)
+
+
+class IDRegistry:
+    """A registry in the SQLite database at ``url`` (created with ``create=True``)."""
+
+    def __init__(self, url: str | Path, *, create: bool = False, timeout: float = 30.0):
+        self.path = _path_of(url)
+        if not self.path.exists() and not create:
+            raise RegistryError(f"{self.path}: no registry here (create one with create=True / `registry init`)")
+        if self.path.exists() and not self.path.is_file():
+            raise RegistryError(f"{self.path}: is not a file")
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise RegistryError(f"{self.path}: not an SQLite database ({exc})") from None
+        if not tables:
+            if not create:
+                raise RegistryError(f"{self.path}: empty database, not an rqgmm registry")
+            with self._transaction() as db:
+                for statement in _SCHEMA.strip().split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO meta VALUES ('format', ?), ('schema_version', ?)",
+                           (_FORMAT, str(SCHEMA_VERSION)))
+        self._check_ours()
+
+    def _check_ours(self) -> None:
+        try:
+            meta = dict(self._db.execute("SELECT key, value FROM meta"))
+        except sqlite3.DatabaseError:
+            raise RegistryError(f"{self.path}: an SQLite database, but not an rqgmm registry") from None
+        if meta.get("format") != _FORMAT:
+            raise RegistryError(f"{self.path}: an SQLite database, but not an rqgmm registry")
+        version = int(meta.get("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            raise RegistryError(f"{self.path}: registry schema version {version} is newer than this rqgmm"
+                                f" understands ({SCHEMA_VERSION}); upgrade rqgmm")
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "IDRegistry":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: taken with the write lock, committed whole or rolled back."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ versions
+    @property
+    def current_version(self) -> str | None:
+        row = self._db.execute("SELECT version FROM versions ORDER BY position DESC LIMIT 1").fetchone()
+        return None if row is None else row[0]
+
+    def versions(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT version FROM versions ORDER BY position")]
+
+    def _use_version(self, db, version: str, n_levels: int) -> None:
+        """Register ``version`` as the newest one, or check it is the current one."""
+        known = self.versions()
+        if version in known:
+            if version != known[-1]:
+                raise RegistryError(f"tokenizer version {version!r} is older than the registry's current version"
+                                    f" {known[-1]!r}; assign with the current tokenizer (or migrate first)")
+            levels = db.execute("SELECT n_levels FROM versions WHERE version=?", (version,)).fetchone()[0]
+            if levels != n_levels:
+                raise RegistryError(f"version {version!r} was registered with {levels} levels, codes have {n_levels}")
+            return
+        if known:
+            raise RegistryError(f"tokenizer version {version!r} is not the registry's current version {known[-1]!r};"
+                                " move the registry to it with migrate")
+        db.execute("INSERT INTO versions (version, n_levels, registered_at) VALUES (?, ?, ?)",
+                   (version, n_levels, _now()))
+
+    # ------------------------------------------------------------------ operations
+    def assign(self, item_ids: Sequence, codes: np.ndarray, version: str) -> list[Assignment]:
+        """Semantic IDs of ``item_ids``: known items keep theirs, new items get ``codes`` (their
+        rows of ``codes`` (n, L), from the current tokenizer ``version``) plus the smallest suffix
+        free under that prefix (retired IDs count as taken). One transaction."""
+        ids = [str(i) for i in item_ids]
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or len(codes) != len(ids):
+            raise InvalidInputError(f"codes must be (n_items, n_levels) for {len(ids)} items, got shape {codes.shape}")
+        duplicates = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+        if duplicates:
+            raise InvalidInputError(f"item id(s) {duplicates[:5]} appear more than once in one assign call")
+        out = []
+        with self._transaction() as db:
+            self._use_version(db, version, codes.shape[1])
+            for item_id, row in zip(ids, codes):
+                known = db.execute("SELECT sid, version FROM items WHERE item_id=?", (item_id,)).fetchone()
+                if known is not None:
+                    out.append(Assignment(item_id, tuple(int(x) for x in known[0].split("-")), known[1], False))
+                    continue
+                if db.execute("SELECT 1 FROM retired WHERE item_id=?", (item_id,)).fetchone():
+                    raise RegistryError(f"item {item_id!r} was retired; its ID is never reused (use a new item id)")
+                prefix = _text(row)
+                suffix = self._free_suffix(db, prefix)
+                sid = f"{prefix}-{suffix}"
+                stamp = _now()
+                db.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (item_id, sid, prefix, suffix, version, stamp, stamp))
+                out.append(Assignment(item_id, (*(int(c) for c in row), suffix), version, True))
+        return out
+
+    @staticmethod
+    def _free_suffix(db, prefix: str) -> int:
+        taken = {row[0] for row in db.execute(
+            "SELECT suffix FROM items WHERE prefix=? UNION SELECT suffix FROM retired WHERE prefix=?",
+            (prefix, prefix))}
+        suffix = 0
+        while suffix in taken:
+            suffix += 1
+        return suffix
+
+    def lookup(self, item_id) -> Assignment | None:
+        row = self._db.execute("SELECT sid, version FROM items WHERE item_id=?", (str(item_id),)).fetchone()
+        return None if row is None else Assignment(str(item_id), tuple(int(x) for x in row[0].split("-")), row[1],
+                                                   False)
+
+    def retire(self, item_ids: Sequence) -> int:
+        """Remove items; their IDs are never handed out again. Returns how many were retired."""
+        count = 0
+        with self._transaction() as db:
+            for item_id in map(str, item_ids):
+                row = db.execute("SELECT sid, prefix, suffix FROM items WHERE item_id=?", (item_id,)).fetchone()
+                if row is None:
+                    raise RegistryError(f"item {item_id!r} is not in the registry")
+                db.execute("INSERT INTO retired VALUES (?, ?, ?, ?, ?)", (*row, item_id, _now()))
+                db.execute("DELETE FROM items WHERE item_id=?", (item_id,))
+                count += 1
+        return count
+
+    def migrate(self, item_ids: Sequence, codes: np.ndarray, new_version: str) -> dict[str, tuple[str, str]]:
+        """Move every active item to ``new_version``: ``codes`` (n, L) are the new tokenizer's codes
+        of ``item_ids`` (all active items, each once). Items whose codes did not change keep their
+        whole ID (suffix included); the others get the smallest free suffix under their new prefix.
+        Returns and records ``item_id -> (old sid, new sid)``. One transaction."""
+        ids = [str(i) for i in item_ids]
+        codes = np.asarray(codes)
+        if codes.ndim != 2 or len(codes) != len(ids) or len(set(ids)) != len(ids):
+            raise InvalidInputError("migrate needs each active item once with its (n_items, n_levels) codes")
+        old_version = self.current_version
+        if old_version is None:
+            raise RegistryError("the registry is empty; nothing to migrate")
+        if new_version in self.versions():
+            raise RegistryError(f"version {new_version!r} is already registered; versions only move forward")
+        mapping = {}
+        with self._transaction() as db:
+            active = {row[0]: row[1:] for row in db.execute("SELECT item_id, sid, prefix, suffix FROM items")}
+            missing = sorted(set(active) - set(ids))
+            if missing:
+                raise InvalidInputError(f"migrate needs every active item; {len(missing)} missing (e.g. {missing[:3]})")
+            unknown = sorted(set(ids) - set(active))
+            if unknown:
+                raise InvalidInputError(f"item(s) {unknown[:3]} are not in the registry; assign them after migrating")
+            db.execute("INSERT INTO versions (version, n_levels, registered_at) VALUES (?, ?, ?)",
+                       (new_version, codes.shape[1], _now()))
+            new_prefix = {item_id: _text(row) for item_id, row in zip(ids, codes)}
+            keep = {i for i in ids if new_prefix[i] == active[i][1]}
+            stamp = _now()
+            # items that keep their prefix keep their whole ID; the others are placed afterwards
+            moving = [i for i in ids if i not in keep]
+            for item_id in moving:
+                db.execute("DELETE FROM items WHERE item_id=?", (item_id,))
+            for item_id in ids:
+                old_sid = active[item_id][0]
+                if item_id in keep:
+                    db.execute("UPDATE items SET version=?, updated=? WHERE item_id=?", (new_version, stamp, item_id))
+                    new_sid = old_sid
+                else:
+                    prefix = new_prefix[item_id]
+                    suffix = self._free_suffix(db, prefix)
+                    new_sid = f"{prefix}-{suffix}"
+                    first_seen = stamp
+                    db.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               (item_id, new_sid, prefix, suffix, new_version, first_seen, stamp))
+                db.execute("INSERT INTO mappings VALUES (?, ?, ?, ?, ?)",
+                           (old_version, new_version, item_id, old_sid, new_sid))
+                mapping[item_id] = (old_sid, new_sid)
+        return mapping
+
+    def mapping(self, old_version: str, new_version: str) -> dict[str, tuple[str, str]]:
+        rows = self._db.execute("SELECT item_id, old_sid, new_sid FROM mappings WHERE old_version=? AND"
+                                " new_version=?", (old_version, new_version))
+        return {item_id: (old, new) for item_id, old, new in rows}
+
+    def items(self) -> list[tuple[str, str, str, str, str]]:
+        """(item_id, sid, version, first_seen, updated) of every active item, by item id."""
+        return list(self._db.execute("SELECT item_id, sid, version, first_seen, updated FROM items ORDER BY item_id"))
+
+    def export(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Active items as Parquet: item_id, level_0.., suffix (int64), sid, version, first_seen, updated."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from rqgmm.io.atomic import atomic_path
+
+        rows = self.items()
+        parts = [tuple(int(x) for x in sid.split("-")) for _, sid, *_ in rows]
+        width = max((len(p) for p in parts), default=1)
+        columns = {"item_id": [r[0] for r in rows]}
+        for level in range(width - 1):
+            columns[f"level_{level}"] = pa.array([p[level] for p in parts], pa.int64())
+        columns["suffix"] = pa.array([p[-1] for p in parts], pa.int64())
+        for index, name in ((1, "sid"), (2, "version"), (3, "first_seen"), (4, "updated")):
+            columns[name] = [r[index] for r in rows]
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            pq.write_table(pa.table(columns), tmp)
+        return Path(path)
+
+    def check(self) -> list[str]:
+        """Consistency problems (empty when consistent): duplicate or retired IDs in use, IDs
+        that do not match their prefix and suffix, items on an unknown version."""
+        problems = []
+        db = self._db
+        if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+            problems.append("SQLite integrity check failed")
+        for sid, count in db.execute("SELECT sid, COUNT(*) FROM items GROUP BY sid HAVING COUNT(*) > 1"):
+            problems.append(f"ID {sid} is held by {count} items")
+        for (sid,) in db.execute("SELECT items.sid FROM items JOIN retired ON items.sid = retired.sid"):
+            problems.append(f"retired ID {sid} is in use again")
+        for item_id, sid, prefix, suffix in db.execute("SELECT item_id, sid, prefix, suffix FROM items"):
+            if sid != f"{prefix}-{suffix}":
+                problems.append(f"item {item_id}: ID {sid} does not match prefix {prefix} and suffix {suffix}")
+        for (item_id,) in db.execute("SELECT item_id FROM items WHERE version NOT IN (SELECT version FROM versions)"):
+            problems.append(f"item {item_id}: unknown version")
+        return problems
+
+
+def tokenizer_version(tokenizer_dir: str | Path) -> str:
+    """A tokenizer's version for the registry: the SHA-256 of its manifest (first 16 hex digits),
+    so the same saved tokenizer always has the same version."""
+    import hashlib
+
+    manifest = Path(tokenizer_dir) / "manifest.json"
+    if not manifest.is_file():
+        raise InvalidInputError(f"{tokenizer_dir}: not a saved tokenizer (manifest.json is missing)")
+    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]

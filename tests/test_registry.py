@@ -1,0 +1,138 @@
+"""The SQLite ID registry: unique IDs under concurrency, crash safety, migration mappings."""
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from rqgmm import RQKMeans
+from rqgmm.cli import main
+from rqgmm.errors import InvalidInputError
+from rqgmm.registry import IDRegistry, RegistryError
+
+
+def test_new_items_get_the_smallest_free_suffix_and_known_items_keep_theirs(tmp_path):
+    with IDRegistry(tmp_path / "r.db", create=True) as store:
+        first = store.assign(["a", "b", "c"], np.array([[1, 2], [1, 2], [3, 4]]), "v1")
+        assert [a.sid for a in first] == [(1, 2, 0), (1, 2, 1), (3, 4, 0)] and all(a.new for a in first)
+        again = store.assign(["b", "d"], np.array([[9, 9], [1, 2]]), "v1")
+        assert again[0].sid == (1, 2, 1) and not again[0].new  # known: keeps its ID whatever the codes
+        assert again[1].sid == (1, 2, 2)
+        store.retire(["a"])
+        # a retired ID is never reused: the next item under (1, 2) gets suffix 3, not 0
+        assert store.assign(["e"], np.array([[1, 2]]), "v1")[0].sid == (1, 2, 3)
+        with pytest.raises(RegistryError, match="was retired"):
+            store.assign(["a"], np.array([[5, 5]]), "v1")
+        assert store.check() == []
+
+
+def test_bad_input_is_named(tmp_path):
+    with IDRegistry(tmp_path / "r.db", create=True) as store:
+        store.assign(["a"], np.array([[1, 2]]), "v1")
+        with pytest.raises(InvalidInputError, match=r"\['x'\] appear more than once"):
+            store.assign(["x", "x"], np.array([[1, 2], [1, 2]]), "v1")
+        store.migrate(["a"], np.array([[1, 2]]), "v2")
+        with pytest.raises(RegistryError, match="older than the registry's current version 'v2'"):
+            store.assign(["b"], np.array([[1, 2]]), "v1")
+        with pytest.raises(RegistryError, match="not the registry's current version"):
+            store.assign(["b"], np.array([[1, 2]]), "v9")
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(RegistryError, match="not an rqgmm registry"):
+        IDRegistry(other)
+    (tmp_path / "text.db").write_text("hello, this is not a database at all" * 100)
+    with pytest.raises(RegistryError, match="not an SQLite database|not an rqgmm registry"):
+        IDRegistry(tmp_path / "text.db")
+    newer = tmp_path / "newer.db"
+    IDRegistry(newer, create=True).close()
+    db = sqlite3.connect(newer)
+    db.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    db.commit()
+    with pytest.raises(RegistryError, match="schema version 99 is newer"):
+        IDRegistry(newer)
+    with pytest.raises(RegistryError, match="'postgresql' is not supported"):
+        IDRegistry("postgresql://host/db")
+
+
+def test_migrate_keeps_unchanged_ids_and_its_mapping_round_trips(tmp_path):
+    with IDRegistry(f"sqlite:///{tmp_path}/r.db", create=True) as store:
+        store.assign(["a", "b", "c"], np.array([[1, 2], [1, 2], [3, 4]]), "v1")
+        mapping = store.migrate(["a", "b", "c"], np.array([[1, 2], [5, 5], [3, 4]]), "v2")
+        assert mapping == {"a": ("1-2-0", "1-2-0"), "b": ("1-2-1", "5-5-0"), "c": ("3-4-0", "3-4-0")}
+        assert store.mapping("v1", "v2") == mapping
+        assert store.current_version == "v2" and store.check() == []
+        # the mapping takes every old ID to the item's new ID: a CTR model can remap its rows with it
+        old_to_new = {old: new for old, new in mapping.values()}
+        assert sorted(old_to_new.values()) == sorted(sid for _, sid, *_ in store.items())
+
+
+_WORKER = textwrap.dedent("""
+    import sys, numpy as np
+    from rqgmm.registry import IDRegistry
+    path, start = sys.argv[1], int(sys.argv[2])
+    store = IDRegistry(path, create=True)
+    for batch in range(20):
+        ids = [f"p{start}-{batch}-{i}" for i in range(10)]
+        store.assign(ids, np.zeros((10, 2), dtype=int), "v1")   # every item under one prefix
+""")
+
+
+def test_two_processes_assigning_at_once_never_share_an_id(tmp_path):
+    path = str(tmp_path / "r.db")
+    IDRegistry(path, create=True).close()
+    workers = [subprocess.Popen([sys.executable, "-c", _WORKER, path, str(k)]) for k in range(2)]
+    assert [w.wait(timeout=120) for w in workers] == [0, 0]
+    with IDRegistry(path) as store:
+        items = store.items()
+        assert len(items) == 400 and len({sid for _, sid, *_ in items}) == 400
+        assert sorted(int(sid.split("-")[-1]) for _, sid, *_ in items) == list(range(400))
+        assert store.check() == []
+
+
+def test_a_kill_mid_assign_leaves_the_registry_as_before(tmp_path):
+    path = str(tmp_path / "r.db")
+    with IDRegistry(path, create=True) as store:
+        store.assign(["kept"], np.array([[1, 1]]), "v1")
+    script = textwrap.dedent(f"""
+        import os, numpy as np
+        import rqgmm.registry as registry
+        store = registry.IDRegistry({path!r})
+        real = registry.IDRegistry._free_suffix
+        calls = []
+        def dying(db, prefix):
+            calls.append(prefix)
+            if len(calls) == 50:
+                os._exit(9)   # killed inside the transaction, 49 items written but not committed
+            return real(db, prefix)
+        registry.IDRegistry._free_suffix = staticmethod(dying)
+        store.assign([f"n{{i}}" for i in range(100)], np.ones((100, 2), dtype=int), "v1")
+    """)
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 9
+    with IDRegistry(path) as store:
+        assert [item[0] for item in store.items()] == ["kept"] and store.check() == []
+
+
+def test_command_line_assign_check_export(tmp_path):
+    X = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    RQKMeans(n_levels=2, codebook_size=4, seed=0, progress=False).fit(X).save(tmp_path / "tok")
+    runner = CliRunner()
+    result = runner.invoke(main, ["registry", "assign", str(tmp_path / "r.db"), str(tmp_path / "tok"),
+                                  str(tmp_path / "X.npy")])
+    assert result.exit_code == 0 and "200 item(s): 200 new" in result.output, result.output
+    again = runner.invoke(main, ["registry", "assign", str(tmp_path / "r.db"), str(tmp_path / "tok"),
+                                 str(tmp_path / "X.npy")])
+    assert "0 new, 200 known" in again.output
+    assert "consistent: 200 active item(s)" in runner.invoke(main, ["registry", "check",
+                                                                    str(tmp_path / "r.db")]).output
+    assert runner.invoke(main, ["registry", "export", str(tmp_path / "r.db"), "-o",
+                                str(tmp_path / "ids.parquet")]).exit_code == 0
+    table = pq.read_table(tmp_path / "ids.parquet")
+    assert table.num_rows == 200 and {"item_id", "level_0", "level_1", "suffix", "sid"} <= set(table.column_names)
+    sids = table.column("sid").to_pylist()
+    assert len(set(sids)) == 200
