@@ -38,13 +38,14 @@ def ctr() -> None:
 @click.option("--min-count", type=int, default=1, show_default=True, help="Training rows a category needs.")
 @click.option("--missing-items", type=click.Choice(MISSING_ITEM_POLICIES), default="error", show_default=True,
               help="Interactions whose item has no content: stop, or use zero content.")
-@click.option("--sid-representation", type=click.Choice(SID_REPRESENTATIONS), default="prefix", show_default=True,
+@click.option("--sid-representation", type=click.Choice(SID_REPRESENTATIONS), default="level", show_default=True,
               help="Semantic ID as features: one field per level (level), the prefix up to each level (prefix),"
                    " or both.")
 @click.option("--prefix-buckets", type=int, default=DEFAULT_PREFIX_BUCKETS, show_default=True,
               help="Hash buckets of a prefix field whose prefix space is larger (exact vocabulary below).")
-@click.option("--item-id-dropout", type=float, default=0.0, show_default=True,
-              help="Share of training rows whose item ID is replaced by the out-of-vocabulary index.")
+@click.option("--item-id-dropout", type=float, default=0.1, show_default=True,
+              help="Share of training rows whose item ID is replaced by the out-of-vocabulary index (trains the"
+                   " unknown-item row; chosen on validation by the sid-ctr studies).")
 @click.option("--tail-threshold", type=int, default=5, show_default=True,
               help="Tail AUC: test rows whose item has at most this many training rows.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run directory to write.")

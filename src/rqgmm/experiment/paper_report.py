@@ -61,6 +61,7 @@ def aggregate_ctr(runs: list[dict]) -> list[dict]:
         for metric in METRICS:
             row[metric] = mean_std([r["test"].get(metric) for r in seeds.values()])
         row["cold_rows"] = next(iter(seeds.values()))["test"].get("cold_rows")
+        row["validation_score"] = mean_std([_validation_score(r) for r in seeds.values()])[0]
         spec, _, axes = features.partition(" ")
         dropout = next((a for a in axes.split() if a.startswith("drop=")), None)
         id_label = "id" + (f" {dropout}" if dropout else "")
@@ -84,6 +85,53 @@ def aggregate_ctr(runs: list[dict]) -> list[dict]:
         mark_significant([(r[key] or {}).get(m) for r in rows if r["split"] == split
                           for key in ("vs_id", "vs_emb", "vs_rq_kmeans") for m in COMPARED])
     return rows
+
+
+def _validation_score(record: dict) -> float | None:
+    """What settings are selected on: validation cold-item AUC where the validation part has cold
+    rows, else validation AUC (never a test figure)."""
+    validation = record["validation"]
+    return validation.get("cold_auc") if validation.get("cold_auc") is not None else validation.get("auc")
+
+
+def headline(runs: list[dict], split: str) -> dict:
+    """Per model: the best id, emb, sid and sid+emb settings (tokenizer, representation, item-ID
+    dropout), each selected on validation, and the paired tests of sid against id and sid+emb
+    against emb on test cold and tail AUC (Holm-corrected over this table)."""
+    grouped = by_seed([r for r in runs if r["split"] == split], lambda r: (r["model"], r["features"]))
+    rows = []
+    for model in dict.fromkeys(r["model"] for r in runs if r["split"] == split):
+        best = {}
+        for kind in ("id", "emb", "sid", "sid+emb"):
+            candidates = [(features, seeds) for (m, features), seeds in grouped.items()
+                          if m == model and features.split(" ")[0].split(":")[0] == kind]
+            if candidates:
+                best[kind] = max(candidates, key=lambda item: mean_std(_validation_score(r)
+                                                                        for r in item[1].values())[0])
+        row = {"model": model, "chosen": {kind: features for kind, (features, _) in best.items()}}
+        for kind, (_, seeds) in best.items():
+            row[kind] = {m: mean_std(r["test"].get(m) for r in seeds.values()) for m in ("auc", "cold_auc", "tail_auc")}
+        for name, (a, b) in {"sid_vs_id": ("sid", "id"), "sid_emb_vs_emb": ("sid+emb", "emb")}.items():
+            if a in best and b in best:
+                row[name] = {m: paired_difference(best[a][1], best[b][1], _test(m)) for m in ("cold_auc", "tail_auc")}
+        rows.append(row)
+    mark_significant([row.get(name, {}).get(m) for row in rows for name in ("sid_vs_id", "sid_emb_vs_emb")
+                      for m in ("cold_auc", "tail_auc")])
+    return {"split": split, "rows": rows}
+
+
+def headline_table(summary: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "cold AUC: id", "emb", "sid", "sid+emb", "Δ sid vs id", "Δ sid+emb vs emb",
+              "tail AUC Δ sid vs id", "settings chosen on validation (sid; sid+emb)"]
+    body = []
+    for row in summary["rows"]:
+        cold = {k: format_mean_std(row[k]["cold_auc"]) if k in row else "-" for k in ("id", "emb", "sid", "sid+emb")}
+        body.append([row["model"], cold["id"], cold["emb"], cold["sid"], cold["sid+emb"],
+                     _diff((row.get("sid_vs_id") or {}).get("cold_auc")),
+                     _diff((row.get("sid_emb_vs_emb") or {}).get("cold_auc")),
+                     _diff((row.get("sid_vs_id") or {}).get("tail_auc")),
+                     f"{row['chosen'].get('sid', '-')}; {row['chosen'].get('sid+emb', '-')}"])
+    return header, body
 
 
 def _diff(diff: dict | None) -> str:
@@ -186,11 +234,19 @@ def write_paper_report(directory: Path, results: dict) -> dict:
         ("h", 2, "CTR"),
         ("p", CTR_DEFINITIONS),
     ]
+    headlines = {}
     for split in config["splits"]:
         if not any(r["split"] == split for r in rows):
             continue
+        headlines[split] = headline(results["ctr_runs"], split)
         plot_auc(rows, split, directory / f"auc_{split}.png")
-        blocks += [("h", 3, f"{split} split"), ("table", *ctr_table(rows, split)),
+        blocks += [("h", 3, f"{split} split"),
+                   ("p", "Headline: for each model, the best setting of each feature set (tokenizer, representation,"
+                         " item-ID dropout) chosen on validation (cold-item AUC where validation has cold rows),"
+                         " then compared on test; * = significant by paired t-test, Holm-corrected over this"
+                         " table."),
+                   ("table", *headline_table(headlines[split])),
+                   ("table", *ctr_table(rows, split)),
                    ("img", f"auc_{split}.png", f"AUC {split}")]
     blocks += [("h", 2, "RQ-GMM against RQ-KMeans"),
                ("p", f"Test AUC comparisons with the same backbone, features and split: RQ-GMM ahead significantly"
@@ -200,6 +256,7 @@ def write_paper_report(directory: Path, results: dict) -> dict:
                ("h", 2, "The paper's figures (different data: Amazon reviews, BERT embeddings)"),
                ("table", ["figure", "reported"], [list(item) for item in PAPER_FIGURES])]
     write_pages(directory, blocks, f"rqgmm study {config['name']}")
-    return {"ctr": rows, "rq_gmm_vs_rq_kmeans": verdict,
+    return {"ctr": rows, "rq_gmm_vs_rq_kmeans": verdict, "headline": headlines,
             "tables": {"tokenizers": tokenizer_table(results["tokenizers"]),
+                       **{f"headline_{split}": headline_table(h) for split, h in headlines.items()},
                        **{f"ctr_{split}": ctr_table(rows, split) for split in config["splits"]}}}
