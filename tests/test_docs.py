@@ -1,0 +1,57 @@
+"""Generated results documents: they name a config that still parses, and publish fills README blocks."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from rqgmm.errors import InvalidInputError
+from rqgmm.experiment.config import load_config
+from rqgmm.experiment.publish import publish
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_results_document_names_a_config_that_still_parses():
+    documents = sorted((ROOT / "docs" / "results").glob("*.md"))
+    for document in documents:
+        match = re.search(r"Produced by `rqgmm experiment (\S+\.yaml)", document.read_text())
+        assert match, f"{document.name}: no stamp naming the command that produced it"
+        load_config(ROOT / match.group(1), quick="--quick" in document.read_text().split("`")[1])
+
+
+def _results(tmp_path):
+    run = tmp_path / "runs" / "demo"
+    run.mkdir(parents=True)
+    results = {"config": {"name": "demo", "kind": "paper"}, "seconds": 60.0,
+               "provenance": {"command": "rqgmm experiment experiments/ml-100k.yaml", "date": "2026-12-02",
+                              "commit": "abc1234", "machine": "x86_64, 2 CPU(s)"},
+               "summary": {"tables": {"tokenizers": [["tokenizer", "RMSE"], [["rq-kmeans-2x8", "0.12345"]]],
+                                      "empty": [["a"], []]}}}
+    (run / "results.json").write_text(json.dumps(results))
+    return run
+
+
+def test_publish_writes_the_document_and_fills_the_readme_block(tmp_path):
+    run = _results(tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- generated: demo -->\nold\n<!-- end generated: demo -->\noutro\n")
+    document = publish(run, tmp_path / "docs", readme)
+    text = document.read_text()
+    assert "Produced by `rqgmm experiment experiments/ml-100k.yaml` on 2026-12-02" in text
+    assert "| rq-kmeans-2x8 | 0.12345 |" in text and "abc1234" in text
+    filled = readme.read_text()
+    assert "old" not in filled and "| rq-kmeans-2x8 | 0.12345 |" in filled
+    assert filled.startswith("intro\n") and filled.endswith("outro\n")
+    publish(run, tmp_path / "docs", readme)  # idempotent: the block is replaced, not repeated
+    assert readme.read_text().count("| rq-kmeans-2x8 | 0.12345 |") == 1
+
+
+def test_publish_needs_the_block_and_a_finished_run(tmp_path):
+    run = _results(tmp_path)
+    (tmp_path / "README.md").write_text("no block here\n")
+    with pytest.raises(InvalidInputError, match="no block '<!-- generated: demo -->'"):
+        publish(run, tmp_path / "docs", tmp_path / "README.md")
+    with pytest.raises(InvalidInputError, match="no results.json"):
+        publish(tmp_path, tmp_path / "docs")
