@@ -55,10 +55,13 @@ def test_constant_data():
         RQGMM(n_levels=1, codebook_size=2, progress=False).fit(np.ones((100, 4)))
 
 
-@pytest.mark.parametrize("bad", [np.array([["a", "b"], ["c", "d"]]), np.array([[1, None]], dtype=object),
-                                 np.ones((3, 2), dtype=complex)])
-def test_non_numeric_input(bad):
-    with pytest.raises(InvalidInputError, match="expected real numbers"):
+@pytest.mark.parametrize("bad, message", [
+    (np.array([["a", "b"], ["c", "d"]]), "expected real numbers"),
+    (np.array([["a", 1]], dtype=object), "expected real numbers, got objects that are not numbers"),
+    (np.array([[1, None]], dtype=object), "contain NaN or Inf, first at row"),  # None converts to a missing value
+    (np.ones((3, 2), dtype=complex), "Complex data not supported")])
+def test_non_numeric_input(bad, message):
+    with pytest.raises(InvalidInputError, match=message):
         RQGMM(n_levels=1, codebook_size=1, progress=False).fit(bad)
 
 

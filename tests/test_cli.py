@@ -194,3 +194,24 @@ def test_an_option_of_another_method_is_refused(tmp_path):
                                        "--max-epochs", "1", "-q"])
     assert result.exit_code == 0, result.output
     assert list(load(tmp_path / "t").hidden_dims) == [16, 8]
+
+
+def test_fit_and_encode_read_a_directory_or_glob_of_parquet_in_batches(tmp_path, blobs):
+    from rqgmm.io.tables import read_embeddings
+
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for part in range(3):
+        rows = blobs[part * 100:(part + 1) * 100]
+        pq.write_table(pa.table({"id": np.arange(part * 100, part * 100 + len(rows)),
+                                 "embedding": list(rows)}), folder / f"part-{part}.parquet")
+    whole = read_embeddings(folder)
+    assert np.array_equal(whole.embeddings, blobs[:300]) and list(whole.ids) == list(range(300))
+    # above the memory limit the matrix is a temporary memmap, filled batch by batch: same values
+    spilled = read_embeddings(str(folder / "part-*.parquet"), memory_limit_bytes=1024)
+    assert isinstance(spilled.embeddings, np.memmap) and np.array_equal(spilled.embeddings, blobs[:300])
+    assert run("fit", folder, "-o", tmp_path / "tok", "--method", "rq-kmeans", "--levels", "1",
+               "--codebook-size", "3", "-q").exit_code == 0
+    result = run("encode", tmp_path / "tok", str(folder / "*.parquet"), "-o", tmp_path / "codes.parquet")
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "codes.parquet").num_rows == 300

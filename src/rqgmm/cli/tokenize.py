@@ -136,7 +136,8 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
         tokenizer.device = device
     table = read_embeddings(embeddings, column=column, id_column=id_column)
     matrix, dropped = check_embeddings(table.embeddings, name=str(embeddings), drop_invalid=drop_invalid,
-                                       expected_dim=tokenizer.n_features_in_)
+                                       expected_dim=tokenizer.n_features_in_,
+                                       owner=type(tokenizer).__name__)
     codes = tokenizer.encode(matrix, collisions=collisions, capacity=capacity)
     ids = np.delete(table.ids, dropped) if dropped.size else table.ids
     write_codes(output, codes, ids, table.id_name, overwrite=overwrite)

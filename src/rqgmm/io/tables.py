@@ -32,13 +32,35 @@ class EmbeddingTable:
     source: str
 
 
-def read_embeddings(path: str | Path, *, column: str | None = None, id_column: str | None = None) -> EmbeddingTable:
-    """Read an embedding matrix from ``.npy`` (memory-mapped) or ``.parquet``."""
+def parquet_paths(path: str | Path) -> list[Path]:
+    """The Parquet files ``path`` names: a file, a directory (its ``*.parquet`` files, hidden and
+    ``_``-prefixed ones skipped) or a glob; sorted, so row order is the same on every run."""
+    import glob
+
+    text = str(path)
+    if glob.has_magic(text):
+        paths = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+    elif Path(text).is_dir():
+        paths = sorted(p for p in Path(text).iterdir() if p.suffix.lower() in (".parquet", ".pq")
+                       and not p.name.startswith((".", "_")) and p.is_file())
+    else:
+        paths = [Path(text)] if Path(text).is_file() else []
+    if not paths:
+        raise InvalidInputError(f"{text}: no such file, and no Parquet files in that directory or glob")
+    return paths
+
+
+def read_embeddings(path: str | Path, *, column: str | None = None, id_column: str | None = None,
+                    memory_limit_bytes: int = 256 << 20) -> EmbeddingTable:
+    """Read an embedding matrix from ``.npy`` (memory-mapped), a ``.parquet`` file, a directory of
+    Parquet files or a glob of them. Parquet is read through ``pyarrow.dataset`` in record
+    batches; a matrix larger than ``memory_limit_bytes`` is written batch by batch into a
+    temporary ``.npy`` memmap (deleted when the matrix is), so memory stays bounded."""
     path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"{path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".npy":
+        if not path.is_file():
+            raise InvalidInputError(f"{path}: no such file")
         try:
             embeddings = np.load(path, mmap_mode="r", allow_pickle=False)
         except ValueError as exc:
@@ -48,9 +70,12 @@ def read_embeddings(path: str | Path, *, column: str | None = None, id_column: s
         if embeddings.ndim != 2:
             raise InvalidInputError(f"{path}: expected a 2-D matrix (n_items, dim), got shape {embeddings.shape}")
         return EmbeddingTable(embeddings, np.arange(embeddings.shape[0]), id_column or "row", str(path))
-    if suffix in (".parquet", ".pq"):
-        return _read_parquet(path, column, id_column)
-    raise InvalidInputError(f"{path}: unsupported file type {suffix!r}; expected .npy or .parquet")
+    if suffix in (".parquet", ".pq") or path.is_dir() or any(c in str(path) for c in "*?["):
+        return _read_parquet(path, column, id_column, memory_limit_bytes)
+    if not path.exists():
+        raise InvalidInputError(f"{path}: no such file")
+    raise InvalidInputError(f"{path}: unsupported file type {suffix!r}; expected .npy, .parquet, a directory or"
+                            " a glob of Parquet files")
 
 
 def _is_vector_type(arrow_type: pa.DataType) -> bool:
@@ -64,11 +89,15 @@ def _is_numeric_vector_type(arrow_type: pa.DataType) -> bool:
     return pa.types.is_floating(value) or pa.types.is_integer(value)
 
 
-def _read_parquet(path: Path, column: str | None, id_column: str | None) -> EmbeddingTable:
+def _read_parquet(path: Path, column: str | None, id_column: str | None, memory_limit_bytes: int) -> EmbeddingTable:
+    import pyarrow.dataset as ds
+
+    paths = parquet_paths(path)
     try:
-        schema = pq.read_schema(path)
+        dataset = ds.dataset([str(p) for p in paths], format="parquet")
+        schema = dataset.schema
     except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from None
+        raise InvalidInputError(f"{path}: not readable Parquet ({exc})") from None
     names = schema.names
     if column is None:
         vector_columns = [f.name for f in schema if _is_numeric_vector_type(f.type)]
@@ -96,28 +125,71 @@ def _read_parquet(path: Path, column: str | None, id_column: str | None) -> Embe
                                     " name it with --id-column")
     if id_column is not None and id_column not in names:
         raise InvalidInputError(f"{path}: no id column {id_column!r}; columns are {names}")
-    table = pq.read_table(path, columns=[column] + ([id_column] if id_column else []))
-    vectors = table.column(column).combine_chunks()
-    embeddings = list_array_to_matrix(vectors, path, column)
-    ids = table.column(id_column).to_numpy(zero_copy_only=False) if id_column else np.arange(len(embeddings))
-    return EmbeddingTable(embeddings, ids, id_column or "row", str(path))
+    n_rows = dataset.count_rows()
+    out, ids, dim, done = None, [], None, 0
+    for batch in dataset.to_batches(columns=[column] + ([id_column] if id_column else []), batch_size=65536):
+        if batch.num_rows == 0:
+            continue
+        vectors = batch.column(column)
+        if dim is None and vectors.null_count < len(vectors):
+            dim = int(np.bincount(pc.list_value_length(vectors).drop_null().to_numpy().astype(np.int64)).argmax())
+        if dim is None:  # all-null batch before any vector: remember the rows as NaN later
+            matrix = None
+        else:
+            matrix = list_array_to_matrix(vectors, path, column, dim=dim, first_row=done)
+        if out is None and dim is not None:
+            out = _matrix(n_rows, dim, memory_limit_bytes)
+            out[:done] = np.nan
+        if matrix is not None:
+            out[done:done + batch.num_rows] = matrix
+        if id_column:
+            ids.append(batch.column(id_column).to_numpy(zero_copy_only=False))
+        done += batch.num_rows
+    if out is None:
+        if n_rows == 0:
+            return EmbeddingTable(np.zeros((0, 0), dtype=np.float32), np.arange(0), id_column or "row", str(path))
+        raise InvalidInputError(f"{path}: column {column!r} holds no embeddings (all {n_rows} rows are null)")
+    all_ids = np.concatenate(ids) if ids else np.arange(n_rows)
+    return EmbeddingTable(out, all_ids, id_column or "row", str(path))
 
 
-def list_array_to_matrix(vectors: pa.Array, path: Path, column: str) -> np.ndarray:
+def _matrix(n_rows: int, dim: int, memory_limit_bytes: int) -> np.ndarray:
+    """(n_rows, dim) float32 in memory, or a temporary ``.npy`` memmap above the limit."""
+    if n_rows * dim * 4 <= memory_limit_bytes:
+        return np.empty((n_rows, dim), dtype=np.float32)
+    import shutil
+    import tempfile
+    import weakref
+
+    directory = tempfile.mkdtemp(prefix="rqgmm-embeddings-")
+    matrix = np.lib.format.open_memmap(Path(directory) / "embeddings.npy", mode="w+", dtype=np.float32,
+                                       shape=(n_rows, dim))
+    weakref.finalize(matrix, shutil.rmtree, directory, True)
+    return matrix
+
+
+def list_array_to_matrix(vectors: pa.Array, path: Path, column: str, *, dim: int | None = None,
+                         first_row: int = 0) -> np.ndarray:
+    """A list column as (n, dim) float32, null rows as NaN. ``dim``: the expected width (default:
+    the most common length); ``first_row``: the global row number of the first row, for messages."""
+    if isinstance(vectors, pa.ChunkedArray):
+        vectors = vectors.combine_chunks()
     n = len(vectors)
     if n == 0:
-        return np.zeros((0, 0), dtype=np.float32)
+        return np.zeros((0, dim or 0), dtype=np.float32)
     null = vectors.is_null().to_numpy(zero_copy_only=False)
     lengths = pc.list_value_length(vectors).to_numpy(zero_copy_only=False)
     if null.all():
+        if dim is not None:
+            return np.full((n, dim), np.nan, dtype=np.float32)
         raise InvalidInputError(f"{path}: column {column!r} holds no embeddings (all {n} rows are null)")
-    valid_lengths = lengths[~null]
-    dim = int(np.bincount(valid_lengths.astype(np.int64)).argmax())
+    if dim is None:
+        dim = int(np.bincount(lengths[~null].astype(np.int64)).argmax())
     wrong = np.flatnonzero(~null & (lengths != dim))
     if wrong.size:
         raise InvalidInputError(
-            f"{path}: column {column!r} row {int(wrong[0])} has {int(lengths[wrong[0]])} values, expected {dim}"
-            f" like most rows ({wrong.size} row(s) differ)")
+            f"{path}: column {column!r} row {first_row + int(wrong[0])} has {int(lengths[wrong[0]])} values,"
+            f" expected {dim} like most rows ({wrong.size} row(s) differ)")
     out = np.full((n, dim), np.nan, dtype=np.float32)
     present = np.flatnonzero(~null)
     flat = pc.list_flatten(vectors.filter(pa.array(~null))).to_numpy(zero_copy_only=False)
