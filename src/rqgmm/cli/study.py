@@ -11,8 +11,7 @@ from rqgmm.cli.options import quiet_option, show_warnings
 
 
 @click.command()
-@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path),
-                default=Path("experiments/ml-100k.yaml"))
+@click.argument("config_path", metavar="CONFIG", default="ml-100k")
 @click.option("--quick", is_flag=True, help="The config's reduced grid (its `quick:` overrides).")
 @click.option("-o", "--output", "--root", "root", type=click.Path(path_type=Path), default=Path("runs"),
               show_default=True, help="Runs are written to OUTPUT/<name>; finished stages there are reused.")
@@ -21,8 +20,9 @@ from rqgmm.cli.options import quiet_option, show_warnings
 @click.option("--check", is_flag=True, help="Validate the config (and its quick form) and stop.")
 @quiet_option
 def experiment(config_path, quick, root, workers, check, quiet):
-    """Run a study from CONFIG (a YAML): ``kind: paper`` (the default: tokenizers, quality, CTR grid,
-    report) or ``kind: variants`` (tokenizer variants against RQ-KMeans on catalogues)."""
+    """Run a study from CONFIG: a YAML file, or the name of a packaged config (ml-100k,
+    ml-100k-full, variants, sid-ctr, sid-ctr-no-genres). ``kind: paper`` (the default: tokenizers,
+    quality, CTR grid, report) or ``kind: variants`` (tokenizer variants against RQ-KMeans)."""
     from rqgmm.experiment.config import load_config
     from rqgmm.experiment.pages import text_table
     from rqgmm.experiment.paper import PaperStudy

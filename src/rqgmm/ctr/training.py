@@ -40,6 +40,7 @@ class TrainingConfig:
     patience: int = setting(2, "epochs without a better validation AUC before stopping (best weights restored)")
     seed: int = setting(0, "initialization, shuffling and dropout")
     eval_batch_size: int = setting(16384, "rows per forward pass at evaluation")
+    device: str = setting("cpu", "cpu, cuda, cuda:N or auto; under torchrun with CUDA each rank uses its local GPU")
     item_id_dropout: float = setting(0.0, "share of training rows whose item ID is replaced by the out-of-vocabulary"
                                           " index, so that index is trained and the model learns to use content"
                                           " when the ID is unknown (new items); evaluation is untouched")
@@ -55,6 +56,10 @@ class TrainingConfig:
                     value < 0 or (name == "learning_rate" and value == 0):
                 raise InvalidInputError(f"training.{name} must be a finite number {'> 0' if name == 'learning_rate' else '>= 0'},"
                                         f" got {value!r}")
+        from rqgmm.quantize.rowops import valid_device
+
+        if not valid_device(self.device):
+            raise InvalidInputError(f"training.device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         dropout = self.item_id_dropout
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
             raise InvalidInputError(f"training.item_id_dropout must be a number in [0, 1), got {dropout!r}")
@@ -89,13 +94,15 @@ def predict(model: torch.nn.Module, inputs: dict[str, np.ndarray], batch_size: i
     n = len(inputs["item"])
     mine = np.arange(rank, n, world)
     model.eval()
+    device = next(model.parameters()).device
     out = np.empty(len(mine), dtype=np.float64)
     with torch.inference_mode():
         for start in range(0, len(mine), batch_size):
             rows = torch.from_numpy(mine[start:start + batch_size])
             batch = {k: v[rows] for k, v in tensors.items()} if world > 1 else \
                 {k: v[start:start + batch_size] for k, v in tensors.items()}
-            out[start:start + batch_size] = model(batch)["y_pred"].double().numpy()
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            out[start:start + batch_size] = model(batch)["y_pred"].double().cpu().numpy()
     if world == 1:
         return out
     parts: list = [None] * world
@@ -104,6 +111,20 @@ def predict(model: torch.nn.Module, inputs: dict[str, np.ndarray], batch_size: i
     for other, part in enumerate(parts):
         gathered[other::world] = part
     return gathered
+
+
+def training_device(name: str) -> torch.device:
+    """The device of this process: ``name`` resolved, and under torchrun with CUDA the rank's local
+    GPU (``LOCAL_RANK``), so nccl sees one GPU per rank."""
+    import os
+
+    from rqgmm.quantize.rowops import resolve_device
+
+    device = resolve_device(name)
+    if device.type == "cuda" and _world()[1] > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
 
 
 def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation: dict[str, np.ndarray],
@@ -117,10 +138,14 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
                                  foreach=True)
     network = model
+    device = training_device(config.device)
+    model.to(device)
+    labels = labels.to(device)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        network = DistributedDataParallel(model)  # broadcasts rank 0's initial weights
+        # broadcasts rank 0's initial weights; on CUDA each rank drives its own GPU (nccl)
+        network = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     generator = torch.Generator().manual_seed(config.seed)
     # a stream of its own, so a dropout of 0 leaves the shuffling (and every figure) as without it
     dropout_generator = torch.Generator().manual_seed(config.seed + 1)
@@ -140,17 +165,17 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
                 if config.item_id_dropout > 0:
                     dropped = torch.rand(len(index), generator=dropout_generator) < config.item_id_dropout
                 if world == 1:
-                    batch = {k: v[index] for k, v in tensors.items()}
+                    batch = {k: v[index].to(device, non_blocking=True) for k, v in tensors.items()}
                     if dropped is not None:
-                        batch["drop_item_id"] = dropped
-                    loss = F.binary_cross_entropy_with_logits(network(batch)["logit"], labels[index])
+                        batch["drop_item_id"] = dropped.to(device)
+                    loss = F.binary_cross_entropy_with_logits(network(batch)["logit"], labels[index.to(device)])
                     batch_loss = float(loss.detach())
                 else:  # this rank's slice; DDP averages the gradients over ranks
                     mine = index[rank::world]
-                    batch = {k: v[mine] for k, v in tensors.items()}
+                    batch = {k: v[mine].to(device, non_blocking=True) for k, v in tensors.items()}
                     if dropped is not None:
-                        batch["drop_item_id"] = dropped[rank::world]
-                    summed = F.binary_cross_entropy_with_logits(network(batch)["logit"], labels[mine],
+                        batch["drop_item_id"] = dropped[rank::world].to(device)
+                    summed = F.binary_cross_entropy_with_logits(network(batch)["logit"], labels[mine.to(device)],
                                                                 reduction="sum")
                     loss = summed * world / len(index)
                     shared = summed.detach().clone()

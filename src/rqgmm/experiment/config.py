@@ -134,6 +134,30 @@ def parse_config(raw: dict, source: str, *, quick: bool = False):
     return reduced if quick else full
 
 
+def packaged_configs() -> list[str]:
+    """Names of the study configs that ship inside the package (``rqgmm experiment NAME``)."""
+    from importlib import resources
+
+    return sorted(p.name[:-5] for p in resources.files("rqgmm").joinpath("configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def resolve_config(path: str | Path) -> Path:
+    """A config file: ``path`` itself, or the packaged config of that name ("ml-100k")."""
+    from importlib import resources
+
+    candidate = Path(path)
+    if candidate.exists() or candidate.suffix in (".yaml", ".yml") or len(candidate.parts) > 1:
+        return candidate
+    packaged = resources.files("rqgmm").joinpath("configs", f"{path}.yaml")
+    if not packaged.is_file():
+        raise InvalidInputError(f"{path}: no such config file, and no packaged config of that name"
+                                f" (packaged: {packaged_configs()})")
+    return Path(str(packaged))
+
+
 def load_config(path: str | Path, *, quick: bool = False):
-    """Read and validate the study config in ``path`` (see :func:`parse_config`)."""
+    """Read and validate the study config in ``path`` (a file, or a packaged config's name; see
+    :func:`parse_config`)."""
+    path = resolve_config(path)
     return parse_config(read_yaml_mapping(path, "the study config"), str(path), quick=quick)
