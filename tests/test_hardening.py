@@ -338,3 +338,29 @@ def test_unexpected_errors_are_one_line_unless_debug(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "unexpected ZeroDivisionError: surprise (run with --debug" in result.output
     result = CliRunner().invoke(main, ["--debug", "fit", str(tmp_path / "X.npy"), "-o", str(tmp_path / "t")])
     assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_previous_tokenizer(tmp_path, data, monkeypatch):
+    import errno
+
+    import rqgmm.io.artifacts as artifacts
+
+    target = fitted(tmp_path, data)
+    before = (target / "arrays.safetensors").read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(artifacts, "save_file", full)
+    result = cli("fit", tmp_path / "X.npy", "-o", target, "--method", "rq-kmeans", "--levels", "1",
+                 "--codebook-size", "3", "--overwrite", "-q")
+    assert result.exit_code == 1 and "No space left on device (nothing was replaced)" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert (target / "arrays.safetensors").read_bytes() == before
+
+
+def test_describe_lists_every_setting():
+    result = cli("experiment", "--describe", "paper")
+    assert result.exit_code == 0
+    for key in ("training.learning_rate", "features.prefix_buckets", "item_id_dropouts", "tail_threshold"):
+        assert key in result.output

@@ -18,8 +18,10 @@ from rqgmm.cli.options import quiet_option, show_warnings
 @click.option("--workers", type=int, default=min(2, os.cpu_count() or 1), show_default=True,
               help="Processes for fits and CTR runs (one torch thread each).")
 @click.option("--check", is_flag=True, help="Validate the config (and its quick form) and stop.")
+@click.option("--describe", type=click.Choice(["paper", "variants"]), default=None,
+              help="Print every setting of that kind of study (key, default, meaning) and stop.")
 @quiet_option
-def experiment(config_path, quick, root, workers, check, quiet):
+def experiment(config_path, quick, root, workers, check, describe, quiet):
     """Run a study from CONFIG: a YAML file, or the name of a packaged config (ml-100k,
     ml-100k-full, variants, sid-ctr, sid-ctr-no-genres). ``kind: paper`` (the default: tokenizers,
     quality, CTR grid, report) or ``kind: variants`` (tokenizer variants against RQ-KMeans)."""
@@ -29,6 +31,13 @@ def experiment(config_path, quick, root, workers, check, quiet):
     from rqgmm.experiment.variants import VariantStudy
 
     show_warnings(True)
+    if describe is not None:
+        from rqgmm.experiment.config import study_kinds
+        from rqgmm.io.settings import describe as settings_of
+
+        click.echo(text_table(["setting", "default", "meaning"], [list(row) for row in
+                                                                  settings_of(study_kinds()[describe])]))
+        return
     config = load_config(config_path, quick=quick)
     if check:
         click.echo(f"{config_path}: valid {config.kind} study config")

@@ -83,9 +83,13 @@ def provenance() -> dict:
 
 
 def single_thread() -> None:
-    """Worker initializer: one torch thread per process."""
+    """Worker initializer: one torch thread per process; Ctrl-C is the parent's to handle (the
+    workers ignore it, so an interrupt prints one line, not a traceback per worker)."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
 
 

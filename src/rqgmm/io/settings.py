@@ -147,6 +147,8 @@ def describe(klass, prefix: str = "") -> list[tuple[str, str, str]]:
             default = repr(item.default_factory())
         else:
             default = "(required)"
+        if dataclasses.is_dataclass(hints[item.name]):
+            default = "(section)"
         rows.append((key, default, item.metadata.get("help", "")))
         if dataclasses.is_dataclass(hints[item.name]):
             rows += describe(hints[item.name], key + ".")
