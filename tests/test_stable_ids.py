@@ -95,3 +95,24 @@ def test_a_previous_of_another_kind_is_named():
         RQKMeans(n_levels=2, codebook_size=4, progress=False).fit(np.hstack([X, X]), previous=kmeans)
     with pytest.raises(InvalidInputError, match="jointly"):
         RQVAE(n_levels=2, codebook_size=4, progress=False).fit(X, previous=kmeans)
+
+
+def test_the_quality_report_measures_churn_against_a_previous_version(tmp_path):
+    from click.testing import CliRunner
+
+    from rqgmm.cli import main
+    from rqgmm.metrics import quality_report
+
+    X, _ = mixture_sample(n=2000, dim=6, n_components=8, separation=3.0, seed=4)
+    X = X.astype(np.float32)
+    v1 = quietly(RQKMeans(n_levels=2, codebook_size=8, seed=0, progress=False, max_iter=30).fit, X)
+    v2 = quietly(RQKMeans(n_levels=2, codebook_size=8, seed=1, progress=False, max_iter=30).fit, X[:1500])
+    report = quality_report(v2, X, previous=v1)
+    expected = id_churn(v1.encode(X), v2.encode(X))
+    assert report.churn == expected and report.headline()["full_id_churn"] == expected.full_id_changed
+    np.save(tmp_path / "X.npy", X)
+    v1.save(tmp_path / "v1")
+    v2.save(tmp_path / "v2")
+    result = CliRunner().invoke(main, ["report", str(tmp_path / "v2"), str(tmp_path / "X.npy"), "--previous",
+                                       str(tmp_path / "v1"), "-o", str(tmp_path / "r"), "-q"])
+    assert result.exit_code == 0 and f"{expected.full_id_changed:.1%}" in result.output, result.output

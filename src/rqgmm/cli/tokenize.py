@@ -216,10 +216,12 @@ def info(tokenizer_dir):
 @click.option("--noise-scale", type=float, default=0.1, show_default=True,
               help="Perturbation norm relative to |x| for keep rate and K_eff.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the perturbations.")
+@click.option("--previous", type=click.Path(path_type=Path), default=None,
+              help="An earlier version of the tokenizer: the report adds the ID churn of these items.")
 @overwrite_option
 @quiet_option
 def report(tokenizer_dir, embeddings, output, others, labels, label_column, embedding_column, id_column, noise_scale,
-           seed, overwrite, quiet):
+           seed, previous, overwrite, quiet):
     """Semantic-ID quality of one or more tokenizers on EMBEDDINGS: table, report.json, plots."""
     from rqgmm.io.tables import read_embeddings, read_labels
     from rqgmm.metrics import quality_report
@@ -240,10 +242,13 @@ def report(tokenizer_dir, embeddings, output, others, labels, label_column, embe
     matrix, _ = check_embeddings(table.embeddings, name=str(embeddings))
     X = matrix.read(0, matrix.n_rows)
     reports = []
+    anchor = None if previous is None else ResidualTokenizer.load(previous)
+    if anchor is not None:
+        anchor.progress = False
     for directory in (tokenizer_dir, *others):
         tokenizer = ResidualTokenizer.load(directory)
         tokenizer.progress = False if quiet else None
-        reports.append(quality_report(tokenizer, X, item_labels, noise_scale=noise_scale, seed=seed,
+        reports.append(quality_report(tokenizer, X, item_labels, noise_scale=noise_scale, seed=seed, previous=anchor,
                                       method=f"{type(tokenizer).__name__} ({Path(directory).name})"))
     paths = write_report(reports, output, extra={"embeddings": str(embeddings), "noise_scale": noise_scale,
                                                  "labels": str(labels) if labels else None, "seed": seed})

@@ -40,6 +40,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rqgmm.errors import InvalidInputError
+from rqgmm.metrics.churn import ChurnStats, id_churn
 
 
 # ---------------------------------------------------------------------------- results
@@ -127,6 +128,7 @@ class QualityReport:
     log_likelihood: tuple[float, ...] | None = None
     bic: tuple[float, ...] | None = None
     usage_counts: tuple[tuple[int, ...], ...] = field(default=(), repr=False)
+    churn: ChurnStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,6 +151,9 @@ class QualityReport:
             row["knn_purity"] = self.semantic.knn_purity
         if self.log_likelihood is not None:
             row["log_likelihood"] = list(self.log_likelihood)
+        if self.churn is not None:
+            row["prefix_churn"] = list(self.churn.prefix_changed)
+            row["full_id_churn"] = self.churn.full_id_changed
         return row
 
 
@@ -415,13 +420,24 @@ def k_smallest(distances: np.ndarray, k: int) -> np.ndarray:
 
 
 def quality_report(tokenizer, X, labels=None, *, chunk_size: int = 65536, method: str | None = None,
-                   **options) -> QualityReport:
+                   previous=None, **options) -> QualityReport:
     """One-shot report: encode X (n, dim) in chunks and accumulate. ``options`` go to
-    :class:`QualityAccumulator` (noise_scale, overlap_items, pairs, k, seed…)."""
+    :class:`QualityAccumulator` (noise_scale, overlap_items, pairs, k, seed…). ``previous``: an
+    earlier version of the tokenizer; the report then includes the ID churn of X's items."""
+    import dataclasses
+
     accumulator = QualityAccumulator(tokenizer, method=method, **options)
     n = len(X)
+    old_codes, new_codes = [], []
     for start in range(0, n, chunk_size):
         chunk = np.asarray(X[start:start + chunk_size], dtype=np.float32)
         chunk_labels = None if labels is None else list(labels[start:start + chunk_size])
-        accumulator.update(tokenizer.encode(chunk), chunk, chunk_labels)
-    return accumulator.finalize()
+        codes = tokenizer.encode(chunk)
+        accumulator.update(codes, chunk, chunk_labels)
+        if previous is not None:
+            old_codes.append(previous.encode(chunk))
+            new_codes.append(codes)
+    report = accumulator.finalize()
+    if previous is not None:
+        report = dataclasses.replace(report, churn=id_churn(np.concatenate(old_codes), np.concatenate(new_codes)))
+    return report

@@ -42,6 +42,10 @@ def format_table(reports: Sequence[QualityReport]) -> str:
     if any(r.log_likelihood for r in reports):
         rows.append(("mean log-lik / level", [per_level(r.log_likelihood, ".1f") if r.log_likelihood else "-"
                                              for r in reports]))
+    if all(r.churn for r in reports):
+        rows += [("prefix churn by level", [per_level([v * 100 for v in r.churn.prefix_changed], ".1f") + " %"
+                                             for r in reports]),
+                 ("full-ID churn", [f"{r.churn.full_id_changed:.1%}" for r in reports])]
     header = ["figure"] + [r.method for r in reports]
     widths = [max(len(header[0]), *(len(name) for name, _ in rows))]
     widths += [max(len(header[i + 1]), *(len(values[i]) for _, values in rows)) for i in range(len(reports))]
