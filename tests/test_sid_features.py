@@ -12,7 +12,7 @@ from rqgmm.ctr.features import FeatureEncoder, prefix_cardinalities, prefix_fiel
 from rqgmm.ctr.metrics import auc
 from rqgmm.ctr.run import RunConfig, fit_and_evaluate, prepare, train_run
 from rqgmm.ctr.splits import make_split
-from rqgmm.ctr.training import TrainingConfig, evaluate
+from rqgmm.ctr.training import TrainingConfig
 from rqgmm.data.interactions import CTRDataset
 from rqgmm.errors import InvalidInputError
 

@@ -7,8 +7,18 @@ from pathlib import Path
 
 import click
 
-from rqgmm.cli.options import device_option, overwrite_option, quiet_option, show_warnings
-from rqgmm.ctr.features import DEFAULT_PREFIX_BUCKETS, FEATURE_SETS, MISSING_ITEM_POLICIES, SID_REPRESENTATIONS
+from rqgmm.cli.options import (
+    device_option,
+    overwrite_option,
+    quiet_option,
+    show_warnings,
+)
+from rqgmm.ctr.features import (
+    DEFAULT_PREFIX_BUCKETS,
+    FEATURE_SETS,
+    MISSING_ITEM_POLICIES,
+    SID_REPRESENTATIONS,
+)
 from rqgmm.ctr.models import MODELS
 from rqgmm.ctr.splits import SPLITS
 
@@ -60,9 +70,8 @@ def ctr_train(dataset, model_name, features, tokenizer, split, seed, epochs, bat
     Data-parallel under torchrun (``torchrun --nproc_per_node N -m rqgmm.cli ctr train ...``):
     gloo on CPU, nccl on GPU; rank 0 writes OUTPUT."""
     from rqgmm.ctr.data_parallel import process_group
-    from rqgmm.ctr.run import RunConfig, train_run
-
     from rqgmm.ctr.features import FeatureEncoder
+    from rqgmm.ctr.run import RunConfig, train_run
     from rqgmm.ctr.training import TrainingConfig
 
     show_warnings(quiet)

@@ -12,8 +12,6 @@ from rqgmm.cli.options import int_list, overwrite_option, quiet_option
 from rqgmm.stream import NUMERIC_METHODS
 
 
-
-
 @click.command()
 @click.option("--dataset", type=click.Choice(["ml-100k", "drifting"]), default="ml-100k", show_default=True,
               help="MovieLens-100k in time order, or the synthetic drifting stream.")

@@ -121,11 +121,9 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
                                      " not available with --engine ray", param_hint="--engine")
         _encode_on_ray(tokenizer_dir, str(embeddings), output, column, id_column, address, overwrite, quiet)
         return
-    from rqgmm.io.tables import read_embeddings, write_codes
+    from rqgmm.io.tables import check_codes_path, read_embeddings, write_codes
     from rqgmm.quantize import ResidualTokenizer
     from rqgmm.validation import check_embeddings
-
-    from rqgmm.io.tables import check_codes_path
 
     show_warnings(quiet)
     check_codes_path(output)
@@ -223,13 +221,12 @@ def info(tokenizer_dir):
 def report(tokenizer_dir, embeddings, output, others, labels, label_column, embedding_column, id_column, noise_scale,
            seed, previous, overwrite, quiet):
     """Semantic-ID quality of one or more tokenizers on EMBEDDINGS: table, report.json, plots."""
+    from rqgmm.io.atomic import check_output
     from rqgmm.io.tables import read_embeddings, read_labels
     from rqgmm.metrics import quality_report
     from rqgmm.metrics.report import format_table, write_report
     from rqgmm.quantize import ResidualTokenizer
     from rqgmm.validation import check_embeddings
-
-    from rqgmm.io.atomic import check_output
 
     show_warnings(quiet)
     check_output(output, overwrite, "report")

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rqgmm.data.interactions import CTRDataset, item_content, load_dataset
 from rqgmm.ctr.features import DEFAULT_PREFIX_BUCKETS, FeatureEncoder
 from rqgmm.ctr.models import CTRModel, build_model
 from rqgmm.ctr.splits import Split, make_split
 from rqgmm.ctr.training import TrainingConfig, TrainingResult, evaluate, train_model
+from rqgmm.data.interactions import CTRDataset, item_content, load_dataset
 from rqgmm.errors import ArtifactError, InvalidInputError
 
 _EXTERNAL_BUFFERS = ("embedding.item_fields", "embedding.item_content")

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from rqgmm.ctr.training import TrainingConfig
 from rqgmm.errors import InvalidInputError
-from rqgmm.experiment.settings import FeatureOptions, ModelEntry, TokenizerEntry, check_seeds, check_tokenizer
+from rqgmm.experiment.settings import (
+    FeatureOptions,
+    ModelEntry,
+    TokenizerEntry,
+    check_seeds,
+    check_tokenizer,
+)
 from rqgmm.experiment.variants import VariantsConfig
 from rqgmm.io.settings import check_keys, load_settings, read_yaml_mapping, setting
 

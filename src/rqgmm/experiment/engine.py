@@ -178,7 +178,13 @@ def run_ctr_task(task: CTRTask) -> list[dict]:
     """Train and evaluate every run of ``task`` (skipping runs whose record exists); write one
     JSON record per run and the models asked for. Returns the records of the runs it trained."""
     from rqgmm.ctr.features import FeatureEncoder
-    from rqgmm.ctr.run import RunConfig, fit_and_evaluate, prepare, save_run, semantic_ids
+    from rqgmm.ctr.run import (
+        RunConfig,
+        fit_and_evaluate,
+        prepare,
+        save_run,
+        semantic_ids,
+    )
     from rqgmm.ctr.splits import make_split
     from rqgmm.ctr.training import TrainingConfig
 

@@ -29,8 +29,6 @@ import numpy as np
 
 from rqgmm.ctr.training import TrainingConfig
 from rqgmm.errors import InvalidInputError
-from rqgmm.experiment.settings import FeatureOptions, check_seeds
-from rqgmm.experiment.variants_report import BASELINE, write_variants_report
 from rqgmm.experiment.engine import (
     CTRRun,
     CTRTask,
@@ -43,8 +41,9 @@ from rqgmm.experiment.engine import (
     run_jobs,
     write_json,
 )
+from rqgmm.experiment.settings import FeatureOptions, check_seeds
+from rqgmm.experiment.variants_report import BASELINE, write_variants_report
 from rqgmm.io.settings import setting
-
 
 
 @dataclass

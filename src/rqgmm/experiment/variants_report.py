@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from rqgmm.experiment.pages import save_figure, write_pages
-from rqgmm.experiment.stats import by_seed, format_difference, format_mean_std, mean_std, paired_difference
+from rqgmm.experiment.stats import (
+    by_seed,
+    format_difference,
+    format_mean_std,
+    mean_std,
+    paired_difference,
+)
 
 BASELINE = "rq-kmeans"  # the reference every variant is compared with
 

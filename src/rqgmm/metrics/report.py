@@ -68,7 +68,9 @@ def _save_figure(figure, path: Path) -> None:
 
 def write_report(reports: Sequence[QualityReport], directory: str | Path, *, extra: dict | None = None) -> list[Path]:
     """Write ``report.json`` and the plots for one or more tokenizers; return the paths written."""
-    from matplotlib.figure import Figure  # the object-oriented API: the global backend is never switched
+    from matplotlib.figure import (
+        Figure,  # the object-oriented API: the global backend is never switched
+    )
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

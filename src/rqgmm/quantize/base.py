@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import inspect
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -24,7 +23,12 @@ from rqgmm.errors import InvalidInputError, NotFittedError
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.residuals import MatrixResiduals, ResidualSource
 from rqgmm.quantize.rowops import resolve_device, row_argmax, valid_device
-from rqgmm.validation import EmbeddingMatrix, check_embeddings, nonnegative_number, positive_int
+from rqgmm.validation import (
+    EmbeddingMatrix,
+    check_embeddings,
+    nonnegative_number,
+    positive_int,
+)
 
 # largest embedding width a saved tokenizer may declare (bounds allocation before any check)
 MAX_FEATURES = 1 << 20
@@ -432,7 +436,12 @@ class ResidualTokenizer:
         likely free last-level code; earlier levels untouched). Both are deterministic and do not
         depend on the order of the items.
         """
-        from rqgmm.quantize.collisions import COLLISION_MODES, add_suffix, content_keys, relocate
+        from rqgmm.quantize.collisions import (
+            COLLISION_MODES,
+            add_suffix,
+            content_keys,
+            relocate,
+        )
 
         if collisions not in COLLISION_MODES:
             raise InvalidInputError(f"collisions must be one of {COLLISION_MODES}, got {collisions!r}")

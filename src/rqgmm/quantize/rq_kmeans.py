@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import warnings
+
 import torch
 
 from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
 from rqgmm.quantize.base import ResidualTokenizer
-from rqgmm.quantize.kmeans import KMEANS_INITS, CentroidScorer, init_sample_size, lloyd, seed_centers
+from rqgmm.quantize.kmeans import (
+    KMEANS_INITS,
+    CentroidScorer,
+    init_sample_size,
+    lloyd,
+    seed_centers,
+)
 
 
 class RQKMeans(ResidualTokenizer):

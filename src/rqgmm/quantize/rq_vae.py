@@ -22,11 +22,10 @@ import torch.nn.functional as F
 
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.base import ResidualTokenizer
-from rqgmm.quantize.rowops import resolve_device
-from rqgmm.validation import positive_int
 from rqgmm.quantize.kmeans import CentroidScorer, kmeans_in_memory
+from rqgmm.quantize.rowops import resolve_device
 from rqgmm.quantize.vae_network import ResidualAutoencoder
-from rqgmm.validation import EmbeddingMatrix
+from rqgmm.validation import EmbeddingMatrix, positive_int
 
 CODEBOOK_UPDATES = ("loss", "ema")
 CODEBOOK_INITS = ("kmeans", "random")
