@@ -40,10 +40,11 @@ from rqgmm.quantize import METHODS
               help="ray: fit on a Ray Dataset of Parquet files (EMBEDDINGS: file, directory or glob).")
 @click.option("--address", default=None, help="Ray cluster address ('auto' or host:port); default: a local"
               " instance started and stopped for this command.")
+@click.option("--verbose", is_flag=True, help="Show Ray's INFO logs (--engine ray).")
 @overwrite_option
 @quiet_option
 def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch_size, column, id_column,
-        drop_invalid, previous, engine, address, overwrite, quiet, **given):
+        drop_invalid, previous, engine, address, verbose, overwrite, quiet, **given):
     """Fit a tokenizer on EMBEDDINGS (.npy or .parquet; with --engine ray, Parquet files) and save it to OUTPUT."""
     from rqgmm.io.atomic import refuse_existing
     from rqgmm.io.tables import read_embeddings
@@ -56,7 +57,7 @@ def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch
     if engine == "ray":
         if previous is not None:
             raise click.BadParameter("--previous is not available with --engine ray yet", param_hint="--previous")
-        _fit_on_ray(tokenizer, method, str(embeddings), column, address, drop_invalid)
+        _fit_on_ray(tokenizer, method, str(embeddings), column, address, drop_invalid, verbose)
         tokenizer.save(output, overwrite=overwrite)
         if not quiet:
             click.echo(f"fitted {type(tokenizer).__name__} {tokenizer.codebook_sizes} on Ray; saved to {output}")
@@ -74,7 +75,7 @@ def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch
                    f" {table.embeddings.shape[0]} x {table.embeddings.shape[1]}; saved to {output}")
 
 
-def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_invalid: bool) -> None:
+def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_invalid: bool, verbose: bool) -> None:
     if method not in ("rq-gmm", "rq-kmeans"):
         raise click.BadParameter(f"--engine ray fits rq-gmm and rq-kmeans, not {method}", param_hint="--method")
     if drop_invalid:
@@ -87,7 +88,7 @@ def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_inva
         read_parquet_dataset,
     )
 
-    with ray_session(address):
+    with ray_session(address, verbose=verbose):
         dataset = read_parquet_dataset(pattern)
         fit_on_ray(tokenizer, dataset, embedding_column(dataset, column))
 
@@ -108,10 +109,11 @@ def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_inva
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: map_batches over a Ray Dataset of Parquet files (EMBEDDINGS: file, directory or glob).")
 @click.option("--address", default=None, help="Ray cluster address; default: a local instance.")
+@click.option("--verbose", is_flag=True, help="Show Ray's INFO logs (--engine ray).")
 @overwrite_option
 @quiet_option
 def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_invalid, collisions, capacity,
-           engine, address, overwrite, quiet):
+           engine, address, verbose, overwrite, quiet):
     """Encode EMBEDDINGS with a saved tokenizer; write id + level_0..level_{L-1} to OUTPUT."""
     from rqgmm.io.atomic import refuse_existing
 
@@ -119,7 +121,8 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
         if collisions != "none" or drop_invalid:
             raise click.BadParameter("--collisions and --drop-invalid need the whole catalogue on one machine;"
                                      " not available with --engine ray", param_hint="--engine")
-        _encode_on_ray(tokenizer_dir, str(embeddings), output, column, id_column, address, overwrite, quiet)
+        _encode_on_ray(tokenizer_dir, str(embeddings), output, column, id_column, address, overwrite, quiet,
+                       verbose)
         return
     from rqgmm.io.tables import check_codes_path, read_embeddings, write_codes
     from rqgmm.quantize import ResidualTokenizer
@@ -144,7 +147,8 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
         click.echo(f"encoded {len(codes)} rows into {codes.shape[1]} levels; wrote {output}{note}")
 
 
-def _encode_on_ray(tokenizer_dir, pattern: str, output: Path, column, id_column, address, overwrite, quiet) -> None:
+def _encode_on_ray(tokenizer_dir, pattern: str, output: Path, column, id_column, address, overwrite, quiet,
+                   verbose: bool) -> None:
     from rqgmm.distributed import (
         embedding_column,
         encode_on_ray,
@@ -155,7 +159,7 @@ def _encode_on_ray(tokenizer_dir, pattern: str, output: Path, column, id_column,
     from rqgmm.quantize import ResidualTokenizer
 
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
-    with ray_session(address), atomic_path(output, overwrite=overwrite, directory=True,
+    with ray_session(address, verbose=verbose), atomic_path(output, overwrite=overwrite, directory=True,
                                            kind="parquet-directory") as target:
         dataset = read_parquet_dataset(pattern)
         encode_on_ray(tokenizer, dataset, embedding_column(dataset, column), str(target), id_column=id_column)

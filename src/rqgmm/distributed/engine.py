@@ -38,18 +38,22 @@ def require_ray():
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
+def ray_session(address: str | None = None, num_cpus: int | None = None, verbose: bool = False) -> Iterator[Any]:
     """Connect to the cluster at ``address`` ("auto" or host:port), or start a local instance
-    (dashboard off) and stop it on exit."""
+    (dashboard off) and stop it on exit. Ray's INFO logs are shown only when ``verbose``."""
+    import logging
+
     ray = require_ray()
     if ray.is_initialized():
         yield ray
         return
     try:
+        level = logging.INFO if verbose else logging.WARNING
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=verbose, logging_level=level)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=verbose,
+                     logging_level=level)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         target = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
         raise RqgmmError(f"could not start or reach {target}: {exc}") from None
