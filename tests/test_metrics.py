@@ -8,6 +8,7 @@ from matplotlib.image import imread
 
 from rqgmm import RQGMM, RQKMeans
 from rqgmm.cli import main
+from rqgmm.errors import InvalidInputError
 from rqgmm.metrics import QualityAccumulator, compare, quality_report, usage_stats
 from rqgmm.metrics.quality import gini, mutual_information
 
@@ -228,3 +229,33 @@ def test_k_smallest_selects_what_a_stable_argsort_selects_ties_included():
         distances[rng.random(distances.shape) < 0.1] = np.inf
         expected = np.sort(np.argsort(distances, axis=1, kind="stable")[:, :5], axis=1)
         np.testing.assert_array_equal(k_smallest(distances, 5), expected)
+
+
+@pytest.mark.parametrize("klass", [RQGMM, RQKMeans])
+def test_sinkhorn_repair_makes_ids_unique_moves_only_colliding_items_and_ignores_order(klass):
+    X = _distinct_rows(n=400)
+    model = klass(n_levels=2, codebook_size=[4, 250], seed=0, progress=False).fit(X)
+    plain = model.encode(X)
+    codes = model.encode(X, collisions="sinkhorn")
+    assert len(np.unique(plain, axis=0)) < len(X) and len(np.unique(codes, axis=0)) == len(X)
+    np.testing.assert_array_equal(codes[:, 0], plain[:, 0])  # earlier levels untouched
+    _, inverse, counts = np.unique(plain, axis=0, return_inverse=True, return_counts=True)
+    alone = counts[inverse.ravel()] == 1
+    np.testing.assert_array_equal(codes[alone], plain[alone])  # non-colliding items stay
+    perm = np.random.default_rng(3).permutation(len(X))
+    np.testing.assert_array_equal(model.encode(X[perm], collisions="sinkhorn"), codes[perm])
+    # a balanced assignment costs little: the moved items mostly land on likely codes
+    scores = model._last_level_scores(X.astype(np.float32))
+    chosen = scores[np.arange(len(X)), codes[:, -1]]
+    best = scores.max(axis=1)
+    moved = (codes != plain).any(1)
+    assert np.median((best - chosen)[moved]) < np.median(best - np.median(scores, axis=1))
+
+
+def test_sinkhorn_on_one_level_without_room_is_named():
+    X = _distinct_rows(n=300)
+    model = RQKMeans(n_levels=1, codebook_size=4, seed=0, progress=False).fit(X)
+    with pytest.raises(InvalidInputError, match="raise capacity to at least 75"):
+        model.encode(X, collisions="sinkhorn")
+    codes = model.encode(X, collisions="sinkhorn", capacity=75)
+    assert np.bincount(codes[:, 0]).max() <= 75

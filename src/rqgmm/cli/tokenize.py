@@ -103,8 +103,9 @@ def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_inva
 @click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the other column).")
 @click.option("--device", default=None, help="Override the tokenizer's device (cpu, cuda, cuda:N, auto).")
 @click.option("--drop-invalid", is_flag=True, help="Skip rows with NaN/Inf (they are left out of the output).")
-@click.option("--collisions", type=click.Choice(["none", "suffix", "relocate"]), default="none", show_default=True,
-              help="Make IDs unique: a counting 'suffix' column, or 'relocate' at the last level.")
+@click.option("--collisions", type=click.Choice(["none", "suffix", "relocate", "sinkhorn"]), default="none",
+              show_default=True, help="Make IDs unique: a counting 'suffix' column, or move colliding items at the"
+              " last level: greedily ('relocate') or by a Sinkhorn-balanced assignment ('sinkhorn').")
 @click.option("--capacity", type=int, default=1, show_default=True, help="Items per full ID allowed by relocate.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: map_batches over a Ray Dataset of Parquet files (EMBEDDINGS: file, directory or glob).")

@@ -431,16 +431,18 @@ class ResidualTokenizer:
         ``drop_invalid``). X must have the fitted dimension.
 
         collisions: "none" (codes as they are), "suffix" (one extra column counting the items
-        that share an ID, so every ID is unique: (n_items, n_levels + 1)), or "relocate" (items
+        that share an ID, so every ID is unique: (n_items, n_levels + 1)), "relocate" (items
         of a last-level bucket holding more than ``capacity`` items move to their next most
-        likely free last-level code; earlier levels untouched). Both are deterministic and do not
-        depend on the order of the items.
+        likely free last-level code; earlier levels untouched) or "sinkhorn" (the colliding items
+        of a prefix share its free last-level codes by a Sinkhorn-balanced assignment, LC-Rec's
+        way; the others stay). All are deterministic and do not depend on the order of the items.
         """
         from rqgmm.quantize.collisions import (
             COLLISION_MODES,
             add_suffix,
             content_keys,
             relocate,
+            sinkhorn_repair,
         )
 
         if collisions not in COLLISION_MODES:
@@ -457,7 +459,18 @@ class ResidualTokenizer:
                                for s in range(0, matrix.n_rows, 65536)])
         if collisions == "suffix":
             return add_suffix(codes, keys)
-        return relocate(codes, keys, lambda positions: self._last_level_scores(matrix.take(positions)), capacity)
+        scores = lambda positions: self._last_level_scores(matrix.take(positions))  # noqa: E731
+        if collisions == "sinkhorn":
+            if self.n_levels == 1:
+                largest = int(np.unique(codes[:, 0], return_counts=True)[1].max())
+                if matrix.n_rows > self.codebook_sizes[0] * capacity:
+                    raise InvalidInputError(
+                        f"collisions='sinkhorn' on a one-level tokenizer: {matrix.n_rows} items cannot have unique"
+                        f" IDs among {self.codebook_sizes[0]} codes x capacity {capacity} (largest collision group:"
+                        f" {largest}); raise capacity to at least {-(-matrix.n_rows // self.codebook_sizes[0])},"
+                        " use more levels, or collisions='suffix'")
+            return sinkhorn_repair(codes, keys, scores, capacity)
+        return relocate(codes, keys, scores, capacity)
 
     def _encode_matrix(self, matrix: EmbeddingMatrix) -> np.ndarray:
         """Codes of every row of a validated matrix, chunk by chunk: (n_rows, n_levels) int64."""

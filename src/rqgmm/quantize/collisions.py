@@ -1,6 +1,7 @@
-"""Making semantic IDs unique: a counting suffix (as TIGER) or relocation at the last level.
+"""Making semantic IDs unique: a counting suffix (as TIGER), greedy relocation at the last
+level, or a Sinkhorn-balanced re-assignment at the last level (as LC-Rec).
 
-Both are independent of the order of the items: ties are broken by a hash of each item's
+All are independent of the order of the items: ties are broken by a hash of each item's
 embedding bytes (items with byte-identical embeddings are interchangeable).
 """
 
@@ -12,7 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-COLLISION_MODES = ("none", "suffix", "relocate")
+COLLISION_MODES = ("none", "suffix", "relocate", "sinkhorn")
+SINKHORN_TEMPERATURE = 0.1   # relative to the spread of a group's scores
+SINKHORN_ITERATIONS = 200
 
 
 def content_keys(X: np.ndarray) -> np.ndarray:
@@ -94,6 +97,66 @@ def relocate(codes: np.ndarray, keys: np.ndarray, last_level_scores: Callable[[n
         unplaced += int((~placed).sum())
     if unplaced:
         warnings.warn(f"relocate: {unplaced} item(s) found no free last-level code under their prefix"
+                      f" (capacity {capacity}); they keep colliding IDs. Raise capacity or the last codebook size.",
+                      UserWarning, stacklevel=3)
+    return codes
+
+
+def sinkhorn_repair(codes: np.ndarray, keys: np.ndarray, last_level_scores: Callable[[np.ndarray], np.ndarray],
+                    capacity: int = 1, temperature: float = SINKHORN_TEMPERATURE,
+                    iterations: int = SINKHORN_ITERATIONS) -> np.ndarray:
+    """Re-assign the items of over-full last-level buckets with a Sinkhorn-balanced assignment.
+
+    For each prefix holding a collision, the colliding items (every member of a bucket with more
+    than ``capacity`` items) share the last-level codes left free by the prefix's other items,
+    which never move. Their transport plan is ``exp(score / (temperature * spread))`` scaled by
+    Sinkhorn iterations so each item sends one unit and each code receives at most its free
+    room (LC-Rec's uniform-assignment step); the plan is then rounded greedily, highest mass
+    first, ties by content hash. Earlier levels never change. Items left without room keep
+    their code, with a warning. Deterministic and independent of the order of the items.
+    """
+    codes = codes.copy()
+    n_levels = codes.shape[1]
+    full = _group_ids(codes)
+    load = np.bincount(full)
+    crowded = load[full] > capacity
+    if not crowded.any():
+        return codes
+    prefix = _group_ids(codes[:, : n_levels - 1]) if n_levels > 1 else np.zeros(len(codes), dtype=np.int64)
+    unplaced = 0
+    for group in np.unique(prefix[crowded]):
+        members = np.flatnonzero(prefix == group)
+        members = members[np.lexsort((members, keys[members]))]  # a fixed order: by content hash
+        movers = members[crowded[members]]
+        scores = np.asarray(last_level_scores(movers), dtype=np.float64)
+        n_codes = scores.shape[1]
+        staying = members[~crowded[members]]
+        room = capacity - np.bincount(codes[staying, -1], minlength=n_codes).astype(np.float64)
+        room = np.maximum(room, 0.0)
+        spread = float(scores.std()) or 1.0
+        logits = (scores - scores.max(axis=1, keepdims=True)) / (temperature * spread)
+        plan = np.exp(np.maximum(logits, -80.0)) * (room > 0)[None, :]
+        for _ in range(iterations):
+            plan /= np.maximum(plan.sum(axis=1, keepdims=True), 1e-300)       # each item: one unit
+            over = plan.sum(axis=0) / np.maximum(room, 1e-300)                  # each code: <= room
+            plan /= np.maximum(over, 1.0)[None, :]
+        occupancy = np.zeros(n_codes)
+        item_index = np.repeat(np.arange(len(movers)), n_codes)
+        code_index = np.tile(np.arange(n_codes), len(movers))
+        greedy = np.lexsort((code_index, keys[movers][item_index], -plan.ravel()))
+        placed = np.zeros(len(movers), dtype=bool)
+        for position in greedy:
+            item, code = item_index[position], code_index[position]
+            if placed[item] or occupancy[code] >= room[code]:
+                continue
+            codes[movers[item], -1] = code
+            occupancy[code] += 1
+            placed[item] = True
+            if placed.all():
+                break
+        unplaced += int((~placed).sum())
+    if unplaced:
+        warnings.warn(f"sinkhorn: {unplaced} item(s) found no free last-level code under their prefix"
                       f" (capacity {capacity}); they keep colliding IDs. Raise capacity or the last codebook size.",
                       UserWarning, stacklevel=3)
     return codes
