@@ -8,13 +8,13 @@ from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
 from rqgmm import RQKMeans
-from rqgmm.data.interactions import CTRDataset, ParquetDatasetConfig, load_parquet_dataset
 from rqgmm.ctr.features import FeatureEncoder, Vocabulary, user_histories
 from rqgmm.ctr.metrics import auc, gauc, log_loss
 from rqgmm.ctr.models import MODELS
 from rqgmm.ctr.run import RunConfig, evaluate_run, load_run, train_run
 from rqgmm.ctr.splits import cold_item_split, time_split
 from rqgmm.ctr.training import predict
+from rqgmm.data.interactions import CTRDataset, ParquetDatasetConfig, load_parquet_dataset
 from rqgmm.errors import InvalidInputError
 
 FAST = {"max_epochs": 3, "batch_size": 256, "patience": 3, "learning_rate": 1e-2}

@@ -92,8 +92,8 @@ def test_a_worker_killed_mid_fit_is_retried_by_ray_and_the_tokenizer_is_unchange
 
 
 def test_cli_fit_and_encode_with_the_ray_engine(tmp_path):
-    from tests.ray_jobs import write_parts
     from tests.conftest import mixture_sample
+    from tests.ray_jobs import write_parts
 
     X, _ = mixture_sample(n=6_000, dim=8, n_components=10, seed=5)
     pattern = write_parts(X, tmp_path / "data", parts=3)
