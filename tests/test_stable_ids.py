@@ -116,3 +116,23 @@ def test_the_quality_report_measures_churn_against_a_previous_version(tmp_path):
     result = CliRunner().invoke(main, ["report", str(tmp_path / "v2"), str(tmp_path / "X.npy"), "--previous",
                                        str(tmp_path / "v1"), "-o", str(tmp_path / "r"), "-q"])
     assert result.exit_code == 0 and f"{expected.full_id_changed:.1%}" in result.output, result.output
+
+
+@pytest.mark.parametrize("klass", [RQKMeans, RQGMM])
+def test_sample_based_fitting(klass):
+    X, _ = mixture_sample(n=4000, dim=6, n_components=8, separation=3.0, seed=6)
+    X = X.astype(np.float32)
+    params = dict(n_levels=2, codebook_size=8, seed=0, progress=False, max_iter=20)
+    full = quietly(klass(**params).fit, X)
+    enough = quietly(klass(max_samples=4000, **params).fit, X)  # a sample of every row is the full fit
+    assert all(np.array_equal(a, b) for a, b in zip(full.codebooks_, enough.codebooks_))
+    sampled = quietly(klass(max_samples=800, **params).fit, X)
+    codes = sampled.encode(X)
+    assert codes.shape == (4000, 2) and len(np.unique(codes[:, 0])) == 8  # every row encoded
+
+    def rmse(tokenizer):
+        return float(np.sqrt(np.mean((X - tokenizer.decode(tokenizer.encode(X))) ** 2)))
+    assert rmse(sampled) < 1.1 * rmse(full)
+    assert not all(np.array_equal(a, b) for a, b in zip(full.codebooks_, sampled.codebooks_))
+    with pytest.raises(InvalidInputError, match="max_samples=4 is below the largest codebook_size=8"):
+        klass(max_samples=4, **params).fit(X)

@@ -130,6 +130,11 @@ class EmbeddingMatrix:
                 bad.append(start + np.flatnonzero(~finite))
         return np.concatenate(bad) if bad else np.empty(0, dtype=np.int64)
 
+    def subset(self, positions: np.ndarray) -> "EmbeddingMatrix":
+        """A view of the rows at the given (sorted) view positions."""
+        base = np.arange(self.n_rows, dtype=np.int64) if self.rows is None else self.rows
+        return EmbeddingMatrix(self.data, rows=base[np.asarray(positions, dtype=np.int64)], name=self.name)
+
     def without_rows(self, positions: np.ndarray) -> "EmbeddingMatrix":
         """A view with the given view positions removed (e.g. the invalid rows)."""
         keep = np.ones(self.n_rows, dtype=bool)

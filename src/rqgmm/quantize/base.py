@@ -63,6 +63,7 @@ class ResidualTokenizer:
             "None (use seed), an int in [0, 2**63), a numpy RandomState or Generator"),
         "device": (valid_device, "'cpu', 'cuda', 'cuda:N' or 'auto'"),
         "batch_size": (positive_int, "a positive int (rows per chunk)"),
+        "max_samples": (lambda v: v is None or positive_int(v), "None (all rows) or a positive int"),
         "precision": (lambda v: v in ("float32", "float64"), "'float32' or 'float64'"),
         "progress": (lambda v: v is None or isinstance(v, bool), "True, False or None (auto)"),
     }
@@ -127,6 +128,10 @@ class ResidualTokenizer:
                     raise InvalidInputError(
                         f"{type(self).__name__}: parameter {name} must be {description}, got {value!r}")
         sizes = self.codebook_sizes
+        max_samples = getattr(self, "max_samples", None)
+        if max_samples is not None and max_samples < max(sizes):
+            raise InvalidInputError(f"{type(self).__name__}: max_samples={max_samples} is below the largest"
+                                    f" codebook_size={max(sizes)}; a level needs at least one sampled row per code")
         if len(sizes) != self.n_levels:
             raise InvalidInputError(
                 f"{type(self).__name__}: codebook_size lists {len(sizes)} sizes but n_levels={self.n_levels}")
@@ -369,12 +374,24 @@ class ResidualTokenizer:
         for level in levels:
             started = time.perf_counter()
             stream.level = level
-            self._fit_level(level, stream, generator, rng)
+            self._fit_level(level, self._level_source(stream, level), generator, rng)
             if getattr(self, "_previous", None) is not None:
                 self._align_level(level)
             self._device_codebooks.append(torch.as_tensor(self.codebooks_[level], device=self.device_))
             stream.store_codes(level)
             self.level_fit_seconds_.append(time.perf_counter() - started)
+
+    def _level_source(self, stream: ResidualSource, level: int) -> ResidualSource:
+        """What level ``level`` is fitted on: every row, or with ``max_samples`` a seeded sample of
+        the current residuals (drawn from a generator of its own, so with ``max_samples >= n``
+        the fit is exactly the full one); all rows are encoded afterwards either way."""
+        max_samples = getattr(self, "max_samples", None)
+        if max_samples is None or max_samples >= stream.n_rows:
+            return stream
+        if not hasattr(stream, "sample_source"):
+            raise InvalidInputError(f"max_samples is not supported by a {type(stream).__name__} source; fit on all"
+                                    " rows (max_samples=None)")
+        return stream.sample_source(int(max_samples), np.random.default_rng([self.seed_, level, 1]))
 
     def prefix(self, n_levels: int) -> "ResidualTokenizer":
         """A new fitted tokenizer made of this one's first ``n_levels`` levels.

@@ -102,6 +102,15 @@ class MatrixResiduals:
         rows = torch.from_numpy(self.matrix.take(positions)).to(self.tokenizer.device_)
         return self._residual(rows, positions)
 
+    def sample_source(self, size: int, rng: np.random.Generator) -> "MatrixResiduals":
+        """A source over a uniform sample of ``size`` rows (sorted positions), carrying their codes
+        of the levels fitted so far: a level can be fitted on it and the rest encoded."""
+        positions = sample_positions(self.n_rows, size, rng)
+        sample = MatrixResiduals(self.tokenizer, self.matrix.subset(positions))
+        sample.codes = self.codes[positions]
+        sample.level = self.level
+        return sample
+
     def store_codes(self, level: int) -> None:
         """Final assignment pass of a fitted level: fill ``codes[:, level]``."""
         with torch.inference_mode():

@@ -95,7 +95,7 @@ class RQGMM(ResidualTokenizer):
     cache_mib: memory budget (MiB) for keeping a level's E-step features ``[x^2, x]`` (n x 2 dim
         in the compute dtype) between EM iterations; larger inputs (e.g. a big ``np.memmap``)
         are re-read chunk by chunk every iteration, so memory stays bounded. 0 never caches.
-    seed, device, batch_size, precision, progress: as in :class:`RQKMeans`.
+    seed, device, batch_size, max_samples, precision, progress: as in :class:`RQKMeans`.
 
     Attributes
     ----------
@@ -136,7 +136,8 @@ class RQGMM(ResidualTokenizer):
                  covariance_type: str = "diag", init: str = "kmeans++", residual: str = "hard",
                  weight_prior: float = 1.0, balance: float = 0.0, anneal_temperature: float = 1.0,
                  anneal_iter: int = 10, seed: int | None = 0, random_state=None, device: str = "cpu",
-                 batch_size: int = 16384, precision: str = "float32", cache_mib: float = 1024,
+                 batch_size: int = 16384, max_samples: int | None = None, precision: str = "float32",
+                 cache_mib: float = 1024,
                  progress: bool | None = None):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
@@ -155,6 +156,7 @@ class RQGMM(ResidualTokenizer):
         self.random_state = random_state
         self.device = device
         self.batch_size = batch_size
+        self.max_samples = max_samples
         self.precision = precision
         self.cache_mib = cache_mib
         self.progress = progress

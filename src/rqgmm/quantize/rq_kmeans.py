@@ -33,6 +33,8 @@ class RQKMeans(ResidualTokenizer):
     seed: seed of every random choice; same seed, same data -> same codes.
     device: "cpu", "cuda", "cuda:N" or "auto".
     batch_size: rows per chunk; bounds memory during fit and encode.
+    max_samples: fit each level on a seeded sample of this many rows of the current residuals
+        and encode the rest (None: all rows); production fits of huge catalogues.
     precision: compute dtype of the distance products, "float32" or "float64"; statistics are
         always accumulated in float64.
     progress: show progress bars (None: only on a terminal).
@@ -54,7 +56,8 @@ class RQKMeans(ResidualTokenizer):
 
     def __init__(self, n_levels: int = 3, codebook_size: int | list[int] = 256, *, max_iter: int = 50,
                  tol: float = 1e-4, init: str = "kmeans++", seed: int | None = 0, random_state=None, device: str = "cpu",
-                 batch_size: int = 16384, precision: str = "float32", progress: bool | None = None):
+                 batch_size: int = 16384, max_samples: int | None = None, precision: str = "float32",
+                 progress: bool | None = None):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
         self.max_iter = max_iter
@@ -64,6 +67,7 @@ class RQKMeans(ResidualTokenizer):
         self.random_state = random_state
         self.device = device
         self.batch_size = batch_size
+        self.max_samples = max_samples
         self.precision = precision
         self.progress = progress
 
