@@ -161,3 +161,21 @@ def test_paired_differences_flag_only_what_the_corrected_test_finds():
     assert gmm["vs_rq_kmeans"]["auc"]["significant"]
     verdict = rq_gmm_verdict(list(rows.values()))
     assert len(verdict["wins"]) == 1 and not verdict["losses"]
+
+
+def test_a_setting_added_later_with_a_default_does_not_block_resuming(tmp_path):
+    from rqgmm.experiment.config import PaperStudyConfig
+    from rqgmm.experiment.engine import RunDirectory
+
+    config = load_config(DEFAULT_CONFIG, quick=True)
+    directory = RunDirectory(tmp_path, config.name)
+    stored = config.to_json()
+    del stored["training"]["device"]  # as written before that setting existed
+    del stored["tail_threshold"]
+    (tmp_path / config.name).mkdir()
+    (tmp_path / config.name / "config.json").write_text(json.dumps(stored))
+    directory.claim(config.to_json(), PaperStudyConfig)  # the same study: accepted
+    stored["seeds"] = [7]
+    (tmp_path / config.name / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(InvalidInputError, match="different config"):
+        directory.claim(config.to_json(), PaperStudyConfig)

@@ -45,12 +45,26 @@ class RunDirectory:
                                     f" got {name!r}")
         self.path = Path(root) / name
 
-    def claim(self, config_json: dict) -> None:
-        """Write ``config.json``, or check that the one there is the same config."""
+    def claim(self, config_json: dict, schema: type | None = None) -> None:
+        """Write ``config.json``, or check that the one there is the same config. With ``schema``
+        (the config's dataclass) the stored config is read through it first, so a setting added
+        to the schema later, with a default, does not make a finished run look different."""
         path = self.path / "config.json"
-        if path.is_file() and read_json(path) != json.loads(json.dumps(config_json, default=float)):
-            raise InvalidInputError(f"{self.path}: holds a run of a different config; its finished stages"
-                                    " would not match. Rename the study or delete the directory")
+        current = json.loads(json.dumps(config_json, default=float))
+        if path.is_file():
+            stored = read_json(path)
+            if schema is not None:
+                from dataclasses import asdict
+
+                from rqgmm.io.settings import load_settings
+
+                try:
+                    stored = json.loads(json.dumps(asdict(load_settings(schema, stored, str(path))), default=float))
+                except (InvalidInputError, TypeError):
+                    pass  # not readable with today's schema: compared as stored, so refused
+            if stored != current:
+                raise InvalidInputError(f"{self.path}: holds a run of a different config; its finished stages"
+                                        " would not match. Rename the study or delete the directory")
         write_json(path, config_json)
 
 

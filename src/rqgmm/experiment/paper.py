@@ -49,7 +49,7 @@ class PaperStudy:
         from rqgmm.data.catalogue import load_catalogue
         from rqgmm.experiment.paper_report import write_paper_report
 
-        self.run_directory.claim(self.config.to_json())
+        self.run_directory.claim(self.config.to_json(), type(self.config))
         started = time.perf_counter()
         self.log(f"[1/5] catalogue {self.config.dataset}: item embeddings")
         catalogue = load_catalogue(self.config.dataset, self.progress)

@@ -177,7 +177,7 @@ class VariantStudy:
     def run(self) -> dict:
         from rqgmm.data.catalogue import load_catalogue
         started = time.perf_counter()
-        self.run_directory.claim(self.config.to_json())
+        self.run_directory.claim(self.config.to_json(), type(self.config))
         config = self.config
         fits: list[dict] = []
         catalogues = {}
