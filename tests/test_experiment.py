@@ -179,3 +179,18 @@ def test_a_setting_added_later_with_a_default_does_not_block_resuming(tmp_path):
     (tmp_path / config.name / "config.json").write_text(json.dumps(stored))
     with pytest.raises(InvalidInputError, match="different config"):
         directory.claim(config.to_json(), PaperStudyConfig)
+
+
+def test_the_headline_selects_settings_on_validation_not_on_test():
+    from rqgmm.experiment.paper_report import headline
+
+    runs = []
+    for seed in range(5):
+        for features, validation, test in (("id", 0.60, 0.70), ("sid:a level", 0.65, 0.70 + 0.001 * seed),
+                                           ("sid:b level", 0.62, 0.80)):  # b: best on test, worse on validation
+            runs.append({"split": "cold-item", "model": "fnn", "features": features, "seed": seed,
+                         "validation": {"auc": validation, "cold_auc": validation + 0.01 * (seed % 2)},
+                         "test": {"auc": test, "cold_auc": test, "tail_auc": test}})
+    row = headline(runs, "cold-item")["rows"][0]
+    assert row["chosen"]["sid"] == "sid:a level"
+    assert row["sid_vs_id"]["cold_auc"]["mean"] == pytest.approx(0.002)

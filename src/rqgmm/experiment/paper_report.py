@@ -90,7 +90,7 @@ def aggregate_ctr(runs: list[dict]) -> list[dict]:
 def _validation_score(record: dict) -> float | None:
     """What settings are selected on: validation cold-item AUC where the validation part has cold
     rows, else validation AUC (never a test figure)."""
-    validation = record["validation"]
+    validation = record.get("validation") or {}
     return validation.get("cold_auc") if validation.get("cold_auc") is not None else validation.get("auc")
 
 
