@@ -45,6 +45,29 @@ def add_suffix(codes: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return np.concatenate([codes, suffix[:, None]], axis=1)
 
 
+def place_greedily(preference: np.ndarray, item_keys: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """A code with room left for each item: (item, code) pairs are taken highest ``preference``
+    first across all items (ties by item key, then code). preference: (m, K); item_keys: (m,);
+    room: (K,) places per code. Returns (m,) int64 codes, -1 where no room was left."""
+    n_items, n_codes = preference.shape
+    item_index = np.repeat(np.arange(n_items), n_codes)
+    code_index = np.tile(np.arange(n_codes), n_items)
+    greedy = np.lexsort((code_index, item_keys[item_index], -preference.ravel()))
+    chosen = np.full(n_items, -1, dtype=np.int64)
+    occupancy = np.zeros(n_codes, dtype=np.int64)
+    left = n_items
+    for position in greedy:
+        item, code = item_index[position], code_index[position]
+        if chosen[item] >= 0 or occupancy[code] >= room[code]:
+            continue
+        chosen[item] = code
+        occupancy[code] += 1
+        left -= 1
+        if left == 0:
+            break
+    return chosen
+
+
 def relocate(codes: np.ndarray, keys: np.ndarray, last_level_scores: Callable[[np.ndarray], np.ndarray],
              capacity: int = 1) -> np.ndarray:
     """Move items out of over-full last-level buckets to their next most likely free code.
@@ -78,23 +101,10 @@ def relocate(codes: np.ndarray, keys: np.ndarray, last_level_scores: Callable[[n
         starts = np.r_[0, np.flatnonzero(np.diff(sorted_codes)) + 1]
         rank[order] = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
         movers = np.flatnonzero(rank >= capacity)
-        occupancy = np.bincount(current[rank < capacity], minlength=n_codes)
-        candidate_scores = scores[movers]  # (movers, K)
-        item_index = np.repeat(np.arange(len(movers)), n_codes)
-        code_index = np.tile(np.arange(n_codes), len(movers))
-        flat = candidate_scores.ravel()
-        greedy = np.lexsort((code_index, keys[members[movers]][item_index], -flat))
-        placed = np.zeros(len(movers), dtype=bool)
-        for position in greedy:
-            item, code = item_index[position], code_index[position]
-            if placed[item] or occupancy[code] >= capacity:
-                continue
-            codes[members[movers[item]], -1] = code
-            occupancy[code] += 1
-            placed[item] = True
-            if placed.all():
-                break
-        unplaced += int((~placed).sum())
+        room = capacity - np.bincount(current[rank < capacity], minlength=n_codes)
+        chosen = place_greedily(scores[movers], keys[members[movers]], room)
+        codes[members[movers[chosen >= 0]], -1] = chosen[chosen >= 0]
+        unplaced += int((chosen < 0).sum())
     if unplaced:
         warnings.warn(f"relocate: {unplaced} item(s) found no free last-level code under their prefix"
                       f" (capacity {capacity}); they keep colliding IDs. Raise capacity or the last codebook size.",
@@ -140,21 +150,9 @@ def sinkhorn_repair(codes: np.ndarray, keys: np.ndarray, last_level_scores: Call
             plan /= np.maximum(plan.sum(axis=1, keepdims=True), 1e-300)       # each item: one unit
             over = plan.sum(axis=0) / np.maximum(room, 1e-300)                  # each code: <= room
             plan /= np.maximum(over, 1.0)[None, :]
-        occupancy = np.zeros(n_codes)
-        item_index = np.repeat(np.arange(len(movers)), n_codes)
-        code_index = np.tile(np.arange(n_codes), len(movers))
-        greedy = np.lexsort((code_index, keys[movers][item_index], -plan.ravel()))
-        placed = np.zeros(len(movers), dtype=bool)
-        for position in greedy:
-            item, code = item_index[position], code_index[position]
-            if placed[item] or occupancy[code] >= room[code]:
-                continue
-            codes[movers[item], -1] = code
-            occupancy[code] += 1
-            placed[item] = True
-            if placed.all():
-                break
-        unplaced += int((~placed).sum())
+        chosen = place_greedily(plan, keys[movers], room)
+        codes[movers[chosen >= 0], -1] = chosen[chosen >= 0]
+        unplaced += int((chosen < 0).sum())
     if unplaced:
         warnings.warn(f"sinkhorn: {unplaced} item(s) found no free last-level code under their prefix"
                       f" (capacity {capacity}); they keep colliding IDs. Raise capacity or the last codebook size.",
