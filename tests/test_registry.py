@@ -62,7 +62,11 @@ def test_bad_input_is_named(tmp_path):
 def test_migrate_keeps_unchanged_ids_and_its_mapping_round_trips(tmp_path):
     with IDRegistry(f"sqlite:///{tmp_path}/r.db", create=True) as store:
         store.assign(["a", "b", "c"], np.array([[1, 2], [1, 2], [3, 4]]), "v1")
+        first_seen = {item_id: seen for item_id, _, _, seen, _ in store.items()}
         mapping = store.migrate(["a", "b", "c"], np.array([[1, 2], [5, 5], [3, 4]]), "v2")
+        # an item whose ID changed is still the same item: its first-seen time stays, updated moves
+        assert {item_id: seen for item_id, _, _, seen, _ in store.items()} == first_seen
+        assert all(version == "v2" for _, _, version, _, _ in store.items())
         assert mapping == {"a": ("1-2-0", "1-2-0"), "b": ("1-2-1", "5-5-0"), "c": ("3-4-0", "3-4-0")}
         assert store.mapping("v1", "v2") == mapping
         assert store.current_version == "v2" and store.check() == []

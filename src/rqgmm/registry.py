@@ -254,7 +254,7 @@ class IDRegistry:
             raise RegistryError(f"version {new_version!r} is already registered; versions only move forward")
         mapping = {}
         with self._transaction() as db:
-            active = {row[0]: row[1:] for row in db.execute("SELECT item_id, sid, prefix, suffix FROM items")}
+            active = {row[0]: row[1:] for row in db.execute("SELECT item_id, sid, prefix, suffix, first_seen FROM items")}
             missing = sorted(set(active) - set(ids))
             if missing:
                 raise InvalidInputError(f"migrate needs every active item; {len(missing)} missing (e.g. {missing[:3]})")
@@ -279,7 +279,7 @@ class IDRegistry:
                     prefix = new_prefix[item_id]
                     suffix = self._free_suffix(db, prefix)
                     new_sid = f"{prefix}-{suffix}"
-                    first_seen = stamp
+                    first_seen = active[item_id][3]  # the item is not new: it keeps its first-seen time
                     db.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
                                (item_id, new_sid, prefix, suffix, new_version, first_seen, stamp))
                 db.execute("INSERT INTO mappings VALUES (?, ?, ?, ?, ?)",

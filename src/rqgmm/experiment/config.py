@@ -17,6 +17,7 @@ import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rqgmm.ctr.splits import SPLITS
 from rqgmm.ctr.training import TrainingConfig
 from rqgmm.errors import InvalidInputError
 from rqgmm.experiment.settings import (
@@ -31,7 +32,6 @@ from rqgmm.io.settings import check_keys, load_settings, read_yaml_mapping, sett
 
 PLAIN_FEATURES = ("id", "emb")
 SID_FEATURES = ("sid", "sid+emb")
-from rqgmm.ctr.splits import SPLITS  # noqa: E402  (one list of splits)
 
 
 @dataclass

@@ -68,6 +68,16 @@ class RunDirectory:
         write_json(path, config_json)
 
 
+def compute_minutes(results: dict) -> float:
+    """Minutes spent fitting tokenizers and training CTR models, summed over jobs, from the records
+    themselves (a resumed run's wall time says nothing about them)."""
+    tokenizers = results.get("tokenizers")
+    seconds = sum(float(t.get("fit_seconds", 0.0)) for t in tokenizers.values()) if isinstance(tokenizers, dict) else 0.0
+    seconds += sum(float(f.get("fit_seconds", 0.0)) for f in results.get("fits", []))
+    seconds += sum(float(r.get("seconds", 0.0)) for r in results.get("ctr_runs", []))
+    return seconds / 60
+
+
 def provenance() -> dict:
     """Where figures come from: the command line, the time, the code's commit (when run from a git
     checkout; else the installed version) and the machine."""
@@ -127,6 +137,9 @@ def run_jobs(function: Callable[..., Any], jobs: list[dict], workers: int,
     except KeyboardInterrupt:
         pool.shutdown(wait=False, cancel_futures=True)
         raise RqgmmError("interrupted; finished jobs are kept, rerun the same command to resume") from None
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)  # a failed job: do not run the queued ones
+        raise
     pool.shutdown()
 
 

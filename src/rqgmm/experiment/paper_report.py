@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rqgmm.experiment.engine import compute_minutes
 from rqgmm.experiment.pages import save_figure, write_pages
 from rqgmm.experiment.stats import (
     by_seed,
@@ -224,7 +225,8 @@ def write_paper_report(directory: Path, results: dict) -> dict:
         ("h", 1, f"rqgmm offline study: {config['name']}"),
         ("p", f"Data set {data['name']}: {data['interactions']:,} interactions, {data['users']:,} users,"
               f" {data['items']:,} items ({data['embedding_dim']}-d content embeddings), positive rate"
-              f" {data['positive_rate']:.3f}. Seeds {config['seeds']}; splits {config['splits']}. Total run time"
+              f" {data['positive_rate']:.3f}. Seeds {config['seeds']}; splits {config['splits']}."
+              f" {compute_minutes(results):.1f} min of fitting and training, summed over jobs; this invocation took"
               f" {results['seconds'] / 60:.1f} min (stages finished earlier are loaded, not re-run)."),
         ("h", 2, "Tokenizers"),
         ("p", TOKENIZER_DEFINITIONS),

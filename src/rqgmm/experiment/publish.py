@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from rqgmm.errors import InvalidInputError
-from rqgmm.experiment.engine import read_json
+from rqgmm.experiment.engine import compute_minutes, read_json
 from rqgmm.experiment.pages import markdown
 
 
@@ -25,7 +25,7 @@ def results_blocks(results: dict, run_dir: Path) -> list[tuple]:
         ("h", 1, f"Results: {config['name']}"),
         ("p", f"Produced by `{stamp.get('command', 'rqgmm experiment')}` on {stamp.get('date', '?')}"
               f" (code {stamp.get('commit') or stamp.get('version', '?')}; {stamp.get('machine', '?')});"
-              f" {_compute_minutes(results):.1f} min of fitting and training, summed over jobs (wall time depends"
+              f" {compute_minutes(results):.1f} min of fitting and training, summed over jobs (wall time depends"
               f" on the workers and on what else runs). Document written by `rqgmm publish {run_dir}`."),
     ]
     kind = config.get("kind", "paper")
@@ -36,16 +36,6 @@ def results_blocks(results: dict, run_dir: Path) -> list[tuple]:
         if rows:
             blocks += [("h", 2, name.replace("_", " ")), ("table", header, rows)]
     return blocks
-
-
-def _compute_minutes(results: dict) -> float:
-    """Minutes spent fitting tokenizers and training CTR models, from the records themselves (a
-    resumed run's wall time says nothing about them)."""
-    fits = results.get("tokenizers", {}).values() if isinstance(results.get("tokenizers"), dict) else []
-    seconds = sum(float(t.get("fit_seconds", 0.0)) for t in fits)
-    seconds += sum(float(f.get("fit_seconds", 0.0)) for f in results.get("fits", []))
-    seconds += sum(float(r.get("seconds", 0.0)) for r in results.get("ctr_runs", []))
-    return seconds / 60
 
 
 def publish(run_dir: str | Path, docs_dir: str | Path = "docs/results", readme: str | Path | None = None,
