@@ -8,7 +8,7 @@ BASE := $(VENV)/.base-stamp
 DEMO := $(VENV)/.demo-stamp
 TEST := $(VENV)/.test-stamp
 
-.PHONY: setup demo test figures clean
+.PHONY: setup demo test sid-ctr figures clean
 
 # torch is pinned here: 2.13.0 is a local CPU build on our machines; an unpinned torch would pull
 # a multi-GB CUDA build. pyproject.toml declares the compatible range for users elsewhere.
@@ -37,10 +37,16 @@ demo: $(DEMO)
 test: $(TEST)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
+# the semantic-ID CTR study end to end (about 2 h on 2 cores): four configs, then their documents
+SID_CTR := sid-ctr sid-ctr-no-genres sid-ctr-shapes sid-ctr-time
+sid-ctr: $(DEMO)
+	for name in $(SID_CTR); do HF_HUB_OFFLINE=1 $(BIN)/rqgmm experiment $$name || exit 1; done
+	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR)) --readme README.md
+
 # results documents (docs/results/) and README tables from finished runs under runs/
 figures: $(DEMO)
 	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline tokenizers
-	$(BIN)/rqgmm publish runs/sid-ctr-no-genres runs/sid-ctr --readme README.md --headline headline_cold-item
+	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR)) --readme README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

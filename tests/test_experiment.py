@@ -194,3 +194,15 @@ def test_the_headline_selects_settings_on_validation_not_on_test():
     row = headline(runs, "cold-item")["rows"][0]
     assert row["chosen"]["sid"] == "sid:a level"
     assert row["sid_vs_id"]["cold_auc"]["mean"] == pytest.approx(0.002)
+
+
+@pytest.mark.parametrize("name", ["ml-100k", "variants"])
+def test_device_option_overrides_the_training_device_and_is_checked(name, tmp_path):
+    from rqgmm.cli.study import with_training_device
+
+    config = with_training_device(load_config(name), "auto")
+    training = config.ctr.training if config.kind == "variants" else config.training
+    assert training.device == "auto"
+    result = CliRunner().invoke(main, ["experiment", name, "--check", "--device", "gpu", "-o", str(tmp_path)])
+    assert result.exit_code == 2 and "--device" in result.output and "'gpu'" in result.output
+    assert not any(tmp_path.iterdir())

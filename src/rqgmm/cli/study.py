@@ -20,10 +20,12 @@ from rqgmm.cli.options import quiet_option, show_warnings
 @click.option("--check", is_flag=True, help="Validate the config (and its quick form) and stop.")
 @click.option("--describe", type=click.Choice(["paper", "variants"]), default=None,
               help="Print every setting of that kind of study (key, default, meaning) and stop.")
+@click.option("--device", default=None,
+              help="CTR training device (cpu, cuda, cuda:N or auto); overrides the config's training.device.")
 @quiet_option
-def experiment(config_path, quick, root, workers, check, describe, quiet):
-    """Run a study from CONFIG: a YAML file, or the name of a packaged config (ml-100k,
-    ml-100k-full, variants, sid-ctr, sid-ctr-no-genres). ``kind: paper`` (the default: tokenizers,
+def experiment(config_path, quick, root, workers, check, describe, device, quiet):
+    """Run a study from CONFIG: a YAML file, or the name of a packaged config (an unknown name
+    lists them: ml-100k, variants, sid-ctr, ...). ``kind: paper`` (the default: tokenizers,
     quality, CTR grid, report) or ``kind: variants`` (tokenizer variants against RQ-KMeans)."""
     from rqgmm.experiment.config import load_config
     from rqgmm.experiment.pages import text_table
@@ -39,6 +41,8 @@ def experiment(config_path, quick, root, workers, check, describe, quiet):
                                                                   settings_of(study_kinds()[describe])]))
         return
     config = load_config(config_path, quick=quick)
+    if device is not None:
+        config = with_training_device(config, device)
     if check:
         click.echo(f"{config_path}: valid {config.kind} study config")
         return
@@ -59,13 +63,27 @@ def experiment(config_path, quick, root, workers, check, describe, quiet):
 
 
 
+def with_training_device(config, device: str):
+    """``config`` with its CTR training device replaced (checked like the config's own)."""
+    from dataclasses import replace
+
+    from rqgmm.errors import InvalidInputError
+
+    try:
+        if config.kind == "variants":
+            return replace(config, ctr=replace(config.ctr, training=replace(config.ctr.training, device=device)))
+        return replace(config, training=replace(config.training, device=device))
+    except InvalidInputError as error:
+        raise click.BadParameter(str(error), param_hint="--device") from None
+
+
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("docs/results"), show_default=True,
               help="Directory of the generated results documents.")
 @click.option("--readme", type=click.Path(path_type=Path), default=None,
               help="Also fill the README's '<!-- generated: NAME -->' block of each run.")
-@click.option("--headline", default=None, help="Which table fills the README block (default: the first).")
+@click.option("--headline", default=None, help="Which table fills the README block (default: the first headline table, else the first).")
 def publish(run_dirs, output, readme, headline):
     """Write results documents (docs/results/<name>.md) from finished runs' results.json."""
     from rqgmm.experiment.publish import publish as write

@@ -41,7 +41,8 @@ def results_blocks(results: dict, run_dir: Path) -> list[tuple]:
 def publish(run_dir: str | Path, docs_dir: str | Path = "docs/results", readme: str | Path | None = None,
             headline: str | None = None) -> Path:
     """Write ``docs_dir/<name>.md`` from ``run_dir/results.json``; with ``readme``, replace the
-    block of that name in it by the ``headline`` table (default: the first non-empty table)."""
+    block of that name in it by the ``headline`` table (default: the first non-empty headline
+    table, else the first non-empty table)."""
     from rqgmm.io.atomic import atomic_path
 
     run_dir = Path(run_dir)
@@ -56,7 +57,8 @@ def publish(run_dir: str | Path, docs_dir: str | Path = "docs/results", readme: 
         tmp.write_text(markdown(results_blocks(results, run_dir)))
     if readme is not None:
         tables = results["summary"]["tables"]
-        key = headline or next(k for k, (_, rows) in tables.items() if rows)
+        filled = [k for k, (_, rows) in tables.items() if rows]
+        key = headline or next((k for k in filled if k.startswith("headline")), filled[0] if filled else None)
         if key not in tables:
             raise InvalidInputError(f"{run_dir}: no table {key!r}; tables are {sorted(tables)}")
         stamp = results.get("provenance") or {}
