@@ -136,7 +136,9 @@ def test_neural_methods_fit_from_the_cli_with_their_options(tmp_path, blobs, met
     (("--method", "rq-gmm", "--beta", "0.5"), "--beta applies to --method rq-vae or vq-vae only, not rq-gmm"),
     (("--method", "rq-vae", "--reg-covar", "1e-3"), "--reg-covar applies to --method rq-gmm only, not rq-vae"),
     (("--method", "vq-vae", "--levels", "2"), "vq-vae has one level; levels must be 1, got 2"),
-    (("--method", "rq-kmeans", "--balance", "0.5"), "--balance applies to --method rq-gmm only, not rq-kmeans"),
+    (("--method", "rq-vae", "--balance", "0.5"), "--balance applies to --method rq-gmm or rq-kmeans only, not rq-vae"),
+    (("--method", "rq-kmeans", "--balance", "0.5"), "balance must be None or one of"),
+    (("--method", "rq-gmm", "--balance", "hard"), "--balance: expected a number, got 'hard'"),
     (("--method", "rq-vae", "--hidden-dims", "64,x"), "expected comma-separated ints, got '64,x'"),
 ])
 def test_options_of_another_method_are_refused(tmp_path, blobs, args, message):
@@ -215,3 +217,13 @@ def test_fit_and_encode_read_a_directory_or_glob_of_parquet_in_batches(tmp_path,
     result = run("encode", tmp_path / "tok", str(folder / "*.parquet"), "-o", tmp_path / "codes.parquet")
     assert result.exit_code == 0, result.output
     assert pq.read_table(tmp_path / "codes.parquet").num_rows == 300
+
+
+def test_rq_kmeans_balance_option_reaches_the_tokenizer(tmp_path, blobs):
+    np.save(tmp_path / "X.npy", blobs)
+    result = run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--method", "rq-kmeans", "--levels", 2,
+                 "--codebook-size", 6, "--balance", "soft", "--balance-temperature", "0.2", "-q")
+    assert result.exit_code == 0, result.output
+    tokenizer = load(tmp_path / "tok")
+    assert (tokenizer.balance, tokenizer.balance_temperature) == ("soft", 0.2)
+    assert [sum(sizes) for sizes in tokenizer.fit_cluster_sizes_] == [len(blobs)] * 2

@@ -76,10 +76,17 @@ def tokenizer_parameters() -> dict[str, dict]:
         for parameter in inspect.signature(klass.__init__).parameters.values():
             if parameter.name in ("self", *COMMON_PARAMETERS):
                 continue
-            entry = table.setdefault(parameter.name, {"methods": {}, "help": described.get(parameter.name, "")})
+            entry = table.setdefault(parameter.name, {"methods": {}, "help": "", "helps": {}})
             entry["methods"][method] = parameter.default
+            entry["helps"][method] = described.get(parameter.name, "")
+            texts = dict.fromkeys(entry["helps"].values())  # distinct descriptions, in order
+            entry["help"] = (next(iter(texts)) if len(texts) == 1 else
+                             " | ".join(f"{m}: {text}" for m, text in entry["helps"].items()))
             default = parameter.default
-            entry["kind"] = (list if isinstance(default, (tuple, list)) else type(default))
+            kind = list if isinstance(default, (tuple, list)) else type(default)
+            # one option may mean different types for different methods (RQ-GMM's balance is a
+            # strength, RQ-KMeans' a mode name): such an option is read as text and converted per method
+            entry["kind"] = kind if entry.get("kind", kind) is kind else str
     return table
 
 
@@ -94,6 +101,20 @@ def tokenizer_options(function):
         function = click.option(f"--{name.replace('_', '-')}", name, type=click_type, default=None,
                                 help=help_text)(function)
     return function
+
+
+def option_value(name: str, value, kind: type, default):
+    """The value of a generated tokenizer option for one method: lists parsed, and text converted
+    to the method's own type where the option is shared by methods of different types."""
+    option = f"--{name.replace('_', '-')}"
+    if kind is list:
+        return int_list(option, value)
+    if kind is str and isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            return type(default)(value)
+        except ValueError:
+            raise click.BadParameter(f"expected a number, got {value!r}", param_hint=option) from None
+    return value
 
 
 def tokenizer_from_options(method: str, n_levels: int, codebook_size, common: dict, given: dict):
@@ -111,8 +132,10 @@ def tokenizer_from_options(method: str, n_levels: int, codebook_size, common: di
         if method not in methods:
             raise click.UsageError(f"--{name.replace('_', '-')} applies to --method {' or '.join(methods)} only,"
                                    f" not {method}")
-        params[name] = int_list(f"--{name.replace('_', '-')}", value) if table[name]["kind"] is list else value
+        params[name] = option_value(name, value, table[name]["kind"], methods[method])
     try:
-        return make_tokenizer(method, n_levels, codebook_size, **common, **params)
+        tokenizer = make_tokenizer(method, n_levels, codebook_size, **common, **params)
+        tokenizer.validate_params()
+        return tokenizer
     except InvalidInputError as exc:
         raise click.UsageError(str(exc)) from None

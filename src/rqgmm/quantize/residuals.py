@@ -98,7 +98,10 @@ class MatrixResiduals:
         return lambda: (chunk for _, chunk in self.chunks())
 
     def sample(self, size: int, rng: np.random.Generator) -> torch.Tensor:
-        positions = sample_positions(self.n_rows, size, rng)
+        return self.rows(sample_positions(self.n_rows, size, rng))
+
+    def rows(self, positions: np.ndarray) -> torch.Tensor:
+        """Residuals (p, dim) of the rows at sorted ``positions``."""
         rows = torch.from_numpy(self.matrix.take(positions)).to(self.tokenizer.device_)
         return self._residual(rows, positions)
 

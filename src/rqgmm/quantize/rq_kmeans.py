@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
+import numpy as np
 import torch
 
-from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning
+from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning, InvalidInputError
+from rqgmm.quantize.balanced import BALANCE_MODES, balanced_lloyd
 from rqgmm.quantize.base import ResidualTokenizer
 from rqgmm.quantize.kmeans import (
     KMEANS_INITS,
@@ -37,6 +40,12 @@ class RQKMeans(ResidualTokenizer):
         and encode the rest (None: all rows); production fits of huge catalogues.
     precision: compute dtype of the distance products, "float32" or "float64"; statistics are
         always accumulated in float64.
+    balance: None (plain k-means), "hard" (at fit time every cluster holds at most ceil(n/K) of
+        the rows it is fitted on: greedy capacity-constrained assignment over each row's nearest
+        centroids) or "soft" (Sinkhorn-balanced assignment, strength set by balance_temperature).
+        Encoding stays nearest-centroid. See :mod:`rqgmm.quantize.balanced`.
+    balance_temperature: soft balance only: Sinkhorn temperature relative to the mean nearest
+        squared distance; smaller values balance more strongly (and need more iterations to settle).
     progress: show progress bars (None: only on a terminal).
 
     Attributes
@@ -44,6 +53,8 @@ class RQKMeans(ResidualTokenizer):
     codebooks_: list of L arrays (K_l, dim) float32.
     inertia_: list of L floats, mean squared residual distance after each level's last update.
     n_iter_, converged_, n_reseeded_: per level.
+    fit_cluster_sizes_: with ``balance``, per level the rows of each cluster in the last balanced
+        assignment of the fit (lists of K ints); empty lists without.
 
     Example::
 
@@ -52,12 +63,17 @@ class RQKMeans(ResidualTokenizer):
         X_hat = tokenizer.decode(codes)          # (n, dim) float32
     """
 
-    _parameter_constraints = {"init": (lambda v: v in KMEANS_INITS, f"one of {KMEANS_INITS}")}
+    _parameter_constraints = {
+        "init": (lambda v: v in KMEANS_INITS, f"one of {KMEANS_INITS}"),
+        "balance": (lambda v: v is None or v in BALANCE_MODES, f"None or one of {BALANCE_MODES}"),
+        "balance_temperature": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                                and math.isfinite(v) and v > 0, "a finite number > 0"),
+    }
 
     def __init__(self, n_levels: int = 3, codebook_size: int | list[int] = 256, *, max_iter: int = 50,
                  tol: float = 1e-4, init: str = "kmeans++", seed: int | None = 0, random_state=None, device: str = "cpu",
                  batch_size: int = 16384, max_samples: int | None = None, precision: str = "float32",
-                 progress: bool | None = None):
+                 balance: str | None = None, balance_temperature: float = 0.1, progress: bool | None = None):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
         self.max_iter = max_iter
@@ -69,6 +85,8 @@ class RQKMeans(ResidualTokenizer):
         self.batch_size = batch_size
         self.max_samples = max_samples
         self.precision = precision
+        self.balance = balance
+        self.balance_temperature = balance_temperature
         self.progress = progress
 
     def _reset_fit_state(self) -> None:
@@ -77,6 +95,7 @@ class RQKMeans(ResidualTokenizer):
         self.n_iter_: list[int] = []
         self.converged_: list[bool] = []
         self.n_reseeded_: list[int] = []
+        self.fit_cluster_sizes_: list[list[int]] = []
 
     @property
     def _dtype(self) -> torch.dtype:
@@ -89,8 +108,11 @@ class RQKMeans(ResidualTokenizer):
         if centroids is None:
             centroids = seed_centers(sample, n_codes, self.init, generator)
         spread = sample.double().std(0)
-        result = lloyd(residuals, centroids, max_iter=self.max_iter, tol=self.tol, dtype=self._dtype,
-                       generator=generator, spread=spread, progress=self.progress, desc=f"k-means level {level}")
+        if self.balance is None:
+            result = lloyd(residuals, centroids, max_iter=self.max_iter, tol=self.tol, dtype=self._dtype,
+                           generator=generator, spread=spread, progress=self.progress, desc=f"k-means level {level}")
+        else:
+            result = self._fit_balanced(level, residuals, centroids, generator, spread)
         if not result.converged:
             warnings.warn(
                 f"RQKMeans level {level}: k-means did not converge in max_iter={self.max_iter} iterations"
@@ -106,6 +128,19 @@ class RQKMeans(ResidualTokenizer):
         self.converged_.append(result.converged)
         self.n_reseeded_.append(result.n_reseeded)
 
+    def _fit_balanced(self, level, residuals, centroids, generator, spread):
+        read_chunks = residuals.local_chunks()
+        rows_of = getattr(residuals, "rows", None)
+        if read_chunks is None or rows_of is None:
+            raise InvalidInputError(f"RQKMeans(balance={self.balance!r}) needs the rows in this process; it is not"
+                                    " available on the Ray engine (fit with the local engine, or without balance)")
+        result, sizes = balanced_lloyd(
+            read_chunks, residuals.n_rows, centroids, mode=self.balance, temperature=self.balance_temperature,
+            max_iter=self.max_iter, tol=self.tol, dtype=self._dtype, generator=generator, spread=spread,
+            rows_of=rows_of, progress=self.progress, desc=f"balanced k-means ({self.balance}) level {level}")
+        self.fit_cluster_sizes_.append([int(size) for size in np.asarray(sizes)])
+        return result
+
     def level_scores(self, level, residual):
         scorers = self.__dict__.setdefault("_scorers", {})
         scorer = scorers.get(level)
@@ -116,9 +151,11 @@ class RQKMeans(ResidualTokenizer):
 
     def _fitted_attributes(self):
         return {**super()._fitted_attributes(), "inertia_": self.inertia_, "n_iter_": self.n_iter_,
-                "converged_": self.converged_, "n_reseeded_": self.n_reseeded_}
+                "converged_": self.converged_, "n_reseeded_": self.n_reseeded_,
+                "fit_cluster_sizes_": self.fit_cluster_sizes_}
 
     def _restore(self, arrays, attributes):
         super()._restore(arrays, attributes)
         for name in ("inertia_", "n_iter_", "converged_", "n_reseeded_"):
             setattr(self, name, list(attributes[name]))
+        self.fit_cluster_sizes_ = [list(sizes) for sizes in attributes.get("fit_cluster_sizes_", [])]
