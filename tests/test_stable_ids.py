@@ -136,3 +136,72 @@ def test_sample_based_fitting(klass):
     assert not all(np.array_equal(a, b) for a, b in zip(full.codebooks_, sampled.codebooks_))
     with pytest.raises(InvalidInputError, match="max_samples=4 is below the largest codebook_size=8"):
         klass(max_samples=4, **params).fit(X)
+
+
+@pytest.mark.parametrize("klass", [RQKMeans, RQGMM])
+def test_co_assignment_keeps_at_least_as_many_codes_as_codeword_alignment(klass):
+    X, _ = mixture_sample(n=4000, dim=6, n_components=8, separation=3.0, seed=1)
+    X = X.astype(np.float32)
+    params = dict(n_levels=2, codebook_size=8, progress=False, max_iter=30)
+    first = quietly(klass(seed=0, **params).fit, X[:3000])
+    old = first.encode(X)
+    by_codewords = quietly(klass(seed=1, **params).fit, X, previous=first)
+    codes = quietly(klass(seed=1, **params).fit_encode, X, previous=first, alignment="co-assignment")
+    by_rows = quietly(klass(seed=1, **params).fit, X, previous=first, alignment="co-assignment")
+    np.testing.assert_array_equal(codes, by_rows.encode(X))  # the renumbered training codes are encode's
+    # both fits find the same components (same warm start, seed and data) and differ only in their
+    # numbering; numbering by co-assignment maximizes the rows keeping their code at every level
+    kept_by_rows = (old == codes).mean(0)
+    kept_by_codewords = (old == by_codewords.encode(X)).mean(0)
+    assert (kept_by_rows >= kept_by_codewords - 1e-12).all(), (kept_by_rows, kept_by_codewords)
+
+
+def test_co_assignment_recovers_a_shuffled_level_exactly():
+    from types import SimpleNamespace
+
+    X, _ = mixture_sample(n=3000, dim=6, n_components=8, separation=4.0, seed=1)
+    X = X.astype(np.float32)
+    first = quietly(RQKMeans(n_levels=2, codebook_size=8, seed=0, progress=False, max_iter=30).fit, X)
+    shuffled = load_copy(first)
+    shuffled._permute_level(0, np.random.default_rng(3).permutation(8))
+    shuffled._device_codebooks = []
+    stream = SimpleNamespace(codes=shuffled.encode(X))
+    shuffled.check_fitted()
+    shuffled._align_level_by_rows(0, first.encode(X)[:, 0], stream)
+    shuffled._device_codebooks = []
+    assert np.array_equal(shuffled.codebooks_[0], first.codebooks_[0])
+    assert np.array_equal(stream.codes, first.encode(X)) and np.array_equal(shuffled.encode(X), first.encode(X))
+
+
+def test_alignment_none_is_the_warm_start_alone_and_bad_names_are_refused():
+    X, _ = mixture_sample(n=2000, dim=6, n_components=8, separation=4.0, seed=2)
+    X = X.astype(np.float32)
+    params = dict(n_levels=2, codebook_size=8, seed=0, progress=False, max_iter=30)
+    first = quietly(RQKMeans(**params).fit, X)
+    warm = quietly(RQKMeans(**{**params, "seed": 9}).fit, X, previous=first, alignment="none")
+    # started from v1's codewords on v1's data, Lloyd stays near v1's fixed point, in v1's order
+    assert id_churn(first.encode(X), warm.encode(X)).full_id_changed < 0.05
+    with pytest.raises(InvalidInputError, match="alignment must be one of"):
+        RQKMeans(**params).fit(X, previous=first, alignment="hungarian")
+
+
+def test_cli_fit_with_previous_and_alignment(tmp_path):
+    from click.testing import CliRunner
+
+    from rqgmm.cli import main
+
+    X, _ = mixture_sample(n=2000, dim=6, n_components=8, separation=3.0, seed=4)
+    X = X.astype(np.float32)
+    np.save(tmp_path / "old.npy", X[:1500])
+    np.save(tmp_path / "all.npy", X)
+    common = ["--method", "rq-kmeans", "--levels", "2", "--codebook-size", "8", "-q"]
+    run = lambda *args: CliRunner().invoke(main, [str(a) for a in args])  # noqa: E731
+    assert run("fit", tmp_path / "old.npy", "-o", tmp_path / "v1", *common).exit_code == 0
+    result = run("fit", tmp_path / "all.npy", "-o", tmp_path / "v2", "--previous", tmp_path / "v1",
+                 "--alignment", "co-assignment", "--seed", "1", *common)
+    assert result.exit_code == 0, result.output
+    expected = quietly(RQKMeans(n_levels=2, codebook_size=8, seed=1, progress=False).fit, X,
+                       previous=load(tmp_path / "v1"), alignment="co-assignment")
+    np.testing.assert_array_equal(load(tmp_path / "v2").encode(X), expected.encode(X))
+    refused = run("fit", tmp_path / "all.npy", "-o", tmp_path / "v3", "--alignment", "none", *common)
+    assert refused.exit_code == 2 and "--alignment" in refused.output and "--previous" in refused.output

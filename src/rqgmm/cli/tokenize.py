@@ -36,6 +36,9 @@ from rqgmm.quantize import METHODS
 @click.option("--previous", type=click.Path(path_type=Path), default=None,
               help="An earlier tokenizer to stay aligned with (warm start + component matching): items that"
                    " did not move keep their IDs.")
+@click.option("--alignment", type=click.Choice(["codewords", "co-assignment", "none"]), default="codewords",
+              show_default=True, help="With --previous: match components by codeword distance, by the rows both"
+              " versions assign alike, or not at all (warm start only).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: fit on a Ray Dataset of Parquet files (EMBEDDINGS: file, directory or glob).")
 @click.option("--address", default=None, help="Ray cluster address ('auto' or host:port); default: a local"
@@ -44,7 +47,7 @@ from rqgmm.quantize import METHODS
 @overwrite_option
 @quiet_option
 def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch_size, column, id_column,
-        drop_invalid, previous, engine, address, verbose, overwrite, quiet, **given):
+        drop_invalid, previous, alignment, engine, address, verbose, overwrite, quiet, **given):
     """Fit a tokenizer on EMBEDDINGS (.npy or .parquet; with --engine ray, Parquet files) and save it to OUTPUT."""
     from rqgmm.io.atomic import refuse_existing
     from rqgmm.io.tables import read_embeddings
@@ -68,7 +71,10 @@ def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch
     from rqgmm.quantize import ResidualTokenizer
 
     anchor = None if previous is None else ResidualTokenizer.load(previous)
-    tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid, previous=anchor)
+    if anchor is None and alignment != "codewords":
+        raise click.BadParameter("applies with --previous only", param_hint="--alignment")
+    tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid, previous=anchor,
+                  alignment=alignment)
     tokenizer.save(output, overwrite=overwrite)
     if not quiet:
         click.echo(f"fitted {type(tokenizer).__name__} {tokenizer.codebook_sizes} on"

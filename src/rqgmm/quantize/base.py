@@ -32,6 +32,8 @@ from rqgmm.validation import (
 
 # largest embedding width a saved tokenizer may declare (bounds allocation before any check)
 MAX_FEATURES = 1 << 20
+# how an aligned refit matches a level's components to the previous version's (see ``fit``)
+ALIGNMENTS = ("codewords", "co-assignment", "none")
 # magnitudes (root mean square of the largest coordinate) float32 distance products handle safely
 MAX_SCALE, MIN_SCALE = 1e12, 1e-12
 
@@ -239,8 +241,8 @@ class ResidualTokenizer:
         self.codebooks_ = [arrays[f"level_{level}.codebook"] for level in range(self.n_levels)]
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, *, drop_invalid: bool = False, previous: "ResidualTokenizer | None" = None
-            ) -> "ResidualTokenizer":
+    def fit(self, X, y=None, *, drop_invalid: bool = False, previous: "ResidualTokenizer | None" = None,
+            alignment: str = "codewords") -> "ResidualTokenizer":
         """Fit the codebooks level by level.
 
         X: (n_items, dim) array or ``np.memmap`` of real numbers; read in chunks of
@@ -250,17 +252,25 @@ class ResidualTokenizer:
         previous: an earlier fitted version (same class, levels, codebook sizes and dimension)
         to stay aligned with: each level starts from the previous version's codewords (warm
         start) and, once fitted, its components are permuted to best match the previous ones
-        (an optimal assignment on codeword distance), so items that did not move keep their IDs.
+        (an optimal assignment), so items that did not move keep their IDs.
+        alignment: how a refit level's components are matched to the previous ones:
+        "codewords" (Hungarian assignment on squared codeword distance), "co-assignment"
+        (Hungarian assignment maximizing the training rows that both versions put in the same
+        pair of components; the previous version encodes the rows once more) or "none" (warm
+        start only, components in the order the fit leaves them).
         """
-        self._previous = self._check_previous(previous)
+        self._previous = self._check_previous(previous, alignment)
         try:
             self._fit(X, drop_invalid)
         finally:
             self._previous = None
         return self
 
-    def _check_previous(self, previous) -> "ResidualTokenizer | None":
+    def _check_previous(self, previous, alignment: str = "codewords") -> "ResidualTokenizer | None":
         """``previous`` if it can anchor a refit of this tokenizer, else a named error."""
+        if alignment not in ALIGNMENTS:
+            raise InvalidInputError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
+        self._alignment = alignment
         if previous is None:
             return None
         if not self._levels_fitted_in_order:
@@ -294,6 +304,37 @@ class ResidualTokenizer:
         cost = (old**2).sum(1)[:, None] - 2 * old @ new.T + (new**2).sum(1)[None, :]
         _, order = linear_sum_assignment(cost)  # order[j]: the new component that takes old code j
         self._permute_level(level, order)
+
+    def _codes_of_previous(self, stream: ResidualSource) -> np.ndarray:
+        """The previous version's codes (n, n_levels) int64 of the training rows."""
+        matrix = getattr(stream, "matrix", None)
+        if matrix is None or not hasattr(stream, "codes"):
+            raise InvalidInputError("alignment='co-assignment' needs the training rows in this process; use"
+                                    " alignment='codewords' with a distributed source")
+        previous = self._previous
+        previous.check_fitted()
+        codes = np.empty((matrix.n_rows, previous.n_levels), dtype=np.int64)
+        with torch.inference_mode():
+            for start, chunk in matrix.chunks(self.batch_size, previous.device_):
+                codes[start:start + chunk.shape[0]] = previous._encode_chunk(chunk).cpu().numpy()
+        return codes
+
+    def _align_level_by_rows(self, level: int, old_codes: np.ndarray, stream: ResidualSource) -> None:
+        """Permute level ``level`` so that its codes agree with ``old_codes`` (n,) on as many
+        training rows as possible (Hungarian assignment on the contingency table), and renumber
+        the codes ``stream`` holds for that level accordingly."""
+        from scipy.optimize import linear_sum_assignment
+
+        size = self.codebook_sizes[level]
+        new_codes = stream.codes[:, level]
+        table = np.zeros((size, size), dtype=np.int64)
+        np.add.at(table, (old_codes, new_codes), 1)
+        _, order = linear_sum_assignment(table, maximize=True)  # order[j]: new component taking old code j
+        self._permute_level(level, order)
+        self._device_codebooks[level] = torch.as_tensor(self.codebooks_[level], device=self.device_)
+        renumber = np.empty(size, dtype=np.int64)
+        renumber[order] = np.arange(size)
+        stream.codes[:, level] = renumber[new_codes]
 
     def _permute_level(self, level: int, order: np.ndarray) -> None:
         """Reorder level ``level``'s components: new code j is old component ``order[j]``."""
@@ -362,6 +403,10 @@ class ResidualTokenizer:
         if previous is not None and previous.n_features_in_ != self.n_features_in_:
             raise InvalidInputError(f"previous tokenizer has n_features_in_={previous.n_features_in_}, the data"
                                     f" {self.n_features_in_}: dimension differs")
+        alignment = "none" if previous is None else getattr(self, "_alignment", "codewords")
+        previous_codes = None
+        if alignment == "co-assignment":
+            previous_codes = self._codes_of_previous(stream)
         self.codebooks_: list[np.ndarray] = []
         self._device_codebooks: list[torch.Tensor] = []
         self._reset_fit_state()
@@ -375,10 +420,12 @@ class ResidualTokenizer:
             started = time.perf_counter()
             stream.level = level
             self._fit_level(level, self._level_source(stream, level), generator, rng)
-            if getattr(self, "_previous", None) is not None:
+            if alignment == "codewords":
                 self._align_level(level)
             self._device_codebooks.append(torch.as_tensor(self.codebooks_[level], device=self.device_))
             stream.store_codes(level)
+            if alignment == "co-assignment":
+                self._align_level_by_rows(level, previous_codes[:, level], stream)
             self.level_fit_seconds_.append(time.perf_counter() - started)
 
     def _level_source(self, stream: ResidualSource, level: int) -> ResidualSource:
@@ -423,12 +470,12 @@ class ResidualTokenizer:
         """Clear per-level learned lists before a new fit (subclasses extend)."""
 
     def fit_encode(self, X, y=None, *, drop_invalid: bool = False,
-                   previous: "ResidualTokenizer | None" = None) -> np.ndarray:
+                   previous: "ResidualTokenizer | None" = None, alignment: str = "codewords") -> np.ndarray:
         """``fit(X)`` then the codes of ``X``: (n_valid_items, n_levels) int64.
 
         Equal to ``fit(X).encode(X)``; the codes come from the final assignment pass of the fit.
         """
-        self._previous = self._check_previous(previous)
+        self._previous = self._check_previous(previous, alignment)
         try:
             return self._fit(X, drop_invalid)
         finally:
