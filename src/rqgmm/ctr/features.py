@@ -160,24 +160,12 @@ class FeatureEncoder:
         self.numeric_scale = np.where(np.nan_to_num(std) > 0, np.nan_to_num(std), 1.0)
         self.item_ids = pd.Index(dataset.items["item_id"].astype(str))
         self.n_missing_items = self._check_items(dataset)
-        n_items = len(self.item_ids)
-        columns = [np.concatenate([[0], self.vocabularies["item_id"].transform(self.item_ids)])]
         self.sid_sizes: list[int] = []
         if self.uses_sid:
             if item_codes is None or codebook_sizes is None:
                 raise InvalidInputError(f"feature set {self.feature_set!r} needs semantic IDs (pass a tokenizer)")
-            if len(item_codes) != n_items:
-                raise InvalidInputError(f"semantic IDs: {len(item_codes)} rows for {n_items} items")
             self.sid_sizes = [int(k) for k in codebook_sizes]
-            item_codes = np.asarray(item_codes, dtype=np.int64)
-            if "level" in self.sid_representation.split("+"):
-                for level in range(item_codes.shape[1]):
-                    columns.append(np.concatenate([[0], item_codes[:, level] + 1]))
-            if "prefix" in self.sid_representation.split("+"):
-                prefixes = prefix_fields(item_codes, self.sid_sizes, self.prefix_buckets)
-                for level in range(item_codes.shape[1]):
-                    columns.append(np.concatenate([[0], prefixes[:, level] + 1]))
-        self.item_fields = np.stack(columns, axis=1)
+        self.item_fields = self.item_field_table(item_codes if self.uses_sid else None)
         self.item_content = None
         if self.uses_content:
             if content is None:
@@ -185,6 +173,27 @@ class FeatureEncoder:
             self.item_content = np.concatenate([np.zeros((1, content.shape[1]), np.float32),
                                                 np.asarray(content, np.float32)])
         return self
+
+    def item_field_table(self, item_codes: np.ndarray | None) -> np.ndarray:
+        """The item field table (n_items + 1, n_item_fields) int64 of a fitted encoder for the
+        semantic IDs ``item_codes`` (n_items, L), row 0 the unknown item: its item-ID index, then
+        its level and/or prefix fields. Another version's codes of the same items give the table
+        a model trained on this one would see if served those IDs."""
+        n_items = len(self.item_ids)
+        columns = [np.concatenate([[0], self.vocabularies["item_id"].transform(self.item_ids)])]
+        if self.uses_sid:
+            item_codes = np.asarray(item_codes, dtype=np.int64)
+            if item_codes.ndim != 2 or len(item_codes) != n_items or item_codes.shape[1] != len(self.sid_sizes):
+                raise InvalidInputError(f"semantic IDs: expected ({n_items}, {len(self.sid_sizes)}) codes, got"
+                                        f" {item_codes.shape}")
+            if "level" in self.sid_representation.split("+"):
+                for level in range(item_codes.shape[1]):
+                    columns.append(np.concatenate([[0], item_codes[:, level] + 1]))
+            if "prefix" in self.sid_representation.split("+"):
+                prefixes = prefix_fields(item_codes, self.sid_sizes, self.prefix_buckets)
+                for level in range(item_codes.shape[1]):
+                    columns.append(np.concatenate([[0], prefixes[:, level] + 1]))
+        return np.stack(columns, axis=1)
 
     def _check_items(self, dataset: CTRDataset) -> int:
         known = self.item_ids.get_indexer(dataset.interactions["item_id"]) >= 0
