@@ -18,7 +18,7 @@ from rqgmm.cli.options import quiet_option, show_warnings
 @click.option("--workers", type=int, default=min(2, os.cpu_count() or 1), show_default=True,
               help="Processes for fits and CTR runs (one torch thread each).")
 @click.option("--check", is_flag=True, help="Validate the config (and its quick form) and stop.")
-@click.option("--describe", type=click.Choice(["paper", "variants"]), default=None,
+@click.option("--describe", type=click.Choice(["paper", "variants", "stable-ids"]), default=None,
               help="Print every setting of that kind of study (key, default, meaning) and stop.")
 @click.option("--device", default=None,
               help="CTR training device (cpu, cuda, cuda:N or auto); overrides the config's training.device.")
@@ -26,7 +26,8 @@ from rqgmm.cli.options import quiet_option, show_warnings
 def experiment(config_path, quick, root, workers, check, describe, device, quiet):
     """Run a study from CONFIG: a YAML file, or the name of a packaged config (an unknown name
     lists them: ml-100k, variants, sid-ctr, ...). ``kind: paper`` (the default: tokenizers,
-    quality, CTR grid, report) or ``kind: variants`` (tokenizer variants against RQ-KMeans)."""
+    quality, CTR grid, report), ``kind: variants`` (tokenizer variants against RQ-KMeans) or ``kind:
+    stable-ids`` (refit strategies on a growing catalogue: churn, quality, CTR cost)."""
     from rqgmm.experiment.config import load_config
     from rqgmm.experiment.pages import text_table
     from rqgmm.experiment.paper import PaperStudy
@@ -47,7 +48,9 @@ def experiment(config_path, quick, root, workers, check, describe, device, quiet
         click.echo(f"{config_path}: valid {config.kind} study config")
         return
     log = (lambda line: None) if quiet else (lambda line: click.echo(line, err=True))
-    study_class = PaperStudy if config.kind == "paper" else VariantStudy
+    from rqgmm.experiment.stable_ids import StableIDStudy
+
+    study_class = {"paper": PaperStudy, "variants": VariantStudy, "stable-ids": StableIDStudy}[config.kind]
     study = study_class(config, root, progress=False if quiet else None, log=log, workers=workers)
     summary = study.run()["summary"]
     for name, table in summary["tables"].items():
@@ -55,7 +58,7 @@ def experiment(config_path, quick, root, workers, check, describe, device, quiet
     if config.kind == "variants":
         click.echo("\nSelection rule: " + summary["selection"]["rule"])
         click.echo(f"chosen default: {summary['selection']['chosen'] or 'none (the defaults stay the paper' + chr(39) + 's)'}")
-    else:
+    elif config.kind == "paper":
         verdict = summary["rq_gmm_vs_rq_kmeans"]
         click.echo(f"\nRQ-GMM vs RQ-KMeans (test AUC): {len(verdict['wins'])} ahead, {len(verdict['losses'])} behind,"
                    f" {len(verdict['ties'])} no significant difference")
@@ -70,7 +73,9 @@ def with_training_device(config, device: str):
     from rqgmm.errors import InvalidInputError
 
     try:
-        if config.kind == "variants":
+        if config.kind in ("variants", "stable-ids"):
+            if config.ctr is None:
+                return config
             return replace(config, ctr=replace(config.ctr, training=replace(config.ctr.training, device=device)))
         return replace(config, training=replace(config.training, device=device))
     except InvalidInputError as error:

@@ -112,7 +112,9 @@ class PaperStudyConfig:
 
 
 def study_kinds() -> dict[str, type]:
-    return {"paper": PaperStudyConfig, "variants": VariantsConfig}
+    from rqgmm.experiment.stable_ids import StableIDsConfig
+
+    return {"paper": PaperStudyConfig, "variants": VariantsConfig, "stable-ids": StableIDsConfig}
 
 
 def parse_config(raw: dict, source: str, *, quick: bool = False):

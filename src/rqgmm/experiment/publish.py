@@ -29,7 +29,12 @@ def results_blocks(results: dict, run_dir: Path) -> list[tuple]:
               f" on the workers and on what else runs). Document written by `rqgmm publish {run_dir}`."),
     ]
     kind = config.get("kind", "paper")
-    blocks.append(("p", TOKENIZER_DEFINITIONS))
+    if kind == "stable-ids":
+        from rqgmm.experiment.stable_ids_report import DEFINITIONS
+
+        blocks.append(("p", DEFINITIONS))
+    else:
+        blocks.append(("p", TOKENIZER_DEFINITIONS))
     if kind == "paper":
         blocks.append(("p", CTR_DEFINITIONS))
     for name, (header, rows) in results["summary"]["tables"].items():
