@@ -26,7 +26,7 @@ $(DEMO): $(BASE)
 	touch $(DEMO)
 
 $(TEST): $(BASE)
-	$(BIN)/python -m pip install --quiet -e ".[text,dev,ray]"
+	$(BIN)/python -m pip install --quiet -e ".[text,dev,ray,serve]"
 	touch $(TEST) $(DEMO)
 
 setup: $(TEST)

@@ -46,9 +46,9 @@ def main(ctx, debug) -> None:
 
 
 def _register() -> None:
-    from rqgmm.cli import ctr, data, registry, stream, study, tokenize
+    from rqgmm.cli import ctr, data, registry, serve, stream, study, tokenize
 
-    for module in (tokenize, data, ctr, study, stream, registry):
+    for module in (tokenize, data, ctr, study, stream, registry, serve):
         for command in module.COMMANDS:
             main.add_command(command)
 

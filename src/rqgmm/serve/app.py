@@ -1,0 +1,409 @@
+"""``rqgmm serve``: semantic IDs over HTTP (Starlette on uvicorn).
+
+Starlette rather than FastAPI: the service needs routing, request/response objects and a
+lifespan, not request models or a generated docs page (FastAPI's pulls its assets from a CDN,
+which an offline deployment cannot load); the JSON shapes are documented in docs/serving.md.
+
+Endpoints (all under ``/v1`` except the probes):
+
+- ``POST /v1/encode``: ``{"embeddings": [[...], ...], "collisions": null}`` -> ``{"codes": [[...]],
+  "version": ...}``; or a ``.npy`` body (``Content-Type: application/x-npy``, (n, dim) float32)
+  -> a ``.npy`` of codes (n, L) int64, the version in the ``X-RQGMM-Version`` header.
+- ``POST /v1/items``: ``{"items": [{"item_id": "a", "embedding": [...]}, ...]}`` -> each item's
+  stable ID from the registry (known items keep theirs; new items are encoded and assigned).
+- ``GET /v1/items/{item_id}``, ``GET /v1/tokenizer``, ``GET /healthz``, ``GET /metrics``.
+- ``POST /v1/score`` (with a CTR run): ``{"context": {...}, "candidates": [{"item_id": ...,
+  "embedding": [...]?, "features": {...}?}, ...]}`` -> ``{"scores": [...], "items": [...]}``.
+- ``POST /v1/admin/reload`` (or SIGHUP): ``{"path": optional}`` loads the tokenizer again and
+  swaps it in atomically.
+
+Write and admin endpoints (items, score, reload) need ``Authorization: Bearer <token>`` when the
+service has a token. Errors are JSON ``{"error": "..."}`` with a 4xx status and the library's
+one-line message; an unexpected failure is a 500 with one line, never a trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import io
+import json
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from rqgmm.errors import InvalidInputError, RqgmmError
+from rqgmm.serve.batching import EncodeBatcher
+from rqgmm.serve.versions import VersionHolder
+
+NPY = "application/x-npy"
+COLLISION_POLICIES = (None, "suffix", "relocate", "sinkhorn")
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class ServiceSettings:
+    """tokenizer: saved tokenizer directory; registry: SQLite registry path (None: no /v1/items);
+    ctr_run: saved CTR run (None: no /v1/score); token: bearer token of write/admin endpoints
+    (None: open, loopback only); limits on the body (bytes) and on rows per request; the batching
+    wait (ms) and largest batch (rows)."""
+
+    tokenizer: str
+    registry: str | None = None
+    ctr_run: str | None = None
+    token: str | None = None
+    max_body_bytes: int = 64 * 2**20
+    max_items: int = 100_000
+    batch_wait_ms: float = 2.0
+    max_batch: int = 4096
+
+
+class Metrics:
+    """Prometheus metrics of one service (its own registry: two apps in a process never mix)."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("rqgmm_requests_total", "HTTP requests", ["endpoint", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("rqgmm_request_seconds", "request latency", ["endpoint"], registry=self.registry,
+                                 buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
+        self.batch_rows = Histogram("rqgmm_encode_batch_rows", "rows per encode batch", registry=self.registry,
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 16384))
+        self.assigned = Counter("rqgmm_items_assigned_total", "new items given an ID", registry=self.registry)
+
+
+class Service:
+    """The state behind the routes: the tokenizer version, the registry, the scorer, metrics."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+        self.versions = VersionHolder(settings.tokenizer)
+        self.metrics = Metrics()
+        self.batcher = EncodeBatcher(settings.max_batch, settings.batch_wait_ms,
+                                     on_batch=self.metrics.batch_rows.observe)
+        # SQLite connections belong to one thread: every registry call runs on this one
+        self._registry_thread = ThreadPoolExecutor(1, thread_name_prefix="registry")
+        self.registry = None
+        if settings.registry is not None:
+            self.registry = self._registry_thread.submit(self._open_registry, settings.registry).result()
+        self.scorer = None
+        if settings.ctr_run is not None:
+            from rqgmm.serve.scoring import CTRScorer
+
+            self.scorer = CTRScorer(settings.ctr_run)
+
+    @staticmethod
+    def _open_registry(path: str):
+        from rqgmm.registry import IDRegistry
+
+        return IDRegistry(path, create=True)
+
+    async def on_registry(self, function, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._registry_thread, function, *args)
+
+    def close(self) -> None:
+        if self.registry is not None:
+            self._registry_thread.submit(self.registry.close).result()
+        self._registry_thread.shutdown()
+
+    # ------------------------------------------------------------------ request helpers
+    def authorize(self, request: Request) -> None:
+        token = self.settings.token
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
+            raise HTTPError(401, "this endpoint needs 'Authorization: Bearer <token>'")
+
+    async def body(self, request: Request) -> bytes:
+        limit = self.settings.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise HTTPError(413, f"request body of {int(declared):,} bytes is over the limit of {limit:,}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPError(413, f"request body is over the limit of {limit:,} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def json_body(self, request: Request) -> dict:
+        raw = await self.body(request)
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPError(400, f"request body is not valid JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise HTTPError(400, "request body must be a JSON object")
+        return payload
+
+    def matrix(self, value, where: str) -> np.ndarray:
+        """A list of embeddings -> (n, dim) float32 of the served width, every value finite."""
+        dim = self.versions.current.tokenizer.n_features_in_
+        if not isinstance(value, list) or not value:
+            raise HTTPError(422, f"{where}: expected a non-empty list of embeddings")
+        if len(value) > self.settings.max_items:
+            raise HTTPError(413, f"{where}: {len(value):,} rows is over the limit of {self.settings.max_items:,}")
+        try:
+            rows = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise HTTPError(422, f"{where}: every embedding must be a list of {dim} numbers") from None
+        return self.checked(rows, where)
+
+    def checked(self, rows: np.ndarray, where: str) -> np.ndarray:
+        dim = self.versions.current.tokenizer.n_features_in_
+        if rows.ndim != 2 or rows.shape[1] != dim:
+            raise HTTPError(422, f"{where}: expected embeddings of shape (n, {dim}), got {tuple(rows.shape)}")
+        if len(rows) > self.settings.max_items:
+            raise HTTPError(413, f"{where}: {len(rows):,} rows is over the limit of {self.settings.max_items:,}")
+        bad = ~np.isfinite(rows).all(axis=1)
+        if bad.any():
+            raise HTTPError(422, f"{where}: row {int(np.flatnonzero(bad)[0])} holds NaN or Inf")
+        return np.ascontiguousarray(rows, dtype=np.float32)
+
+    # ------------------------------------------------------------------ endpoints
+    async def encode(self, request: Request) -> Response:
+        version = self.versions.current
+        if request.headers.get("content-type", "").split(";")[0].strip() == NPY:
+            try:
+                rows = np.load(io.BytesIO(await self.body(request)), allow_pickle=False)
+            except HTTPError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any unreadable body is the client's
+                raise HTTPError(400, f"body is not a .npy array ({type(exc).__name__}: {exc})") from None
+            codes = await self.batcher.encode(self.checked(rows, "body"), version)
+            buffer = io.BytesIO()
+            np.save(buffer, codes.astype(np.int64))
+            return Response(buffer.getvalue(), media_type=NPY, headers={"X-RQGMM-Version": version.version})
+        payload = await self.json_body(request)
+        rows = self.matrix(payload.get("embeddings"), "embeddings")
+        collisions = payload.get("collisions")
+        if collisions not in COLLISION_POLICIES:
+            raise HTTPError(422, f"collisions must be one of {list(COLLISION_POLICIES)}, got {collisions!r}")
+        if collisions is None:
+            codes = await self.batcher.encode(rows, version)
+        else:  # collision repair looks at the whole request: not batched with others
+            codes = await asyncio.to_thread(version.tokenizer.encode, rows, collisions=collisions)
+        return JSONResponse({"codes": codes.tolist(), "version": version.version})
+
+    async def items(self, request: Request) -> Response:
+        self.authorize(request)
+        registry = self._need_registry()
+        payload = await self.json_body(request)
+        items = payload.get("items")
+        if not isinstance(items, list) or not items:
+            raise HTTPError(422, "items: expected a non-empty list of {item_id, embedding}")
+        if len(items) > self.settings.max_items:
+            raise HTTPError(413, f"items: {len(items):,} is over the limit of {self.settings.max_items:,}")
+        ids = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("item_id"), (str, int)):
+                raise HTTPError(422, f"items[{index}]: expected an object with an item_id (string) and an embedding")
+            ids.append(str(item["item_id"]))
+        version = self.versions.current
+        known = await self.on_registry(_lookup_many, registry, ids)
+        new = [i for i, item_id in enumerate(ids) if known[item_id] is None]
+        if new:
+            rows = self.matrix([items[i].get("embedding") for i in new], "items[].embedding")
+            codes = await self.batcher.encode(rows, version)
+            assigned = await self.on_registry(registry.assign, [ids[i] for i in new], codes, version.version)
+            self.metrics.assigned.inc(sum(a.new for a in assigned))
+            for assignment in assigned:
+                known[assignment.item_id] = assignment
+        return JSONResponse({"items": [{"item_id": item_id, "sid": list(known[item_id].sid),
+                                        "version": known[item_id].version} for item_id in ids],
+                             "version": version.version})
+
+    async def item(self, request: Request) -> Response:
+        registry = self._need_registry()
+        item_id = request.path_params["item_id"]
+        found = await self.on_registry(registry.lookup, item_id)
+        if found is None:
+            raise HTTPError(404, f"item {item_id!r} has no semantic ID in the registry")
+        return JSONResponse({"item_id": item_id, "sid": list(found.sid), "version": found.version})
+
+    async def tokenizer(self, request: Request) -> Response:
+        return JSONResponse(self.versions.current.summary())
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": self.versions.current.version})
+
+    async def metrics_page(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def reload(self, request: Request) -> Response:
+        self.authorize(request)
+        raw = await self.body(request)
+        path = None
+        if raw.strip():
+            payload = await self.json_body_from(raw)
+            path = payload.get("path")
+            if path is not None and not isinstance(path, str):
+                raise HTTPError(422, "path: expected a string")
+        loaded = await asyncio.to_thread(self.versions.reload, path)
+        return JSONResponse({"version": loaded.version})
+
+    async def json_body_from(self, raw: bytes) -> dict:
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise HTTPError(400, f"request body is not valid JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise HTTPError(400, "request body must be a JSON object")
+        return payload
+
+    async def score(self, request: Request) -> Response:
+        self.authorize(request)
+        scorer = self.scorer
+        if scorer is None:
+            raise HTTPError(404, "this service was started without --ctr-run; /v1/score is off")
+        payload = await self.json_body(request)
+        context, candidates = payload.get("context"), payload.get("candidates")
+        if not isinstance(context, dict):
+            raise HTTPError(422, "context: expected an object of feature values (user_id, ...)")
+        if not isinstance(candidates, list) or not candidates:
+            raise HTTPError(422, "candidates: expected a non-empty list of {item_id, embedding?, features?}")
+        if len(candidates) > self.settings.max_items:
+            raise HTTPError(413, f"candidates: {len(candidates):,} is over the limit of {self.settings.max_items:,}")
+        version = self.versions.current
+        for index, candidate in enumerate(candidates):
+            if not isinstance(candidate, dict) or not isinstance(candidate.get("item_id"), (str, int)):
+                raise HTTPError(422, f"candidates[{index}]: expected an object with an item_id")
+            candidate["item_id"] = str(candidate["item_id"])
+        unseen = [c for c in candidates if not scorer.knows(c["item_id"])]
+        sids = await self._sids_of_new_items(unseen, version)
+        for candidate in candidates:
+            item_id = candidate["item_id"]
+            if not scorer.knows(item_id):
+                sid = sids.get(item_id)
+                embedding = candidate.get("embedding")
+                scorer.add_item(item_id, None if sid is None else np.asarray(sid[:-1]),
+                                None if embedding is None else self.matrix([embedding], "embedding")[0])
+            candidate["row"] = scorer.row_of(item_id)
+        inputs = scorer.inputs(context, candidates)
+        scores = await asyncio.to_thread(scorer.score, inputs)
+        return JSONResponse({"scores": [float(s) for s in scores], "version": version.version,
+                             "items": [{"item_id": c["item_id"], "sid": sids.get(c["item_id"])} for c in candidates]})
+
+    async def _sids_of_new_items(self, unseen: list[dict], version) -> dict[str, list[int] | None]:
+        """Semantic IDs (codes + suffix) of items the model has not seen: the registry's when it
+        knows them, else assigned now from their embedding (encoded without a registry)."""
+        if not unseen or not (self.scorer.uses_sid or self.scorer.uses_content):
+            return {}
+        ids = list(dict.fromkeys(c["item_id"] for c in unseen))
+        embeddings = {c["item_id"]: c.get("embedding") for c in unseen}
+        known = {}
+        if self.registry is not None:
+            found = await self.on_registry(_lookup_many, self.registry, ids)
+            known = {k: list(v.sid) for k, v in found.items() if v is not None}
+        missing = [i for i in ids if i not in known]
+        absent = [i for i in missing if embeddings[i] is None]
+        if absent:
+            raise HTTPError(422, f"candidate {absent[0]!r} is new: send its embedding")
+        if missing:
+            rows = self.matrix([embeddings[i] for i in missing], "candidates[].embedding")
+            codes = await self.batcher.encode(rows, version)
+            if self.registry is not None:
+                assigned = await self.on_registry(self.registry.assign, missing, codes, version.version)
+                self.metrics.assigned.inc(sum(a.new for a in assigned))
+                known.update({a.item_id: list(a.sid) for a in assigned})
+            else:
+                known.update({item_id: [*map(int, row), 0] for item_id, row in zip(missing, codes)})
+        return known
+
+    def _need_registry(self):
+        if self.registry is None:
+            raise HTTPError(404, "this service was started without --registry; /v1/items is off")
+        return self.registry
+
+
+def _lookup_many(registry, ids: list[str]) -> dict:
+    return {item_id: registry.lookup(item_id) for item_id in ids}
+
+
+def build_app(settings: ServiceSettings) -> Starlette:
+    """The ASGI application of one service."""
+    service = Service(settings)
+
+    def route(path: str, handler, methods: list[str], name: str) -> Route:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await handler(request)
+            except HTTPError as error:
+                response = JSONResponse({"error": error.message}, status_code=error.status)
+            except (InvalidInputError, RqgmmError) as error:
+                response = JSONResponse({"error": str(error)}, status_code=422)
+            except Exception as error:  # noqa: BLE001 - one line to the client, never a trace
+                response = JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"},
+                                        status_code=500)
+            service.metrics.requests.labels(name, str(response.status_code)).inc()
+            service.metrics.latency.labels(name).observe(time.perf_counter() - started)
+            return response
+        return Route(path, endpoint, methods=methods, name=name)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        service.batcher.start()
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(asyncio.to_thread(
+                service.versions.reload)))
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (tests in-process) or no signals on this platform
+        try:
+            yield
+        finally:
+            await service.batcher.stop()
+            service.close()
+
+    routes = [
+        route("/v1/encode", service.encode, ["POST"], "encode"),
+        route("/v1/items", service.items, ["POST"], "items"),
+        route("/v1/items/{item_id:path}", service.item, ["GET"], "item"),
+        route("/v1/tokenizer", service.tokenizer, ["GET"], "tokenizer"),
+        route("/v1/score", service.score, ["POST"], "score"),
+        route("/v1/admin/reload", service.reload, ["POST"], "reload"),
+        route("/healthz", service.health, ["GET"], "healthz"),
+        route("/metrics", service.metrics_page, ["GET"], "metrics"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.service = service
+    return app
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_token(path: str | Path) -> str:
+    token = Path(path).read_text().strip()
+    if len(token) < 16 or any(c.isspace() for c in token):
+        raise InvalidInputError(f"{path}: the token must be one line of at least 16 non-space characters")
+    return token
+

@@ -1,0 +1,116 @@
+"""Click probabilities of candidate items for one request context, from a saved CTR run.
+
+The run's feature encoder turns a request into exactly the inputs ``rqgmm ctr evaluate`` builds
+for an interaction row (same vocabularies, same numeric normalization: a numeric field the
+request leaves out is the training mean, as a missing value is offline). Items of the run's item
+table use their row; an item the model has never seen gets a new row, built from its semantic ID
+(from the registry: the codes before the collision suffix) and its embedding where the model uses
+content, with the out-of-vocabulary item ID, which item-ID dropout trained for this case.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rqgmm.errors import InvalidInputError
+
+
+class CTRScorer:
+    """A saved CTR run, ready to score ``(context, candidates)`` requests."""
+
+    def __init__(self, run_dir: str | Path):
+        from rqgmm.ctr.run import load_run
+
+        self.config, self.encoder, self.model = load_run(run_dir)
+        if self.encoder.history_length:
+            raise InvalidInputError(f"{run_dir}: a {self.config.model} run uses user histories; the score endpoint"
+                                    " serves models without them (fnn, ipnn, dcnv2, ...)")
+        self.model.eval()
+        self.embedding = self.model.embedding
+        self._rows = {item: index + 1 for index, item in enumerate(self.encoder.item_ids)}
+        self._lock = threading.Lock()
+
+    @property
+    def uses_sid(self) -> bool:
+        return self.encoder.uses_sid
+
+    @property
+    def uses_content(self) -> bool:
+        return self.encoder.uses_content
+
+    def knows(self, item_id: str) -> bool:
+        return item_id in self._rows
+
+    def add_item(self, item_id: str, codes: np.ndarray | None, embedding: np.ndarray | None) -> int:
+        """Give a new item a row of the model's item tables: its semantic-ID fields from ``codes``
+        (L,), its content from ``embedding`` (dim,); returns the row."""
+        with self._lock:
+            if item_id in self._rows:
+                return self._rows[item_id]
+            encoder = self.encoder
+            if encoder.uses_sid:
+                sizes = encoder.sid_sizes
+                if codes is None or len(codes) != len(sizes) or any(not 0 <= c < k for c, k in zip(codes, sizes)):
+                    raise InvalidInputError(f"item {item_id!r}: semantic ID {codes} does not fit the run's codebook"
+                                            f" sizes {sizes} (was the run trained with this tokenizer?)")
+                row = self._field_row(np.asarray(codes, dtype=np.int64))
+            else:
+                row = np.zeros(self.embedding.item_fields.shape[1], dtype=np.int64)
+            self.embedding.item_fields = torch.cat([self.embedding.item_fields, torch.from_numpy(row)[None]])
+            if encoder.uses_content:
+                if embedding is None:
+                    raise InvalidInputError(f"item {item_id!r} is new to the model: send its embedding")
+                content = torch.from_numpy(np.asarray(embedding, dtype=np.float32))[None]
+                self.embedding.item_content = torch.cat([self.embedding.item_content, content])
+            index = self.embedding.item_fields.shape[0] - 1
+            self._rows[item_id] = index
+            return index
+
+    def _field_row(self, codes: np.ndarray) -> np.ndarray:
+        """The item-field row (n_item_fields,) of an unknown item with semantic ID ``codes`` (L,)."""
+        from rqgmm.ctr.features import prefix_fields
+
+        row = [0]  # the out-of-vocabulary item ID
+        representation = self.encoder.sid_representation.split("+")
+        if "level" in representation:
+            row += [int(c) + 1 for c in codes]
+        if "prefix" in representation:
+            row += [int(p) + 1 for p in prefix_fields(codes[None], self.encoder.sid_sizes, self.encoder.prefix_buckets)[0]]
+        return np.array(row, dtype=np.int64)
+
+    def inputs(self, context: dict, candidates: list[dict]) -> dict[str, np.ndarray]:
+        """Model inputs (one row per candidate) for a request; ``candidates[i]["row"]`` is set."""
+        encoder = self.encoder
+        n = len(candidates)
+        values = []
+        for name in ("user_id", *encoder.categorical):
+            value = context.get(name)
+            values.append(encoder.vocabularies[name].transform(pd.Series([None if value is None else str(value)])))
+        context_row = np.concatenate(values).astype(np.int64)
+        numeric = np.full((n, len(encoder.numeric)), np.nan)
+        for i, candidate in enumerate(candidates):
+            merged = {**context, **(candidate.get("features") or {})}
+            for j, name in enumerate(encoder.numeric):
+                if merged.get(name) is not None:
+                    try:
+                        numeric[i, j] = float(merged[name])
+                    except (TypeError, ValueError):
+                        raise InvalidInputError(f"candidates[{i}]: numeric field {name!r} must be a number, got"
+                                                f" {merged[name]!r}") from None
+        numeric = np.nan_to_num((numeric - encoder.numeric_mean) / encoder.numeric_scale).astype(np.float32)
+        return {"context": np.repeat(context_row[None], n, axis=0), "numeric": numeric,
+                "item": np.array([c["row"] for c in candidates], dtype=np.int64)}
+
+    def score(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Click probabilities (n,) float64."""
+        batch = {key: torch.from_numpy(value) for key, value in inputs.items()}
+        with self._lock, torch.inference_mode():
+            return self.model(batch)["y_pred"].double().numpy()
+
+    def row_of(self, item_id: str) -> int | None:
+        return self._rows.get(item_id)

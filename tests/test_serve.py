@@ -1,0 +1,232 @@
+"""`rqgmm serve`: a real server process on a free loopback port, a real HTTP client."""
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from rqgmm import RQKMeans, load  # noqa: E402
+from rqgmm.registry import IDRegistry  # noqa: E402
+from tests.conftest import mixture_sample  # noqa: E402
+
+TOKEN = "s3cret-token-for-tests-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``rqgmm serve`` in a subprocess; ``url`` once /healthz answers."""
+
+    def __init__(self, *args, env=None):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "rqgmm.cli", "serve", *map(str, args), "--port", str(self.port)]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, **(env or {})})
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(20)
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    X, _ = mixture_sample(n=3000, dim=16, n_components=24, separation=3.0, seed=5)
+    return X.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory, catalogue):
+    root = tmp_path_factory.mktemp("tokenizers")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v1 = RQKMeans(n_levels=2, codebook_size=16, seed=0, progress=False).fit(catalogue[:2000])
+        v2 = RQKMeans(n_levels=2, codebook_size=16, seed=0, progress=False).fit(catalogue, previous=v1)
+    v1.save(root / "v1")
+    v2.save(root / "v2")
+    return root / "v1", root / "v2"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, tokenizers):
+    root = tmp_path_factory.mktemp("service")
+    (root / "token").write_text(TOKEN + "\n")
+    running = Server(tokenizers[0], "--registry", root / "ids.db", "--token-file", root / "token")
+    yield running, root
+    running.stop()
+
+
+def auth():
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_encode_over_http_equals_the_library_json_and_npy(server, tokenizers, catalogue):
+    running, _ = server
+    tokenizer = load(tokenizers[0])
+    rows = catalogue[:300]
+    reply = httpx.post(f"{running.url}/v1/encode", json={"embeddings": rows.tolist()})
+    assert reply.status_code == 200
+    body = reply.json()
+    np.testing.assert_array_equal(np.array(body["codes"]), tokenizer.encode(rows))
+    assert body["version"].startswith("v1@")
+    buffer = io.BytesIO()
+    np.save(buffer, rows)
+    binary = httpx.post(f"{running.url}/v1/encode", content=buffer.getvalue(),
+                        headers={"Content-Type": "application/x-npy"})
+    assert binary.status_code == 200 and binary.headers["X-RQGMM-Version"] == body["version"]
+    np.testing.assert_array_equal(np.load(io.BytesIO(binary.content)), tokenizer.encode(rows))
+    repaired = httpx.post(f"{running.url}/v1/encode", json={"embeddings": rows.tolist(), "collisions": "suffix"})
+    np.testing.assert_array_equal(np.array(repaired.json()["codes"]), tokenizer.encode(rows, collisions="suffix"))
+
+
+def test_concurrent_single_item_requests_are_batched_and_answered_correctly(server, tokenizers, catalogue):
+    running, _ = server
+    tokenizer = load(tokenizers[0])
+    rows = catalogue[:64]
+
+    def one(i):
+        return httpx.post(f"{running.url}/v1/encode", json={"embeddings": [rows[i].tolist()]}).json()["codes"][0]
+
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(one, range(len(rows))))
+    np.testing.assert_array_equal(np.array(codes), tokenizer.encode(rows))
+    metrics = httpx.get(f"{running.url}/metrics").text
+    assert "rqgmm_encode_batch_rows_bucket" in metrics and 'rqgmm_requests_total{endpoint="encode",status="200"}' in metrics
+
+
+def test_items_are_assigned_once_and_idempotent(server, catalogue):
+    running, root = server
+    items = [{"item_id": f"item-{i}", "embedding": catalogue[i].tolist()} for i in range(50)]
+    first = httpx.post(f"{running.url}/v1/items", json={"items": items}, headers=auth())
+    assert first.status_code == 200, first.text
+    again = httpx.post(f"{running.url}/v1/items", json={"items": items[::-1]}, headers=auth())
+    by_id = {item["item_id"]: item["sid"] for item in first.json()["items"]}
+    assert {item["item_id"]: item["sid"] for item in again.json()["items"]} == by_id
+    sids = [tuple(sid) for sid in by_id.values()]
+    assert len(set(sids)) == len(sids)  # the registry's suffix separates equal codes
+    lookup = httpx.get(f"{running.url}/v1/items/item-7")
+    assert lookup.status_code == 200 and lookup.json()["sid"] == by_id["item-7"]
+    assert httpx.get(f"{running.url}/v1/items/nobody").status_code == 404
+    assert "rqgmm_items_assigned_total 50.0" in httpx.get(f"{running.url}/metrics").text
+
+
+@pytest.mark.parametrize("request_kwargs, status, message", [
+    ({"content": b"{not json"}, 400, "not valid JSON"),
+    ({"json": {"embeddings": [[1.0, 2.0]]}}, 422, "shape (n, 16)"),
+    ({"content": b'{"embeddings": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, NaN]]}'}, 422,
+     "row 0 holds NaN or Inf"),
+    ({"json": {"embeddings": [[1.0] * 16], "collisions": "magic"}}, 422, "collisions must be one of"),
+    ({"json": {"embeddings": "x"}}, 422, "non-empty list"),
+    ({"content": b"not an npy", "headers": {"Content-Type": "application/x-npy"}}, 400, "not a .npy"),
+])
+def test_bad_requests_get_a_4xx_with_one_line(server, request_kwargs, status, message):
+    running, _ = server
+    reply = httpx.post(f"{running.url}/v1/encode", **request_kwargs)
+    assert reply.status_code == status and message in reply.json()["error"], reply.text
+
+
+def test_write_endpoints_need_the_token_and_bodies_are_bounded(server):
+    running, _ = server
+    body = {"items": [{"item_id": "x", "embedding": [0.0] * 16}]}
+    assert httpx.post(f"{running.url}/v1/items", json=body).status_code == 401
+    assert httpx.post(f"{running.url}/v1/items", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert httpx.post(f"{running.url}/v1/admin/reload", headers={"Authorization": "Basic x"}).status_code == 401
+    huge = b"[" + b"0," * (40 * 2**20) + b"0]"
+    assert httpx.post(f"{running.url}/v1/encode", content=huge).status_code == 413
+
+
+def test_reload_under_load_switches_versions_without_a_failed_request(server, tokenizers, catalogue):
+    running, _ = server
+    rows = catalogue[:8].tolist()
+    old, new = load(tokenizers[0]), load(tokenizers[1])
+    stop = time.time() + 3.0
+    answers = []
+
+    def client():
+        while time.time() < stop:
+            reply = httpx.post(f"{running.url}/v1/encode", json={"embeddings": rows})
+            answers.append((reply.status_code, reply.json()))
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(client) for _ in range(4)]
+        time.sleep(1.0)
+        reloaded = httpx.post(f"{running.url}/v1/admin/reload", json={"path": str(tokenizers[1])}, headers=auth())
+        for future in futures:
+            future.result()
+    assert reloaded.status_code == 200 and reloaded.json()["version"].startswith("v2@")
+    assert all(status == 200 for status, _ in answers) and len(answers) > 10
+    expected = {"v1": old.encode(catalogue[:8]).tolist(), "v2": new.encode(catalogue[:8]).tolist()}
+    seen = set()
+    for _, body in answers:  # every answer is the codes of the version it names
+        name = body["version"].split("@")[0]
+        assert body["codes"] == expected[name]
+        seen.add(name)
+    assert seen == {"v1", "v2"}
+    assert httpx.get(f"{running.url}/v1/tokenizer").json()["version"].startswith("v2@")
+    httpx.post(f"{running.url}/v1/admin/reload", json={"path": str(tokenizers[0])}, headers=auth())
+
+
+def test_a_non_loopback_bind_without_a_token_is_refused(tokenizers):
+    from click.testing import CliRunner
+
+    from rqgmm.cli import main
+
+    result = CliRunner().invoke(main, ["serve", str(tokenizers[0]), "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "--token-file" in result.output
+
+
+def test_acknowledged_assignments_survive_a_sigkill(tmp_path, tokenizers, catalogue):
+    running = Server(tokenizers[0], "--registry", tmp_path / "ids.db")
+    acknowledged = {}
+    try:
+        def assign(start):
+            items = [{"item_id": f"n{i}", "embedding": catalogue[i].tolist()} for i in range(start, start + 20)]
+            reply = httpx.post(f"{running.url}/v1/items", json={"items": items}, timeout=10)
+            return {item["item_id"]: item["sid"] for item in reply.json()["items"]}
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(assign, start) for start in range(0, 1600, 20)]
+            time.sleep(0.8)
+            running.stop(signal.SIGKILL)
+            for future in futures:
+                try:
+                    acknowledged.update(future.result())
+                except httpx.TransportError:
+                    pass  # in flight when the server died: not acknowledged
+    finally:
+        running.stop(signal.SIGKILL)
+    assert acknowledged, "no assignment finished before the kill; the test did not test anything"
+    registry = IDRegistry(tmp_path / "ids.db")
+    assert registry.check() == []
+    for item_id, sid in acknowledged.items():
+        assert list(registry.lookup(item_id).sid) == sid
+    sids = [item[1] for item in registry.items()]
+    assert len(set(sids)) == len(sids)
+    registry.close()
