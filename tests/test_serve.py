@@ -230,3 +230,57 @@ def test_acknowledged_assignments_survive_a_sigkill(tmp_path, tokenizers, catalo
     sids = [item[1] for item in registry.items()]
     assert len(set(sids)) == len(sids)
     registry.close()
+
+
+def test_scores_over_http_equal_offline_predictions_and_new_items_score_like_cold_ones(tmp_path):
+    from rqgmm.ctr.run import RunConfig, load_run, prepare_run, train_run
+    from rqgmm.ctr.training import predict
+    from tests.test_ctr import synthetic_tables
+
+    interactions, items, content = synthetic_tables()
+    interactions.to_parquet(tmp_path / "interactions.parquet")
+    items.to_parquet(tmp_path / "items.parquet")
+    (tmp_path / "data.yaml").write_text(
+        "name: synthetic\ninteractions: interactions.parquet\nitems: items.parquet\n"
+        "columns: {user_id: uid, item_id: sku, label: clicked, timestamp: ts}\n"
+        "categorical: [device]\nnumeric: [price]\nembedding_column: embedding\n")
+    RQKMeans(n_levels=2, codebook_size=[4, 4], seed=0, progress=False).fit(content).save(tmp_path / "tok")
+    config = RunConfig(dataset=str(tmp_path / "data.yaml"), split="cold-item", model="fnn", features="sid+emb",
+                       tokenizer=str(tmp_path / "tok"), history_length=0,
+                       model_params={"embed_dim": 8, "hidden_dims": [32]},
+                       training={"max_epochs": 2, "batch_size": 256, "learning_rate": 1e-2, "item_id_dropout": 0.1})
+    train_run(config, tmp_path / "run", progress=False)
+    data = prepare_run(config, progress=False)
+    _, _, model = load_run(tmp_path / "run")
+    rows = data.split.test[:40]
+    frame = data.dataset.interactions.iloc[rows]
+    offline = predict(model, {k: v[:40] for k, v in data.inputs["test"].items()})
+    (tmp_path / "token").write_text(TOKEN)
+    running = Server(tmp_path / "tok", "--registry", tmp_path / "ids.db", "--ctr-run", tmp_path / "run",
+                     "--token-file", tmp_path / "token")
+    try:
+        served = []
+        for _, row in frame.iterrows():
+            reply = httpx.post(f"{running.url}/v1/score", headers=auth(), json={
+                "context": {"user_id": row["user_id"], "device": row["device"], "price": float(row["price"])},
+                "candidates": [{"item_id": row["item_id"]}]})
+            assert reply.status_code == 200, reply.text
+            served.append(reply.json()["scores"][0])
+        np.testing.assert_allclose(served, offline, rtol=1e-5, atol=1e-7)
+        # a brand-new item carrying a cold item's embedding gets an ID from the registry and the
+        # cold item's score (both: unknown item ID, the same semantic ID and content)
+        cold = frame[data.cold["test"][:40]].iloc[0]
+        position = int(np.flatnonzero(items["sku"].astype(str).to_numpy() == str(cold["item_id"]))[0])
+        context = {"user_id": cold["user_id"], "device": cold["device"], "price": float(cold["price"])}
+        reply = httpx.post(f"{running.url}/v1/score", headers=auth(), json={"context": context, "candidates": [
+            {"item_id": cold["item_id"]}, {"item_id": "brand-new", "embedding": content[position].tolist()}]})
+        body = reply.json()
+        assert body["scores"][1] == pytest.approx(body["scores"][0], rel=1e-6)
+        assert body["items"][1]["sid"][:2] == load(tmp_path / "tok").encode(content[position:position + 1])[0].tolist()
+        assert httpx.get(f"{running.url}/v1/items/brand-new").json()["sid"] == body["items"][1]["sid"]
+        missing = httpx.post(f"{running.url}/v1/score", headers=auth(), json={
+            "context": context, "candidates": [{"item_id": "another-new-one"}]})
+        assert missing.status_code == 422 and "send its embedding" in missing.json()["error"]
+        assert httpx.post(f"{running.url}/v1/score", json={"context": context, "candidates": []}).status_code == 401
+    finally:
+        running.stop()
