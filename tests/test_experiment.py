@@ -29,6 +29,10 @@ def test_quick_experiment_writes_the_report_and_resumes(tmp_path):
     assert (run / "tokenizers" / "rq-gmm-2x32" / "manifest.json").is_file()
     assert (run / "models" / "cold-item" / "fnn" / "sid__rq-gmm-2x32" / "model" / "manifest.json").is_file()
     assert "ctr_cold-item" in first.output and "report:" in first.output
+    from tools.browser_check import check_report, find_browser
+
+    if find_browser() is not None:  # the real report, in a real browser, at phone width
+        assert check_report(run / "report.html") == []
 
     # a finished run resumes: nothing is refitted or retrained, the figures are identical
     second = CliRunner().invoke(main, args)
