@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -47,6 +48,13 @@ from rqgmm.serve.batching import EncodeBatcher
 from rqgmm.serve.versions import VersionHolder
 
 NPY = "application/x-npy"
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON answers through orjson (numbers serialize ~10x faster than the standard library)."""
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 COLLISION_POLICIES = (None, "suffix", "relocate", "sinkhorn")
 
 
@@ -146,11 +154,16 @@ class Service:
         return b"".join(chunks)
 
     async def json_body(self, request: Request) -> dict:
-        raw = await self.body(request)
+        return self.parse_json(await self.body(request))
+
+    def parse_json(self, raw: bytes) -> dict:
         try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HTTPError(400, f"request body is not valid JSON ({exc})") from None
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            try:  # the standard library also reads NaN / Infinity, which the checks then name by row
+                payload = json.loads(raw)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise HTTPError(400, f"request body is not valid JSON ({exc})") from None
         if not isinstance(payload, dict):
             raise HTTPError(400, "request body must be a JSON object")
         return payload
@@ -202,7 +215,7 @@ class Service:
             codes = await self.batcher.encode(rows, version)
         else:  # collision repair looks at the whole request: not batched with others
             codes = await asyncio.to_thread(version.tokenizer.encode, rows, collisions=collisions)
-        return JSONResponse({"codes": codes.tolist(), "version": version.version})
+        return FastJSONResponse({"codes": np.ascontiguousarray(codes, dtype=np.int64), "version": version.version})
 
     async def items(self, request: Request) -> Response:
         self.authorize(request)
@@ -228,7 +241,7 @@ class Service:
             self.metrics.assigned.inc(sum(a.new for a in assigned))
             for assignment in assigned:
                 known[assignment.item_id] = assignment
-        return JSONResponse({"items": [{"item_id": item_id, "sid": list(known[item_id].sid),
+        return FastJSONResponse({"items": [{"item_id": item_id, "sid": list(known[item_id].sid),
                                         "version": known[item_id].version} for item_id in ids],
                              "version": version.version})
 
@@ -238,13 +251,13 @@ class Service:
         found = await self.on_registry(registry.lookup, item_id)
         if found is None:
             raise HTTPError(404, f"item {item_id!r} has no semantic ID in the registry")
-        return JSONResponse({"item_id": item_id, "sid": list(found.sid), "version": found.version})
+        return FastJSONResponse({"item_id": item_id, "sid": list(found.sid), "version": found.version})
 
     async def tokenizer(self, request: Request) -> Response:
-        return JSONResponse(self.versions.current.summary())
+        return FastJSONResponse(self.versions.current.summary())
 
     async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok", "version": self.versions.current.version})
+        return FastJSONResponse({"status": "ok", "version": self.versions.current.version})
 
     async def metrics_page(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -254,21 +267,12 @@ class Service:
         raw = await self.body(request)
         path = None
         if raw.strip():
-            payload = await self.json_body_from(raw)
+            payload = self.parse_json(raw)
             path = payload.get("path")
             if path is not None and not isinstance(path, str):
                 raise HTTPError(422, "path: expected a string")
         loaded = await asyncio.to_thread(self.versions.reload, path)
-        return JSONResponse({"version": loaded.version})
-
-    async def json_body_from(self, raw: bytes) -> dict:
-        try:
-            payload = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HTTPError(400, f"request body is not valid JSON ({exc})") from None
-        if not isinstance(payload, dict):
-            raise HTTPError(400, "request body must be a JSON object")
-        return payload
+        return FastJSONResponse({"version": loaded.version})
 
     async def score(self, request: Request) -> Response:
         self.authorize(request)
@@ -300,7 +304,7 @@ class Service:
             candidate["row"] = scorer.row_of(item_id)
         inputs = scorer.inputs(context, candidates)
         scores = await asyncio.to_thread(scorer.score, inputs)
-        return JSONResponse({"scores": [float(s) for s in scores], "version": version.version,
+        return FastJSONResponse({"scores": [float(s) for s in scores], "version": version.version,
                              "items": [{"item_id": c["item_id"], "sid": sids.get(c["item_id"])} for c in candidates]})
 
     async def _sids_of_new_items(self, unseen: list[dict], version) -> dict[str, list[int] | None]:
@@ -349,11 +353,11 @@ def build_app(settings: ServiceSettings) -> Starlette:
             try:
                 response = await handler(request)
             except HTTPError as error:
-                response = JSONResponse({"error": error.message}, status_code=error.status)
+                response = FastJSONResponse({"error": error.message}, status_code=error.status)
             except (InvalidInputError, RqgmmError) as error:
-                response = JSONResponse({"error": str(error)}, status_code=422)
+                response = FastJSONResponse({"error": str(error)}, status_code=422)
             except Exception as error:  # noqa: BLE001 - one line to the client, never a trace
-                response = JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"},
+                response = FastJSONResponse({"error": f"internal error: {type(error).__name__}: {error}"},
                                         status_code=500)
             service.metrics.requests.labels(name, str(response.status_code)).inc()
             service.metrics.latency.labels(name).observe(time.perf_counter() - started)
