@@ -31,16 +31,26 @@ class Catalogue:
         return int(self.embeddings.shape[0])
 
 
-def load_catalogue(name: str, progress: bool | None = None) -> Catalogue:
+EMBEDDINGS = ("normalized", "raw")
+
+
+def load_catalogue(name: str, progress: bool | None = None, embedding: str = "normalized") -> Catalogue:
     """A catalogue by name: "ml-100k" (1,682 movie titles with year and genres, MiniLM 384-d;
     labels = genres), "clothing" (22,642 clothing reviews, MiniLM 384-d in bfloat16 autocast;
-    labels = product class), or the path of a Parquet data set YAML (its items; no labels)."""
+    labels = product class), or the path of a Parquet data set YAML (its items; no labels).
+    embedding: "normalized" (MiniLM's unit sentence vectors) or "raw" (its mean-pooled output before
+    normalization) for the text catalogues; a data set's own embeddings are used as given."""
     from rqgmm.data.interactions import item_content, load_dataset
+
+    if embedding not in EMBEDDINGS:
+        raise InvalidInputError(f"embedding must be one of {EMBEDDINGS}, got {embedding!r}")
+    normalize = embedding == "normalized"
 
     if name in ("ml-100k", "ml-100k-no-genres"):
         from rqgmm.data.movielens import load_items
 
-        return Catalogue(name, item_content(load_dataset(name), progress), load_items()["genres"].tolist(), "genres")
+        return Catalogue(name, item_content(load_dataset(name), progress, normalize=normalize),
+                         load_items()["genres"].tolist(), "genres")
     if name == "clothing":
         from rqgmm.data.clothing import load_reviews, review_labels
         from rqgmm.data.text_encoder import TextEncoder
@@ -48,7 +58,7 @@ def load_catalogue(name: str, progress: bool | None = None) -> Catalogue:
         reviews = load_reviews()
         # review texts are long (~84 word pieces): bf16 autocast encodes them ~3x faster on this
         # CPU, cosine > 0.9999 to float32
-        encoder = TextEncoder(progress=progress, precision="bfloat16")
+        encoder = TextEncoder(progress=progress, precision="bfloat16", normalize=normalize)
         return Catalogue(name, encoder.encode(reviews["text"].tolist()), review_labels(reviews), "class")
     if name.endswith((".yaml", ".yml")):
         dataset = load_dataset(name)

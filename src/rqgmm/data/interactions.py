@@ -176,13 +176,14 @@ def load_dataset(spec: str) -> CTRDataset:
                             f" got {spec!r}")
 
 
-def item_content(dataset: CTRDataset, progress: bool | None = None) -> np.ndarray:
+def item_content(dataset: CTRDataset, progress: bool | None = None, *, normalize: bool = True) -> np.ndarray:
     """(n_items, dim) float32 content embeddings: given ones, or the item texts through the
-    packaged MiniLM encoder (cached on disk by hash of model and text)."""
+    packaged MiniLM encoder (cached on disk by hash of model and text); ``normalize=False``: its
+    raw mean-pooled output (see :class:`~rqgmm.data.text_encoder.TextEncoder`)."""
     if dataset.item_embeddings is not None:
         return dataset.item_embeddings
     if "text" not in dataset.items.columns:
         raise InvalidInputError(f"{dataset.name}: items have neither embeddings nor text")
     from rqgmm.data.text_encoder import TextEncoder
 
-    return TextEncoder(progress=progress).encode(dataset.items["text"].tolist())
+    return TextEncoder(progress=progress, normalize=normalize).encode(dataset.items["text"].tolist())

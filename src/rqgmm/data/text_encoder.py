@@ -93,12 +93,16 @@ class TextEncoder:
     precision: "float32" (the default), or "bfloat16" to run the model under bf16 autocast: on a
     CPU with AMX about 3x faster on review-length texts, at cosine similarity above 0.9999 to the
     float32 vectors (the vectors returned stay float32; each precision has its own cache entries).
+    normalize: True (the model's own output: unit-length sentence vectors) or False (the raw
+    mean-pooled transformer output before the model's Normalize layer, the un-normalized kind of
+    embedding BERT-style pipelines feed to tokenizers; cached separately).
     """
 
     PRECISIONS = ("float32", "bfloat16")
 
     def __init__(self, *, batch_size: int = 64, device: str = "cpu", cache_dir: str | Path | None = None,
-                 use_cache: bool = True, progress: bool | None = None, precision: str = "float32"):
+                 use_cache: bool = True, progress: bool | None = None, precision: str = "float32",
+                 normalize: bool = True):
         if precision not in self.PRECISIONS:
             raise InvalidInputError(f"TextEncoder: precision must be one of {self.PRECISIONS}, got {precision!r}")
         self.model_dir = minilm_path()
@@ -109,6 +113,9 @@ class TextEncoder:
         self.model_key = "all-MiniLM-L6-v2:" + file_sha256(self.model_dir / "model.safetensors")
         if precision != "float32":
             self.model_key += f":{precision}"
+        self.normalize = bool(normalize)
+        if not self.normalize:
+            self.model_key += ":raw-mean-pooling"
         self.cache = EmbeddingCache(Path(cache_dir) if cache_dir else default_cache_dir(),
                                     hashlib.sha256(self.model_key.encode()).hexdigest()) if use_cache else None
         self._model = None
@@ -120,11 +127,14 @@ class TextEncoder:
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+            model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+            if not self.normalize:  # the transformer and its mean pooling, without the Normalize layer
+                model = SentenceTransformer(modules=[model[0], model[1]], device=self.device)
+            self._model = model
         return self._model
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embeddings of ``texts``: (n, 384) float32, L2-normalized. Identical texts get
+        """Embeddings of ``texts``: (n, 384) float32 (L2-normalized unless ``normalize=False``). Identical texts get
         identical vectors (each distinct text is encoded once)."""
         texts = list(texts)
         model_key = self.cache.model_key if self.cache else self.model_key
@@ -148,7 +158,10 @@ class TextEncoder:
                     vectors = model.encode(batch, batch_size=self.batch_size, convert_to_numpy=False,
                                            convert_to_tensor=True, normalize_embeddings=False,
                                            show_progress_bar=False)
-                encoded.append(torch.nn.functional.normalize(vectors.float(), dim=1).cpu().numpy())
+                vectors = vectors.float()
+                if self.normalize:
+                    vectors = torch.nn.functional.normalize(vectors, dim=1)
+                encoded.append(vectors.cpu().numpy())
             vectors = np.concatenate(encoded).astype(np.float32)
             self.n_encoded += len(missing)
             found.update(zip(missing, vectors))

@@ -70,6 +70,11 @@ class VariantsConfig:
     baseline: dict = setting(help="RQKMeans parameters", factory=dict)
     common: dict = setting(help="RQGMM parameters shared by every variant", factory=dict)
     variants: dict[str, dict] = setting(help="variant name -> RQGMM parameters on top of common", factory=dict)
+    kmeans_variants: dict[str, dict] = setting(
+        help="RQ-KMeans variant name -> RQKMeans parameters on top of baseline (compared with RQ-KMeans, never"
+             " candidates for RQGMM's defaults)", factory=dict)
+    embedding: str = setting("normalized", "item embeddings: normalized (MiniLM's unit sentence vectors) or raw (its"
+                                           " mean-pooled output before normalization, like BERT pipelines)")
     ctr: VariantsCTR | None = setting(None, "the CTR stage (omit to skip it)")
     quick: dict = setting(help="top-level overrides applied by --quick", factory=dict)
 
@@ -90,15 +95,26 @@ class VariantsConfig:
                 raise InvalidInputError(f"{source}: shapes[{index}]: expected [levels, codebook_size] > 0, got {shape}")
         if not self.variants:
             raise InvalidInputError(f"{source}: variants is empty; name at least one RQGMM variant")
-        if BASELINE in self.variants:
-            raise InvalidInputError(f"{source}: variants.{BASELINE}: a variant may not be called {BASELINE!r}")
+        if BASELINE in self.variants or BASELINE in self.kmeans_variants:
+            raise InvalidInputError(f"{source}: variants: a variant may not be called {BASELINE!r}")
+        shared = sorted(set(self.variants) & set(self.kmeans_variants))
+        if shared:
+            raise InvalidInputError(f"{source}: kmeans_variants.{shared[0]}: the name is also an RQ-GMM variant")
+        from rqgmm.data.catalogue import EMBEDDINGS
+
+        if self.embedding not in EMBEDDINGS:
+            raise InvalidInputError(f"{source}: embedding: must be one of {EMBEDDINGS}, got {self.embedding!r}")
         for method in self.methods():
             try:
                 self.tokenizer(method, [1, 2], 0).validate_params()
             except InvalidInputError as exc:
-                where = "baseline" if method == BASELINE else f"variants.{method}"
+                where = ("baseline" if method == BASELINE else
+                         f"kmeans_variants.{method}" if method in self.kmeans_variants else f"variants.{method}")
                 raise InvalidInputError(f"{source}: {where}: {exc}") from None
         if self.ctr is not None:
+            if self.embedding != "normalized":
+                raise InvalidInputError(f"{source}: ctr: the CTR stage reads MovieLens' normalized item embeddings;"
+                                        " omit it when embedding is raw")
             if self.ctr.shape not in self.shapes:
                 raise InvalidInputError(f"{source}: ctr.shape: {self.ctr.shape} is not among the shapes {self.shapes}")
             if "ml-100k" not in self.datasets:
@@ -109,14 +125,15 @@ class VariantsConfig:
                 check_model_params(model, {}, f"{source}: ctr.models")
 
     def methods(self) -> list[str]:
-        return [BASELINE, *self.variants]
+        return [BASELINE, *self.variants, *self.kmeans_variants]
 
     def tokenizer(self, method: str, shape: list[int], seed: int):
         from rqgmm.quantize import make_tokenizer
 
         levels, size = shape
-        if method == BASELINE:
-            return make_tokenizer("rq-kmeans", levels, size, seed=seed, progress=False, **self.baseline)
+        if method == BASELINE or method in self.kmeans_variants:
+            return make_tokenizer("rq-kmeans", levels, size, seed=seed, progress=False,
+                                  **{**self.baseline, **(self.kmeans_variants.get(method) or {})})
         return make_tokenizer("rq-gmm", levels, size, seed=seed, progress=False,
                               **{**self.common, **(self.variants[method] or {})})
 
@@ -183,9 +200,9 @@ class VariantStudy:
         catalogues = {}
         for index, name in enumerate(config.datasets):
             self.log(f"[{index + 1}/{len(config.datasets)}] {name}: item embeddings")
-            catalogue = load_catalogue(name, self.progress)
+            catalogue = load_catalogue(name, self.progress, embedding=config.embedding)
             catalogues[name] = {"items": catalogue.n_items, "dim": int(catalogue.embeddings.shape[1]),
-                                "labels": catalogue.label_kind}
+                                "labels": catalogue.label_kind, "embedding": config.embedding}
             fits += self._fits(name, catalogue.embeddings, catalogue.labels)
         ctr = self._ctr() if config.ctr is not None else []
         results = {"config": config.to_json(), "catalogues": catalogues, "fits": fits, "ctr_runs": ctr,

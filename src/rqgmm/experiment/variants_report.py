@@ -71,9 +71,10 @@ def aggregate_fits(fits: list[dict]) -> list[dict]:
     return rows
 
 
-def select_default(rows: list[dict]) -> dict:
-    """Apply :data:`SELECTION_RULE` to the aggregated rows."""
-    variants = list(dict.fromkeys(r["method"] for r in rows if r["method"] != BASELINE))
+def select_default(rows: list[dict], exclude=()) -> dict:
+    """Apply :data:`SELECTION_RULE` to the aggregated rows (``exclude``: methods that are not RQ-GMM
+    variants, e.g. RQ-KMeans variants)."""
+    variants = list(dict.fromkeys(r["method"] for r in rows if r["method"] != BASELINE and r["method"] not in exclude))
     verdicts = {}
     for variant in variants:
         mine = [r for r in rows if r["method"] == variant]
@@ -171,17 +172,22 @@ def write_variants_report(directory: Path, results: dict) -> dict:
     """Write report.md, report.html and the plots; return the summary stored in results.json."""
     config = results["config"]
     rows = aggregate_fits(results["fits"])
-    selection = select_default(rows)
+    selection = select_default(rows, exclude=set(config.get("kmeans_variants") or {}))
     ctr_rows = aggregate_ctr(results["ctr_runs"])
     blocks: list[tuple] = [
         ("h", 1, f"RQ-GMM variants against RQ-KMeans: {config['name']}"),
-        ("p", "Catalogues: " + "; ".join(f"{name} ({c['items']:,} items, {c['dim']}-d MiniLM embeddings, labels:"
+        ("p", "Catalogues: " + "; ".join(f"{name} ({c['items']:,} items, {c['dim']}-d MiniLM embeddings"
+                                         f" ({c.get('embedding', 'normalized')}), labels:"
                                          f" {c['labels']})" for name, c in results["catalogues"].items())
               + f". Seeds {config['seeds']}. Total run time {results['seconds'] / 60:.1f} min (stages finished"
               " earlier are loaded, not re-run)."),
         ("p", "Variants (RQGMM parameters on top of " + (str(config["common"]) or "the defaults") + "): "
               + "; ".join(f"{name} {params or '{}'}" for name, params in config["variants"].items())
-              + f". Baseline RQ-KMeans {config['baseline'] or '{}'}."),
+              + f". Baseline RQ-KMeans {config['baseline'] or '{}'}"
+              + ("; RQ-KMeans variants (RQKMeans parameters on top of the baseline; not candidates for RQGMM's"
+                 " defaults): " + "; ".join(f"{name} {params or '{}'}" for name, params in
+                                           config["kmeans_variants"].items()) if config.get("kmeans_variants") else "")
+              + "."),
         ("p", "Mean ± std over seeds. Δ columns: paired by seed against RQ-KMeans; * beyond seed noise (more"
               " than two standard errors). Lift: P(two items with the same level-1 code share a label) / P(two"
               " random items do). K_eff: effective capacity (codes a perturbed item keeps), overlap = 1 / K_eff."
