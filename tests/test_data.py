@@ -61,3 +61,15 @@ def test_bfloat16_encoding_stays_close_to_float32_and_is_cached_apart(tmp_path):
 def test_text_encoder_rejects_an_unknown_precision():
     with pytest.raises(InvalidInputError, match="precision must be one of"):
         TextEncoder(precision="int8")
+
+
+def test_raw_embeddings_are_the_mean_pooled_vectors_before_normalization_and_cached_apart(tmp_path):
+    texts = ["Toy Story (1995)", "GoldenEye (1995)", "Four Rooms (1995)", "Toy Story (1995)"]
+    unit = TextEncoder(cache_dir=tmp_path, progress=False).encode(texts)
+    raw_encoder = TextEncoder(cache_dir=tmp_path, progress=False, normalize=False)
+    raw = raw_encoder.encode(texts)
+    assert raw_encoder.n_encoded == 3  # distinct texts, none taken from the normalized entries
+    norms = np.linalg.norm(raw, axis=1)
+    assert not np.allclose(norms, 1.0, atol=1e-2)  # raw vectors keep their length
+    np.testing.assert_allclose(raw / norms[:, None], unit, atol=1e-5)  # the same direction
+    np.testing.assert_array_equal(raw[0], raw[3])

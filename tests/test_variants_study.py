@@ -31,6 +31,10 @@ def _config(**changes):
     (dict(ctr={"shape": [9, 9]}), r"ctr.shape: \[9, 9\] is not among the shapes"),
     (dict(ctr={"shape": [2, 128], "training": {"patience": "x"}}), r"ctr.training.patience: expected an integer"),
     (dict(ctr={"modles": ["fnn"]}), r"ctr: unknown setting 'modles'"),
+    (dict(kmeans_variants={"paper": {"balance": "hard"}}), "kmeans_variants.paper: the name is also an RQ-GMM"),
+    (dict(kmeans_variants={"even": {"balance": "medium"}}), "kmeans_variants.even: .*balance must be None or one of"),
+    (dict(embedding="raw"), "ctr: the CTR stage reads MovieLens' normalized item embeddings"),
+    (dict(embedding="whitened", ctr=None), "embedding: must be one of"),
 ])
 def test_config_errors_name_the_problem(changes, message):
     with pytest.raises(InvalidInputError, match=message):
