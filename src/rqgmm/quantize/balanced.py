@@ -39,6 +39,7 @@ import torch
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.kmeans import LloydResult
 from rqgmm.quantize.reseed import split_heaviest
+from rqgmm.quantize.rowops import group_sums
 
 BALANCE_MODES = ("hard", "soft")
 N_CANDIDATES = 16
@@ -187,7 +188,7 @@ def balanced_lloyd(read_chunks: Callable[[], Iterator[torch.Tensor]], n_rows: in
             for chunk in read_chunks():
                 stop = start + chunk.shape[0]
                 chunk_codes = torch.from_numpy(codes[start:stop]).to(chunk.device)
-                sums.index_add_(0, chunk_codes, chunk.double())
+                sums += group_sums(chunk.double(), chunk_codes, n_clusters)
                 distance_sum += float((chunk.double() - centroids[chunk_codes]).square().sum())
                 start = stop
         counts = np.bincount(codes, minlength=n_clusters)

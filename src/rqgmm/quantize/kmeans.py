@@ -15,7 +15,7 @@ import torch
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.reseed import split_heaviest
 from rqgmm.quantize.residuals import ResidualSource
-from rqgmm.quantize.rowops import row_argmax
+from rqgmm.quantize.rowops import group_sums, row_argmax
 
 KMEANS_INITS = ("kmeans++", "random")
 
@@ -58,10 +58,9 @@ class CentroidScorer:
     def accumulate(self, chunk: torch.Tensor) -> KMeansStats:
         chunk = chunk.to(self.dtype)
         codes, best = self.assign(chunk)
-        k, dim = self.centroids.shape
+        k = self.centroids.shape[0]
         counts = torch.bincount(codes, minlength=k).double()
-        sums = torch.zeros(k, dim, dtype=self.dtype, device=chunk.device)
-        sums.index_add_(0, codes, chunk)
+        sums = group_sums(chunk, codes, k)
         flat = chunk.reshape(-1)
         # squared distance to the chosen centroid is |x|^2 - best, summed over rows
         inertia = float(flat @ flat) - float(best.double().sum())
