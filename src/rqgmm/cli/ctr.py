@@ -13,14 +13,14 @@ from rqgmm.cli.options import (
     quiet_option,
     show_warnings,
 )
-from rqgmm.ctr.features import (
+from rqgmm.ctr.names import (
     DEFAULT_PREFIX_BUCKETS,
     FEATURE_SETS,
     MISSING_ITEM_POLICIES,
     SID_REPRESENTATIONS,
+    SPLITS,
 )
-from rqgmm.ctr.models import MODELS
-from rqgmm.ctr.splits import SPLITS
+from rqgmm.ctr.names import MODEL_NAMES as MODELS
 
 
 @click.group()

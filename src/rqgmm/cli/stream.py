@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from rqgmm.cli.options import int_list, overwrite_option, quiet_option
-from rqgmm.stream import NUMERIC_METHODS
+from rqgmm.stream.methods import NUMERIC_METHODS
 
 
 @click.command()

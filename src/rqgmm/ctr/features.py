@@ -23,13 +23,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from rqgmm.ctr.names import (  # also importable from here
+    DEFAULT_PREFIX_BUCKETS,
+    FEATURE_SETS,
+    MISSING_ITEM_POLICIES,
+    SID_REPRESENTATIONS,
+)
 from rqgmm.data.interactions import CTRDataset
 from rqgmm.errors import InvalidInputError
-
-FEATURE_SETS = ("id", "emb", "sid", "sid+emb")
-MISSING_ITEM_POLICIES = ("error", "zero")
-SID_REPRESENTATIONS = ("level", "prefix", "level+prefix")
-DEFAULT_PREFIX_BUCKETS = 100_000
 
 
 def prefix_fields(codes: np.ndarray, codebook_sizes: list[int], buckets: int) -> np.ndarray:

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from rqgmm.ctr.names import SPLITS  # also importable from here
 from rqgmm.errors import InvalidInputError
-
-SPLITS = ("time", "random", "cold-item")
 
 
 @dataclass(frozen=True)

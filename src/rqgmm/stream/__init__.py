@@ -1,18 +1,21 @@
-"""Streaming CTR training with distribution-aware numeric embeddings (DAES) and its baselines."""
+"""Streaming CTR training with distribution-aware numeric embeddings (DAES) and its baselines.
 
-from rqgmm.stream.daes import DAESEmbedding
-from rqgmm.stream.data import StreamData, drifting_stream, movielens_stream
-from rqgmm.stream.numeric import (
-           AutoDis,
-           NumericEmbedding,
-           RefreshedBinning,
-           ScalarEmbedding,
-           StaticBinning,
-)
-from rqgmm.stream.quantiles import quantile_map
-from rqgmm.stream.reservoir import Reservoir
-from rqgmm.stream.train import NUMERIC_METHODS, StreamConfig, compare, run_stream
+Names are imported on first use (pandas, which the stream data needs, is an optional dependency)."""
 
-__all__ = ["AutoDis", "DAESEmbedding", "NUMERIC_METHODS", "NumericEmbedding", "RefreshedBinning", "Reservoir",
-           "ScalarEmbedding", "StaticBinning", "StreamConfig", "StreamData", "compare", "drifting_stream",
-           "movielens_stream", "quantile_map", "run_stream"]
+import importlib
+
+_WHERE = {
+    "DAESEmbedding": "daes", "StreamData": "data", "drifting_stream": "data", "movielens_stream": "data",
+    "AutoDis": "numeric", "NumericEmbedding": "numeric", "RefreshedBinning": "numeric",
+    "ScalarEmbedding": "numeric", "StaticBinning": "numeric", "quantile_map": "quantiles",
+    "Reservoir": "reservoir", "NUMERIC_METHODS": "methods", "StreamConfig": "train", "compare": "train",
+    "run_stream": "train",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'rqgmm.stream' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"rqgmm.stream.{_WHERE[name]}"), name)

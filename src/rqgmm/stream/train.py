@@ -19,6 +19,7 @@ from rqgmm.errors import InvalidInputError
 from rqgmm.progress import progress_bar
 from rqgmm.stream.daes import DAESEmbedding
 from rqgmm.stream.data import StreamData
+from rqgmm.stream.methods import NUMERIC_METHODS  # also importable from here
 from rqgmm.stream.model import StreamingCTR
 from rqgmm.stream.numeric import (
     AutoDis,
@@ -27,8 +28,6 @@ from rqgmm.stream.numeric import (
     ScalarEmbedding,
     StaticBinning,
 )
-
-NUMERIC_METHODS = ("daes", "scalar", "static-bins", "refresh-bins", "autodis")
 
 
 @dataclass

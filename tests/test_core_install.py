@@ -1,0 +1,51 @@
+"""The core install (no extras) fits, encodes and reports on tokenizers; a command that needs an
+extra says which one to install."""
+
+import subprocess
+import sys
+
+import numpy as np
+
+BLOCKED = ["pandas", "matplotlib", "sentence_transformers", "ray", "starlette", "uvicorn", "orjson", "httpx"]
+RUN = ("import sys\n"
+       f"for name in {BLOCKED!r}:\n"
+       "    sys.modules[name] = None  # as if not installed\n"
+       "from rqgmm.cli import main\n"
+       "main(sys.argv[1:], prog_name='rqgmm')\n")
+
+
+def rqgmm_without_extras(*args, cwd):
+    return subprocess.run([sys.executable, "-c", RUN, *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_core_commands_run_without_the_extras(tmp_path):
+    X = np.random.default_rng(0).normal(size=(1500, 8)).astype(np.float32)
+    np.save(tmp_path / "X.npy", X)
+    fit = rqgmm_without_extras("fit", "X.npy", "-o", "tok", "--method", "rq-kmeans", "--levels", 2,
+                               "--codebook-size", 8, "-q", cwd=tmp_path)
+    assert fit.returncode == 0, fit.stderr
+    encode = rqgmm_without_extras("encode", "tok", "X.npy", "-o", "codes.npy", "-q", cwd=tmp_path)
+    assert encode.returncode == 0, encode.stderr
+    assert np.load(tmp_path / "codes.npy").shape == (1500, 2)
+    info = rqgmm_without_extras("info", "tok", cwd=tmp_path)
+    assert info.returncode == 0, info.stderr
+
+
+def test_a_command_that_needs_an_extra_names_it(tmp_path):
+    result = rqgmm_without_extras("ctr", "train", "--dataset", "ml-100k", "-o", "run", cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'rqgmm[studies]'" in lines[0], result.stderr
+    served = rqgmm_without_extras("serve", "tok", cwd=tmp_path)
+    assert served.returncode == 1 and "rqgmm[serve]" in served.stderr
+
+
+def test_the_light_name_lists_agree_with_the_implementations():
+    from rqgmm.ctr.models import MODELS
+    from rqgmm.ctr.names import MODEL_NAMES
+    from rqgmm.stream.methods import NUMERIC_METHODS
+    from rqgmm.stream.train import make_numeric  # noqa: F401 - every method name has a branch there
+
+    assert MODEL_NAMES == MODELS
+    assert NUMERIC_METHODS == ("daes", "scalar", "static-bins", "refresh-bins", "autodis")
