@@ -45,7 +45,10 @@ def test_the_light_name_lists_agree_with_the_implementations():
     from rqgmm.ctr.models import MODELS
     from rqgmm.ctr.names import MODEL_NAMES
     from rqgmm.stream.methods import NUMERIC_METHODS
-    from rqgmm.stream.train import make_numeric  # noqa: F401 - every method name has a branch there
+    from rqgmm.stream.numeric import NumericEmbedding
+    from rqgmm.stream.train import StreamConfig, make_numeric
 
     assert MODEL_NAMES == MODELS
-    assert NUMERIC_METHODS == ("daes", "scalar", "static-bins", "refresh-bins", "autodis")
+    built = {name: type(make_numeric(StreamConfig(numeric=name), n_fields=2, warmup_rows=10)) for name in NUMERIC_METHODS}
+    assert all(issubclass(kind, NumericEmbedding) for kind in built.values())
+    assert len(set(built.values())) == len(NUMERIC_METHODS)  # every name builds its own embedding
