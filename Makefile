@@ -47,6 +47,8 @@ sid-ctr: $(DEMO)
 figures: $(DEMO)
 	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline tokenizers
 	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR)) --readme README.md
+	$(BIN)/rqgmm publish runs/variants-raw --readme README.md --headline "ml-100k 2x128"
+	$(BIN)/rqgmm publish runs/stable-ids --readme README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
