@@ -2,7 +2,7 @@
 
 A 3 x 256 RQ-KMeans tokenizer on 384-d embeddings (a fitted synthetic mixture), served by
 ``rqgmm serve`` with an SQLite registry and, for the score part, a FNN run trained for one epoch
-on MovieLens-100k with the 3 x 256 IDs of its MiniLM item embeddings. Clients are asyncio httpx
+on MovieLens-100k with the 3 x 256 IDs of its MiniLM item embeddings. Clients are asyncio aiohttp
 tasks in this process (they share the 2 cores with the server, as a co-located client would).
 
 1. single-item ``POST /v1/encode`` (JSON) at 32 concurrent clients: p50 / p99 latency;
@@ -65,12 +65,15 @@ def start_server(*args) -> tuple[subprocess.Popen, str]:
 
 
 async def closed_loop(url: str, path: str, make_request, clients: int, seconds: float) -> dict:
-    """``clients`` tasks sending requests back to back for ``seconds``; latencies in ms."""
-    import httpx
+    """``clients`` tasks sending requests back to back for ``seconds`` over keep-alive connections
+    (aiohttp: the lightest well-kept asyncio HTTP client; the clients share the machine with the
+    server); latencies in ms."""
+    import aiohttp
 
     latencies, items = [], 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(base_url=url, connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
         stop = time.perf_counter() + seconds
 
         async def worker(index: int):
@@ -80,9 +83,10 @@ async def closed_loop(url: str, path: str, make_request, clients: int, seconds: 
                 kwargs, n = make_request(index, counter)
                 counter += 1
                 started = time.perf_counter()
-                reply = await client.post(path, **kwargs)
-                if reply.status_code != 200:
-                    raise SystemExit(f"{path}: HTTP {reply.status_code}: {reply.text[:300]}")
+                async with session.post(path, **kwargs) as reply:
+                    body = await reply.read()
+                    if reply.status != 200:
+                        raise SystemExit(f"{path}: HTTP {reply.status}: {body[:300]!r}")
                 latencies.append((time.perf_counter() - started) * 1000)
                 items += n
 
@@ -135,7 +139,7 @@ def main() -> None:
                 np.save(buffer, X[start:start + 8192])
                 bodies.append(buffer.getvalue())
             batch = asyncio.run(closed_loop(url, "/v1/encode", lambda i, c: (
-                {"content": bodies[(i + c) % len(bodies)], "headers": {"Content-Type": "application/x-npy"}}, 8192),
+                {"data": bodies[(i + c) % len(bodies)], "headers": {"Content-Type": "application/x-npy"}}, 8192),
                 4, args.seconds))
             fresh = iter(range(10**9))
 
@@ -144,7 +148,7 @@ def main() -> None:
                 rows = X[rng.integers(0, len(X), 1000)]
                 body = orjson.dumps({"items": [{"item_id": item, "embedding": row} for item, row in zip(ids, rows)]},
                                     option=orjson.OPT_SERIALIZE_NUMPY)  # as a fast client would send it
-                return {"content": body, "headers": {"Content-Type": "application/json"}}, 1000
+                return {"data": body, "headers": {"Content-Type": "application/json"}}, 1000
             assign = asyncio.run(closed_loop(url, "/v1/items", new_items, 2, args.seconds))
         finally:
             process.terminate()
