@@ -34,6 +34,8 @@ def test_quick_stable_ids_study_measures_every_strategy_and_resumes(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     ({"strategies": ["aligned"]}, "include 'naive'"),
+    ({"strategies": ["naive", "aligned@0"]}, r"strategy 'aligned@0'"),
+    ({"strategies": ["naive", "frozen@2"]}, r"strategy 'frozen@2'"),
     ({"catalogues": {"ml-100k": 1.0}}, r"must be in \(0, 1\)"),
     ({"tokenizers": [{"method": "rq-vae", "levels": 2, "codebook_size": 8}]}, "aligned refits are for"),
     ({"ctr": {"model": "fnn", "features": "id"}}, "ctr.features"),
@@ -53,3 +55,9 @@ def test_bad_stable_ids_configs_are_named(change, message):
 def test_the_packaged_stable_ids_config_parses():
     config = load_config("stable-ids")
     assert config.kind == "stable-ids" and "ml-100k" in config.catalogues
+
+
+def test_capped_refits_parse():
+    from rqgmm.experiment.stable_ids import parse_strategy
+
+    assert parse_strategy("aligned@3") == ("aligned", 3) and parse_strategy("naive") == ("naive", None)

@@ -62,7 +62,8 @@ class StableIDsConfig:
                                            factory=lambda: {"ml-100k": 0.8, "clothing": 0.9})
     tokenizers: list[TokenizerEntry] = setting(help="tokenizers refitted (RQ-KMeans, RQ-GMM)", factory=list)
     seeds: list[int] = setting(help="one v1 fit and one refit per strategy per seed", factory=lambda: [0, 1, 2])
-    strategies: list[str] = setting(help=f"refit strategies among {STRATEGIES}", factory=lambda: list(STRATEGIES))
+    strategies: list[str] = setting(help=f"refit strategies among {STRATEGIES}; NAME@N caps a refit at N iterations"
+                                         " per level", factory=lambda: list(STRATEGIES))
     ctr: StableCTR | None = setting(None, "the CTR stage on ml-100k (omit to skip it)")
     quick: dict = setting(help="top-level overrides applied by --quick", factory=dict)
 
@@ -89,10 +90,14 @@ class StableIDsConfig:
                 raise InvalidInputError(f"{source}: tokenizers[{index}]: aligned refits are for rq-kmeans and"
                                         f" rq-gmm, got {entry.method!r}")
             check_tokenizer(entry, source, f"tokenizers[{index}]")
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
-        if unknown or "naive" not in self.strategies:
-            raise InvalidInputError(f"{source}: strategies: must be among {list(STRATEGIES)} and include 'naive'"
-                                    f" (the reference), got {self.strategies}")
+        for name in self.strategies:
+            try:
+                parse_strategy(name)
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"{source}: strategies: {exc}") from None
+        if "naive" not in self.strategies or len(set(self.strategies)) != len(self.strategies):
+            raise InvalidInputError(f"{source}: strategies: must include 'naive' (the reference) once, got"
+                                    f" {self.strategies}")
         if self.ctr is not None:
             if "ml-100k" not in self.catalogues:
                 raise InvalidInputError(f"{source}: ctr: the CTR stage needs ml-100k among the catalogues")
@@ -117,13 +122,27 @@ def growth_order(catalogue: str, n_items: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n_items)
 
 
+def parse_strategy(name: str) -> tuple[str, int | None]:
+    """``"aligned@3"`` -> ("aligned", 3): a refit strategy, optionally with its iterations per
+    level capped (a warm-started refit that moves less: the churn / RMSE trade-off)."""
+    base, _, iterations = name.partition("@")
+    if base not in STRATEGIES or (iterations and (not iterations.isdigit() or int(iterations) < 1)) or \
+            (iterations and base == "frozen"):
+        raise InvalidInputError(f"strategy {name!r}: expected one of {list(STRATEGIES)}, optionally refits as"
+                                " NAME@N (N >= 1 iterations per level)")
+    return base, int(iterations) if iterations else None
+
+
 def refit(entry: TokenizerEntry, strategy: str, seed: int, X: np.ndarray, v1):
     """Version 2 of ``entry`` on ``X`` by ``strategy`` (``frozen`` returns v1)."""
     from rqgmm.experiment.engine import fit_with_warnings
 
+    strategy, iterations = parse_strategy(strategy)
     if strategy == "frozen":
         return v1, 0.0
     tokenizer = entry.build(seed=seed, progress=False)
+    if iterations is not None:
+        tokenizer.set_params(max_iter=iterations)
     started = time.perf_counter()
     if strategy == "naive":
         fit_with_warnings(tokenizer, X)
