@@ -284,3 +284,25 @@ def test_scores_over_http_equal_offline_predictions_and_new_items_score_like_col
         assert httpx.post(f"{running.url}/v1/score", json={"context": context, "candidates": []}).status_code == 401
     finally:
         running.stop()
+
+
+def test_sighup_reloads_the_tokenizer_directory(tmp_path, tokenizers, catalogue):
+    import shutil
+
+    shutil.copytree(tokenizers[0], tmp_path / "current")
+    running = Server(tmp_path / "current")
+    try:
+        before = httpx.get(f"{running.url}/v1/tokenizer").json()
+        load(tokenizers[1]).save(tmp_path / "current", overwrite=True)  # a new version, swapped in atomically
+        running.process.send_signal(signal.SIGHUP)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            after = httpx.get(f"{running.url}/v1/tokenizer").json()
+            if after["checksum"] != before["checksum"]:
+                break
+            time.sleep(0.2)
+        assert after["checksum"] != before["checksum"] and after["version"].startswith("current@")
+        reply = httpx.post(f"{running.url}/v1/encode", json={"embeddings": catalogue[:20].tolist()}).json()
+        np.testing.assert_array_equal(np.array(reply["codes"]), load(tokenizers[1]).encode(catalogue[:20]))
+    finally:
+        running.stop()
