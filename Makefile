@@ -49,6 +49,7 @@ figures: $(DEMO)
 	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR)) --readme README.md
 	$(BIN)/rqgmm publish runs/variants-raw --readme README.md --headline "ml-100k 2x128"
 	$(BIN)/rqgmm publish runs/stable-ids --readme README.md
+	$(BIN)/rqgmm publish runs/stable-ids-curve
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
