@@ -1,7 +1,8 @@
 """Balanced k-means: rqgmm's hard / soft balance against ``k-means-constrained`` (min-cost-flow
 balanced k-means, installed only for this benchmark), and a balanced level from a memmap.
 
-1. One level on the clothing-review embeddings (22,642 x 384 MiniLM, or ``--rows`` of them) at
+1. One level on the clothing-review embeddings (22,642 x 384 MiniLM, or ``--rows`` of them, or with
+   ``--data synthetic`` a mixture of the same shape) at
    K = 128 with at most ceil(n / K) rows per cluster: fit seconds, RMSE of the fit assignment and
    of nearest-centroid encoding, largest cluster; plain RQ-KMeans and soft balance beside them.
    Target: hard >= 50x faster than k-means-constrained, RMSE within 2% of it.
@@ -10,7 +11,7 @@ balanced k-means, installed only for this benchmark), and a balanced level from 
    and 1.5 GiB at 1,000,000 rows.
 
 Run from the repository root (k-means-constrained: ``pip install k-means-constrained``):
-    python -m benchmarks.bench_balanced [--rows N] [--k 128] [--skip-constrained] [--memmap-rows 1000000]
+    python -m benchmarks.bench_balanced [--data clothing|synthetic] [--rows N] [--k 128] [--skip-constrained] [--memmap-rows 1000000]
         [--skip-memmap] [--out FILE.json]
 """
 
@@ -105,7 +106,9 @@ def memmap_fit(rows: int, k: int, max_iter: int, tmpdir: str | None) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=None, help="first N clothing reviews (default: all)")
+    parser.add_argument("--data", choices=["clothing", "synthetic"], default="clothing",
+                        help="the clothing-review embeddings, or a synthetic mixture of the same shape (22,642 x 384)")
+    parser.add_argument("--rows", type=int, default=None, help="first N rows (default: all)")
     parser.add_argument("--k", type=int, default=128)
     parser.add_argument("--max-iter", type=int, default=50, help="Lloyd iterations at most, for every method")
     parser.add_argument("--skip-constrained", action="store_true")
@@ -118,11 +121,17 @@ def main() -> None:
     result: dict = {"environment": environment()}
     from rqgmm.data.catalogue import load_catalogue
 
-    X = np.ascontiguousarray(load_catalogue("clothing", progress=False).embeddings[: args.rows], dtype=np.float32)
+    if args.data == "clothing":
+        X = load_catalogue("clothing", progress=False).embeddings
+    else:
+        from benchmarks.common import structured_data
+
+        X = structured_data(22_642, 384)
+    X = np.ascontiguousarray(X[: args.rows], dtype=np.float32)
     rows = [ours(X, args.k, balance, args.max_iter) for balance in (None, "soft", "hard")]
     if not args.skip_constrained:
         rows.append(constrained(X, args.k, args.max_iter))
-    print(f"1. one level, K={args.k}, {X.shape[0]:,} x {X.shape[1]} clothing reviews, capacity"
+    print(f"1. one level, K={args.k}, {X.shape[0]:,} x {X.shape[1]} ({args.data}), capacity"
           f" {-(-X.shape[0] // args.k)}, at most {args.max_iter} iterations")
     print(f"{'method':>22} {'seconds':>9} {'iters':>6} {'largest':>8} {'RMSE (encode)':>14}")
     for row in rows:
