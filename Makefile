@@ -48,8 +48,7 @@ figures: $(DEMO)
 	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline tokenizers
 	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR)) --readme README.md
 	$(BIN)/rqgmm publish runs/variants-raw --readme README.md --headline "ml-100k 2x128"
-	$(BIN)/rqgmm publish runs/stable-ids --readme README.md
-	$(BIN)/rqgmm publish runs/stable-ids-curve
+	$(BIN)/rqgmm publish runs/stable-ids-curve --readme README.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
