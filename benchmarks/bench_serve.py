@@ -118,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each closed-loop part")
     parser.add_argument("--skip-score", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="the server's --threads")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
@@ -129,7 +130,8 @@ def main() -> None:
             warnings.simplefilter("ignore")
             RQKMeans(n_levels=3, codebook_size=256, seed=0, max_iter=10, progress=False).fit(X).save(
                 directory / "tokenizer")
-        process, url = start_server(directory / "tokenizer", "--registry", directory / "ids.db")
+        process, url = start_server(directory / "tokenizer", "--registry", directory / "ids.db", "--threads",
+                                    args.threads)
         try:
             single = asyncio.run(closed_loop(url, "/v1/encode", lambda i, c: (
                 {"json": {"embeddings": [X[(i * 997 + c) % len(X)].tolist()]}}, 1), 32, args.seconds))
@@ -167,7 +169,7 @@ def main() -> None:
             frame = load_dataset("ml-100k").interactions
             item_ids = frame["item_id"].astype(str).unique()
             users = frame.drop_duplicates("user_id")[["user_id", "gender", "occupation", "age"]].to_dict("records")
-            process, url = start_server(directory / "ml-tokenizer", "--ctr-run", run)
+            process, url = start_server(directory / "ml-tokenizer", "--ctr-run", run, "--threads", args.threads)
             try:
                 def score_request(i, c):
                     user = users[(i * 31 + c) % len(users)]

@@ -23,10 +23,13 @@ import click
 @click.option("--batch-wait-ms", type=float, default=2.0, show_default=True,
               help="How long an encode waits for concurrent requests to batch with.")
 @click.option("--max-batch", type=int, default=4096, show_default=True, help="Most rows per encode batch.")
+@click.option("--threads", type=int, default=1, show_default=True,
+              help="torch threads for encoding and scoring: 1 keeps many small concurrent requests fast (the"
+                   " event loop and the batches do not fight over cores); raise it for few large batches.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info"]), default="warning",
               show_default=True, help="uvicorn's log level (info logs every request).")
 def serve(tokenizer, registry, ctr_run, host, port, token_file, max_body_mib, max_items, batch_wait_ms, max_batch,
-          log_level):
+          threads, log_level):
     """Serve TOKENIZER over HTTP: POST /v1/encode, /v1/items, /v1/score; GET /v1/items/ID,
     /v1/tokenizer, /healthz, /metrics; POST /v1/admin/reload or SIGHUP swaps in a new version."""
     try:
@@ -40,7 +43,7 @@ def serve(tokenizer, registry, ctr_run, host, port, token_file, max_body_mib, ma
     if token is None and not is_loopback(host):
         raise click.BadParameter(f"binding {host} exposes the service beyond this machine; give --token-file",
                                  param_hint="--host")
-    for option, value in (("--max-items", max_items), ("--max-batch", max_batch)):
+    for option, value in (("--max-items", max_items), ("--max-batch", max_batch), ("--threads", threads)):
         if value < 1:
             raise click.BadParameter(f"must be >= 1, got {value}", param_hint=option)
     if not max_body_mib > 0 or batch_wait_ms < 0:
@@ -48,6 +51,9 @@ def serve(tokenizer, registry, ctr_run, host, port, token_file, max_body_mib, ma
     settings = ServiceSettings(str(tokenizer), None if registry is None else str(registry),
                                None if ctr_run is None else str(ctr_run), token, int(max_body_mib * 2**20),
                                max_items, batch_wait_ms, max_batch)
+    import torch
+
+    torch.set_num_threads(threads)
     app = build_app(settings)
     click.echo(f"serving {app.state.service.versions.current.version} on http://{host}:{port}", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "info")

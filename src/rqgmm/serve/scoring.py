@@ -14,7 +14,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from rqgmm.errors import InvalidInputError
@@ -34,6 +33,12 @@ class CTRScorer:
         self.embedding = self.model.embedding
         self._rows = {item: index + 1 for index, item in enumerate(self.encoder.item_ids)}
         self._lock = threading.Lock()
+        # value -> index of every context vocabulary (what Vocabulary.transform computes, as a dict
+        # lookup: a request holds one value per field)
+        self._context_index = {name: {value: position + 1 for position, value in
+                                      enumerate(self.encoder.vocabularies[name].values)}
+                               for name in ("user_id", *self.encoder.categorical)}
+        self._numeric_position = {name: j for j, name in enumerate(self.encoder.numeric)}
 
     @property
     def uses_sid(self) -> bool:
@@ -84,27 +89,34 @@ class CTRScorer:
         return np.array(row, dtype=np.int64)
 
     def inputs(self, context: dict, candidates: list[dict]) -> dict[str, np.ndarray]:
-        """Model inputs (one row per candidate) for a request; ``candidates[i]["row"]`` is set."""
+        """Model inputs (one row per candidate) for a request; ``candidates[i]["row"]`` is set.
+        A candidate's ``features`` override the context's numeric values for its row."""
         encoder = self.encoder
         n = len(candidates)
-        values = []
-        for name in ("user_id", *encoder.categorical):
-            value = context.get(name)
-            values.append(encoder.vocabularies[name].transform(pd.Series([None if value is None else str(value)])))
-        context_row = np.concatenate(values).astype(np.int64)
-        numeric = np.full((n, len(encoder.numeric)), np.nan)
+        context_row = np.array([self._context_index[name].get(None if context.get(name) is None
+                                                              else str(context[name]), 0)
+                                for name in ("user_id", *encoder.categorical)], dtype=np.int64)
+        shared = np.full(len(encoder.numeric), np.nan)
+        self._fill_numeric(shared, context, "context")
+        numeric = np.repeat(shared[None], n, axis=0)
         for i, candidate in enumerate(candidates):
-            merged = {**context, **(candidate.get("features") or {})}
-            for j, name in enumerate(encoder.numeric):
-                if merged.get(name) is not None:
-                    try:
-                        numeric[i, j] = float(merged[name])
-                    except (TypeError, ValueError):
-                        raise InvalidInputError(f"candidates[{i}]: numeric field {name!r} must be a number, got"
-                                                f" {merged[name]!r}") from None
+            if candidate.get("features"):
+                self._fill_numeric(numeric[i], candidate["features"], f"candidates[{i}]")
         numeric = np.nan_to_num((numeric - encoder.numeric_mean) / encoder.numeric_scale).astype(np.float32)
         return {"context": np.repeat(context_row[None], n, axis=0), "numeric": numeric,
                 "item": np.array([c["row"] for c in candidates], dtype=np.int64)}
+
+    def _fill_numeric(self, row: np.ndarray, values: dict, where: str) -> None:
+        if not isinstance(values, dict):
+            raise InvalidInputError(f"{where}: features must be an object of field values")
+        for name, value in values.items():
+            j = self._numeric_position.get(name)
+            if j is None or value is None:
+                continue
+            try:
+                row[j] = float(value)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"{where}: numeric field {name!r} must be a number, got {value!r}") from None
 
     def score(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """Click probabilities (n,) float64."""
