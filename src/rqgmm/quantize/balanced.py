@@ -48,8 +48,8 @@ SINKHORN_ITERATIONS = 5
 
 @dataclass
 class Candidates:
-    """Each row's nearest centroids: clusters (n, J) int64, costs (n, J) float32 squared
-    distances in increasing order."""
+    """Each row's nearest centroids: clusters (n, J) int32, costs (n, J) float32 squared
+    distances in increasing order (8 bytes per row and candidate)."""
 
     clusters: np.ndarray
     costs: np.ndarray
@@ -62,16 +62,21 @@ def squared_distances(chunk: torch.Tensor, centroids: torch.Tensor, dtype: torch
     return (x.square().sum(1, keepdim=True) - 2.0 * x @ c.T + c.square().sum(1)[None, :]).clamp_min_(0.0)
 
 
-def nearest_candidates(chunks: Iterator[torch.Tensor], centroids: torch.Tensor, n_candidates: int,
+def nearest_candidates(chunks: Iterator[torch.Tensor], n_rows: int, centroids: torch.Tensor, n_candidates: int,
                        dtype: torch.dtype) -> Candidates:
-    """The ``n_candidates`` nearest centroids of every row of the chunks, in row order."""
-    clusters, costs = [], []
+    """The ``n_candidates`` nearest centroids of every row of the chunks (``n_rows`` in all), in
+    row order, written into arrays allocated once."""
+    out = Candidates(np.empty((n_rows, n_candidates), dtype=np.int32),
+                     np.empty((n_rows, n_candidates), dtype=np.float32))
+    start = 0
     for chunk in chunks:
         distances = squared_distances(chunk, centroids, dtype)
         values, indices = torch.topk(distances, n_candidates, dim=1, largest=False, sorted=True)
-        clusters.append(indices.cpu().numpy())
-        costs.append(values.float().cpu().numpy())
-    return Candidates(np.concatenate(clusters), np.concatenate(costs))
+        stop = start + chunk.shape[0]
+        out.clusters[start:stop] = indices.cpu().numpy()
+        out.costs[start:stop] = values.float().cpu().numpy()
+        start = stop
+    return out
 
 
 def capacity_rounds(clusters: np.ndarray, costs: np.ndarray, room: np.ndarray) -> np.ndarray:
@@ -137,7 +142,7 @@ def sinkhorn_assign(candidates: Candidates, n_clusters: int, temperature: float,
     log-scalings (K,) float64 (warm start for the next call: a few scaling steps per call
     suffice because the centroids move little between Lloyd iterations)."""
     costs = torch.from_numpy(candidates.costs)
-    clusters = torch.from_numpy(candidates.clusters)
+    clusters = torch.from_numpy(candidates.clusters).long()
     n = costs.shape[0]
     tau = temperature * max(float(costs[:, 0].double().mean()), 1e-30)
     logits = -(costs - costs[:, :1]) / tau  # shifted per row: the row scaling absorbs it
@@ -151,7 +156,7 @@ def sinkhorn_assign(candidates: Candidates, n_clusters: int, temperature: float,
         log_v = (log_v - log_v.max()).clamp_min(-50.0)  # a cluster no row lists stays bounded
     best = torch.argmax(logits + log_v[clusters], dim=1)
     codes = clusters.gather(1, best[:, None]).squeeze(1)
-    return codes.numpy(), log_v.double().numpy()
+    return codes.numpy().astype(np.int64), log_v.double().numpy()
 
 
 def balanced_lloyd(read_chunks: Callable[[], Iterator[torch.Tensor]], n_rows: int, centroids: torch.Tensor, *,
@@ -177,7 +182,8 @@ def balanced_lloyd(read_chunks: Callable[[], Iterator[torch.Tensor]], n_rows: in
     iterations = progress_bar(range(max_iter), enabled=progress, desc=desc)
     for _ in iterations:
         with torch.inference_mode():
-            candidates = nearest_candidates(read_chunks(), centroids, n_candidates, dtype)
+            candidates = None  # the previous iteration's lists go before the new ones are made
+            candidates = nearest_candidates(read_chunks(), n_rows, centroids, n_candidates, dtype)
             if mode == "hard":
                 codes = hard_assign(candidates, n_clusters, capacity, rows_of, centroids, dtype)
             else:
