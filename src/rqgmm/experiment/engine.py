@@ -68,6 +68,21 @@ class RunDirectory:
         write_json(path, config_json)
 
 
+class Study:
+    """A study run into ``root / config.name`` (a :class:`RunDirectory`): ``progress`` bars (None:
+    on a terminal), ``log`` prints one line, ``workers`` processes for fits and CTR runs.
+    Subclasses implement ``run() -> results``."""
+
+    def __init__(self, config, root: str | Path = "runs", *, progress: bool | None = None,
+                 log: Callable[[str], None] = print, workers: int = 1):
+        self.config = config
+        self.workers = max(1, int(workers))
+        self.run_directory = RunDirectory(root, config.name)
+        self.directory = self.run_directory.path
+        self.progress = progress
+        self.log = log
+
+
 def compute_minutes(results: dict) -> float:
     """Minutes spent fitting tokenizers and training CTR models, summed over jobs, from the records
     themselves (a resumed run's wall time says nothing about them)."""

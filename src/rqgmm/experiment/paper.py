@@ -11,13 +11,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable
 
-from rqgmm.experiment.config import PaperStudyConfig
 from rqgmm.experiment.engine import (
     CTRRun,
     CTRTask,
-    RunDirectory,
+    Study,
     convergence_record,
     fit_with_warnings,
     provenance,
@@ -33,17 +31,8 @@ def feature_slug(feature: str) -> str:
     return feature.replace(":", "__").replace("+", "-plus-").replace(" ", "_").replace("=", "")
 
 
-class PaperStudy:
+class PaperStudy(Study):
     """Runs a :class:`PaperStudyConfig` into ``root / config.name``; ``log`` prints one line."""
-
-    def __init__(self, config: PaperStudyConfig, root: str | Path = "runs", *, progress: bool | None = None,
-                 log: Callable[[str], None] = print, workers: int = 1):
-        self.config = config
-        self.workers = max(1, int(workers))
-        self.run_directory = RunDirectory(root, config.name)
-        self.directory = self.run_directory.path
-        self.progress = progress
-        self.log = log
 
     def run(self) -> dict:
         from rqgmm.data.catalogue import load_catalogue

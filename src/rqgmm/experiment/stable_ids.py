@@ -22,14 +22,13 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from rqgmm.ctr.training import TrainingConfig
 from rqgmm.errors import InvalidInputError
 from rqgmm.experiment.engine import (
-    RunDirectory,
+    Study,
     provenance,
     read_json,
     run_jobs,
@@ -239,17 +238,8 @@ def ctr_job(directory: str, config_json: dict, entry_index: int, seed: int) -> d
     return record
 
 
-class StableIDStudy:
+class StableIDStudy(Study):
     """Runs a :class:`StableIDsConfig` into ``root / config.name``; ``log`` prints one line."""
-
-    def __init__(self, config: StableIDsConfig, root: str | Path = "runs", *, progress: bool | None = None,
-                 log: Callable[[str], None] = print, workers: int = 1):
-        self.config = config
-        self.run_directory = RunDirectory(root, config.name)
-        self.directory = self.run_directory.path
-        self.progress = progress
-        self.log = log
-        self.workers = max(1, int(workers))
 
     def run(self) -> dict:
         from rqgmm.data.catalogue import load_catalogue

@@ -23,7 +23,6 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -32,7 +31,7 @@ from rqgmm.errors import InvalidInputError
 from rqgmm.experiment.engine import (
     CTRRun,
     CTRTask,
-    RunDirectory,
+    Study,
     convergence_record,
     fit_with_warnings,
     provenance,
@@ -179,17 +178,8 @@ def shape_groups(shapes: list) -> dict[int, list[int]]:
     return {size: sorted(set(levels)) for size, levels in groups.items()}
 
 
-class VariantStudy:
+class VariantStudy(Study):
     """Runs a :class:`VariantsConfig` into ``root / config.name``; ``log`` prints one line."""
-
-    def __init__(self, config: VariantsConfig, root: str | Path = "runs", *, progress: bool | None = None,
-                 log: Callable[[str], None] = print, workers: int = 1):
-        self.config = config
-        self.run_directory = RunDirectory(root, config.name)
-        self.directory = self.run_directory.path
-        self.progress = progress
-        self.log = log
-        self.workers = max(1, int(workers))
 
     def run(self) -> dict:
         from rqgmm.data.catalogue import load_catalogue
