@@ -86,3 +86,28 @@ def write_json(path: str | None, result: dict) -> None:
 
     with atomic_path(Path(path), overwrite=True) as target:
         target.write_text(json.dumps({**result, "environment": environment()}, indent=2))
+
+
+def write_markdown(path: str | None, title: str, header: list[str], rows: list[list[str]], notes: str = "") -> None:
+    """A results document (``docs/results/…``) of one benchmark run: its table, stamped with the
+    command that produced it, the date, the commit and the machine (written atomically)."""
+    if not path:
+        return
+    import subprocess
+    import sys
+
+    from rqgmm.experiment.pages import markdown
+    from rqgmm.io.atomic import atomic_path
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=False).stdout.strip() or "?"
+    except OSError:
+        commit = "?"
+    env = environment()
+    command = " ".join([f"python -m benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
+    stamp = (f"Produced by `{command}` on {env['date']}"
+             f" (code {commit}; {env['machine']}, {env['cpus']} CPU(s), torch {env['torch']}).")
+    blocks = [("h", 1, title), ("p", stamp), ("table", header, rows)] + ([("p", notes)] if notes else [])
+    with atomic_path(Path(path), overwrite=True) as target:
+        target.write_text(markdown(blocks))
