@@ -37,19 +37,19 @@ demo: $(DEMO)
 test: $(TEST)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
-# the semantic-ID CTR study end to end (about 2 h on 2 cores): four configs, then their documents
-SID_CTR := sid-ctr sid-ctr-no-genres sid-ctr-shapes sid-ctr-time
+# the semantic-ID CTR study end to end (about 2.5 h on 2 cores): five configs, then their documents
+SID_CTR := sid-ctr sid-ctr-no-genres sid-ctr-shapes sid-ctr-time sid-ctr-time-shapes
 SID_CTR_README := sid-ctr sid-ctr-no-genres sid-ctr-shapes  # the runs with a README table
 sid-ctr: $(DEMO)
 	for name in $(SID_CTR); do HF_HUB_OFFLINE=1 $(BIN)/rqgmm experiment $$name || exit 1; done
 	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR_README)) --readme README.md
-	$(BIN)/rqgmm publish runs/sid-ctr-time
+	$(BIN)/rqgmm publish runs/sid-ctr-time $(wildcard runs/sid-ctr-time-shapes)
 
 # results documents (docs/results/) and README tables from finished runs under runs/
 figures: $(DEMO)
 	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline tokenizers
 	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR_README)) --readme README.md
-	$(BIN)/rqgmm publish runs/sid-ctr-time
+	$(BIN)/rqgmm publish runs/sid-ctr-time $(wildcard runs/sid-ctr-time-shapes)
 	$(BIN)/rqgmm publish runs/variants-raw --readme README.md --headline "ml-100k 2x128"
 	$(BIN)/rqgmm publish runs/stable-ids-curve --readme README.md
 
