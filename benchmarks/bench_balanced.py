@@ -18,9 +18,6 @@ Run from the repository root (k-means-constrained: ``pip install k-means-constra
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -28,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_scale import write_memmap
-from benchmarks.common import environment, timed, write_json
+from benchmarks.common import environment, fit_memmap_in_child, timed, write_json
 from rqgmm import RQKMeans
 
 SPEED_TARGET = 50.0
@@ -67,39 +64,15 @@ def constrained(X: np.ndarray, k: int, max_iter: int) -> dict:
             "iterations": int(getattr(model, "n_iter_", max_iter))}
 
 
-_CHILD = """
-import json, sys, time, warnings
-import numpy as np
-from rqgmm import RQKMeans
-
-def peak_mib():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
-
-baseline = peak_mib()
-X = np.load(sys.argv[1], mmap_mode="r")
-model = RQKMeans(n_levels=1, codebook_size=int(sys.argv[2]), balance="hard", max_iter=int(sys.argv[3]), seed=0,
-                 progress=False)
-begin = time.perf_counter()
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    model.fit(X)
-seconds = time.perf_counter() - begin
-print(json.dumps({"baseline_rss_mib": baseline, "peak_rss_mib": peak_mib(), "fit_seconds": seconds,
-                  "iterations": model.n_iter_[0], "largest_cluster": max(model.fit_cluster_sizes_[0]),
-                  "capacity": -(-X.shape[0] // int(sys.argv[2]))}))
-"""
-
-
 def memmap_fit(rows: int, k: int, max_iter: int, tmpdir: str | None) -> dict:
     with tempfile.TemporaryDirectory(dir=tmpdir, prefix="rqgmm-bench-") as directory:
         path = Path(directory) / "X.npy"
         write_memmap(path, rows)
-        completed = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(k), str(max_iter)],
-                                   capture_output=True, text=True, check=False)
-        if completed.returncode != 0:
-            raise SystemExit(f"the memmap fit failed:\n{completed.stderr[-3000:]}")
-        result = json.loads(completed.stdout.strip().splitlines()[-1])
+        result = fit_memmap_in_child(
+            path, f"rqgmm.RQKMeans(n_levels=1, codebook_size={k}, balance='hard', max_iter={max_iter}, seed=0,"
+                  " progress=False)",
+            "{'iterations': model.n_iter_[0], 'largest_cluster': max(model.fit_cluster_sizes_[0]),"
+            f" 'capacity': -(-X.shape[0] // {k})}}")
     result.update(rows=rows, k=k, max_iter=max_iter)
     return result
 

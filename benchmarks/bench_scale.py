@@ -15,16 +15,13 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import structured_data, timed, write_json
+from benchmarks.common import fit_memmap_in_child, structured_data, timed, write_json
 from rqgmm import RQGMM
 
 DIM = 128
@@ -50,30 +47,6 @@ def print_rows(title: str, rows: list[dict], key: str) -> None:
               f" {row['encode_us_per_row']:14.2f}")
 
 
-# The child reads its peak from /proc/self/status (VmHWM): ru_maxrss survives exec on Linux, so
-# it would report the parent's peak.
-_CHILD = """
-import json, sys, time, warnings
-import numpy as np
-from rqgmm import RQGMM
-
-def peak_mib():
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
-
-baseline = peak_mib()
-X = np.load(sys.argv[1], mmap_mode="r")
-model = RQGMM(n_levels=2, codebook_size=256, max_iter=int(sys.argv[2]), tol=0.0, seed=0, progress=False)
-begin = time.perf_counter()
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    model.fit(X)
-seconds = time.perf_counter() - begin
-peak = peak_mib()
-print(json.dumps({"baseline_rss_mib": baseline, "peak_rss_mib": peak, "fit_seconds": seconds}))
-"""
-
-
 def write_memmap(path: Path, rows: int, block: int = 250_000) -> None:
     """A ``rows`` x 128 float32 ``.npy`` of the structured mixture, written block by block."""
     out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, DIM))
@@ -88,11 +61,8 @@ def memmap_fit(rows: int, iterations: int, tmpdir: str | None) -> dict:
     with tempfile.TemporaryDirectory(dir=tmpdir, prefix="rqgmm-bench-") as directory:
         path = Path(directory) / "X.npy"
         _, write_seconds = timed(write_memmap, path, rows)
-        completed = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(iterations)],
-                                   capture_output=True, text=True, check=False)
-        if completed.returncode != 0:
-            raise SystemExit(f"the memmap fit failed:\n{completed.stderr[-3000:]}")
-        result = json.loads(completed.stdout.strip().splitlines()[-1])
+        result = fit_memmap_in_child(path, f"rqgmm.RQGMM(n_levels=2, codebook_size=256, max_iter={iterations},"
+                                           " tol=0.0, seed=0, progress=False)")
         result.update(rows=rows, file_gib=path.stat().st_size / 2**30, write_seconds=write_seconds,
                       iterations=iterations, target_mib=MEMORY_TARGET_MIB)
     return result

@@ -111,3 +111,42 @@ def write_markdown(path: str | None, title: str, header: list[str], rows: list[l
     blocks = [("h", 1, title), ("p", stamp), ("table", header, rows)] + ([("p", notes)] if notes else [])
     with atomic_path(Path(path), overwrite=True) as target:
         target.write_text(markdown(blocks))
+
+
+# The child measures its own peak from /proc/self/status (VmHWM): ru_maxrss survives exec on
+# Linux, so it would report the parent's peak.
+_MEMMAP_CHILD = """
+import json, sys, time, warnings
+import numpy as np
+import rqgmm
+
+def peak_mib():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+
+baseline = peak_mib()
+X = np.load(sys.argv[1], mmap_mode="r")
+model = eval(sys.argv[2], {"rqgmm": rqgmm})
+begin = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    model.fit(X)
+seconds = time.perf_counter() - begin
+peak = peak_mib()
+extra = eval(sys.argv[3], {"model": model, "X": X})
+print(json.dumps({"baseline_rss_mib": baseline, "peak_rss_mib": peak, "fit_seconds": seconds, **extra}))
+"""
+
+
+def fit_memmap_in_child(path: Path, model: str, extra: str = "{}") -> dict:
+    """Fit the tokenizer the expression ``model`` builds (``rqgmm.RQGMM(...)``) on the ``.npy`` at
+    ``path`` opened as a memmap, in a fresh process; returns its fit seconds, its resident memory
+    after imports and its peak (MiB), plus the dict the expression ``extra`` makes of ``model``."""
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-c", _MEMMAP_CHILD, str(path), model, extra],
+                               capture_output=True, text=True, check=False)
+    if completed.returncode != 0:
+        raise SystemExit(f"the memmap fit failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])

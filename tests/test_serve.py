@@ -304,5 +304,13 @@ def test_sighup_reloads_the_tokenizer_directory(tmp_path, tokenizers, catalogue)
         assert after["checksum"] != before["checksum"] and after["version"].startswith("current@")
         reply = httpx.post(f"{running.url}/v1/encode", json={"embeddings": catalogue[:20].tolist()}).json()
         np.testing.assert_array_equal(np.array(reply["codes"]), load(tokenizers[1]).encode(catalogue[:20]))
+        # a broken tokenizer on the next SIGHUP: the service keeps the version it has and says why
+        (tmp_path / "current" / "manifest.json").write_text("{not json")
+        running.process.send_signal(signal.SIGHUP)
+        time.sleep(2.0)
+        assert httpx.get(f"{running.url}/v1/tokenizer").json()["checksum"] == after["checksum"]
+        reply = httpx.post(f"{running.url}/v1/encode", json={"embeddings": catalogue[:20].tolist()}).json()
+        np.testing.assert_array_equal(np.array(reply["codes"]), load(tokenizers[1]).encode(catalogue[:20]))
     finally:
         running.stop()
+    assert "SIGHUP: reload failed, still serving current@" in running.process.stderr.read()

@@ -209,7 +209,8 @@ class CTRTask:
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset_and_content(dataset: str):
+def dataset_and_content(dataset: str):
+    """A CTR data set by name and its items' content embeddings (cached per process)."""
     from rqgmm.data.interactions import item_content, load_dataset
 
     data = load_dataset(dataset)
@@ -233,7 +234,7 @@ def run_ctr_task(task: CTRTask) -> list[dict]:
     todo = [run for run in task.runs if not Path(run.record).is_file()]
     if not todo:
         return []
-    dataset, content = _dataset_and_content(task.dataset)
+    dataset, content = dataset_and_content(task.dataset)
     codes = sizes = None
     if "sid" in task.features:
         codes, sizes = semantic_ids(task.tokenizer, content)

@@ -206,14 +206,14 @@ def ctr_job(directory: str, config_json: dict, entry_index: int, seed: int) -> d
     from rqgmm.ctr.run import fit_and_evaluate, prepare
     from rqgmm.ctr.splits import make_split
     from rqgmm.ctr.training import evaluate
-    from rqgmm.experiment.engine import _dataset_and_content
+    from rqgmm.experiment.engine import dataset_and_content
     from rqgmm.io.settings import load_settings
 
     directory = Path(directory)
     config = load_settings(StableIDsConfig, config_json, "config.json")
     ctr, entry = config.ctr, config.tokenizers[entry_index]
     code_dir = directory / "codes" / "ml-100k" / entry.name / f"seed{seed}"
-    dataset, content = _dataset_and_content("ml-100k")
+    dataset, content = dataset_and_content("ml-100k")
     split = make_split(dataset.interactions, ctr.split, seed=int(config.seeds[0]))
     encoder = FeatureEncoder(ctr.features, min_count=ctr.feature_options.min_count, history_length=0,
                              sid_representation=ctr.sid_representation,

@@ -29,6 +29,7 @@ import hmac
 import io
 import json
 import signal
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -368,9 +369,16 @@ def build_app(settings: ServiceSettings) -> Starlette:
     async def lifespan(app):
         service.batcher.start()
         loop = asyncio.get_running_loop()
+        async def reload_on_signal() -> None:
+            try:
+                loaded = await asyncio.to_thread(service.versions.reload)
+                print(f"rqgmm serve: SIGHUP: now serving {loaded.version}", file=sys.stderr)
+            except Exception as error:  # noqa: BLE001 - the old version keeps serving; say why in one line
+                print(f"rqgmm serve: SIGHUP: reload failed, still serving {service.versions.current.version}:"
+                      f" {error}", file=sys.stderr)
+
         try:
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(asyncio.to_thread(
-                service.versions.reload)))
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_on_signal()))
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread (tests in-process) or no signals on this platform
         try:
