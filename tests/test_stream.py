@@ -158,3 +158,27 @@ def test_sorted_quantile_matches_numpy_on_partly_filled_rows():
         got = sorted_quantile(ordered, filled, level)
         np.testing.assert_allclose(got[:2], [np.quantile(ordered[f, :filled[f]], level) for f in range(2)])
         assert got[2] == 0.0
+
+
+def test_stream_command_refuses_an_unknown_device():
+    result = CliRunner().invoke(main, ["stream", "--dataset", "drifting", "--events", "1000", "--device", "tpu"])
+    assert result.exit_code != 0
+    assert "--device" in result.output and "'tpu'" in result.output
+
+
+def test_distribution_state_follows_the_module_and_stays_out_of_the_state_dict():
+    embedding = DAESEmbedding(2, 4, capacity=50)
+    embedding.observe(np.random.default_rng(0).normal(size=(100, 2)))
+    assert {"_sorted", "_filled", "_median", "_spread"} <= {name for name, _ in embedding.named_buffers()}
+    assert not any(name.startswith("_") for name in embedding.state_dict())
+    doubled = embedding.to(torch.float64)  # a module-wide move reaches the reservoir state too
+    assert doubled._median.dtype == torch.float64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("method", NUMERIC_METHODS)
+def test_streaming_on_cuda_gives_the_cpu_figures(method):
+    data = drifting_stream(3000, seed=0)
+    figures = {device: run_stream(data, StreamConfig(numeric=method, device=device))["auc"]
+               for device in ("cpu", "cuda")}
+    assert figures["cuda"] == pytest.approx(figures["cpu"], abs=5e-3)

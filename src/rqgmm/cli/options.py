@@ -47,8 +47,17 @@ def overwrite_option(function):
     return click.option("--overwrite", is_flag=True, help="Replace an existing output written by rqgmm.")(function)
 
 
+def _checked_device(context, parameter, value):
+    from rqgmm.quantize.rowops import valid_device
+
+    if value is not None and not valid_device(value):
+        raise click.BadParameter(f"expected cpu, cuda, cuda:N or auto, got {value!r}")
+    return value
+
+
 def device_option(function):
-    return click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")(function)
+    return click.option("--device", default="cpu", show_default=True, callback=_checked_device,
+                        help="cpu, cuda, cuda:N or auto.")(function)
 
 
 def _docstring_help(klass) -> dict[str, str]:

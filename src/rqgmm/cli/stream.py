@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from rqgmm.cli.options import int_list, overwrite_option, quiet_option
+from rqgmm.cli.options import device_option, int_list, overwrite_option, quiet_option
 from rqgmm.stream.methods import NUMERIC_METHODS
 
 
@@ -23,9 +23,10 @@ from rqgmm.stream.methods import NUMERIC_METHODS
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam step size.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write every run's metrics (overall and per window) to this JSON file.")
+@device_option
 @overwrite_option
 @quiet_option
-def stream(dataset, numeric, seeds, events, batch_size, learning_rate, output, overwrite, quiet):
+def stream(dataset, numeric, seeds, events, batch_size, learning_rate, device, output, overwrite, quiet):
     """Streaming CTR training (test-then-train) with DAES or a baseline numeric embedding."""
     methods = list(NUMERIC_METHODS) if numeric.strip() == "all" else [m.strip() for m in numeric.split(",") if m.strip()]
     unknown = [m for m in methods if m not in NUMERIC_METHODS]
@@ -48,7 +49,7 @@ def stream(dataset, numeric, seeds, events, batch_size, learning_rate, output, o
         refuse_existing(output, overwrite)
     data = movielens_stream() if dataset == "ml-100k" else drifting_stream(events, seed=0)
     results = compare(data, methods, seed_list, progress=False if quiet else None, batch_size=batch_size,
-                      learning_rate=learning_rate)
+                      learning_rate=learning_rate, device=device)
     click.echo(f"{data.name}: {data.n_events:,} events, progressive validation after a"
                f" {results[methods[0]]['runs'][0]['warmup_rows']:,}-event warm-up")
     click.echo(format_comparison(data.name, results))

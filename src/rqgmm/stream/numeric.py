@@ -78,8 +78,8 @@ class RunningStandardizer:
 
     def transform(self, values: torch.Tensor) -> torch.Tensor:
         std = np.sqrt(self.m2 / np.maximum(self.count, 1)) + 1e-6
-        mean = torch.as_tensor(self.mean, dtype=values.dtype)
-        return (symlog(values) - mean) / torch.as_tensor(std, dtype=values.dtype)
+        mean = torch.as_tensor(self.mean, dtype=values.dtype, device=values.device)
+        return (symlog(values) - mean) / torch.as_tensor(std, dtype=values.dtype, device=values.device)
 
 
 class ScalarEmbedding(NumericEmbedding):
@@ -107,21 +107,21 @@ class _BinnedEmbedding(NumericEmbedding):
         super().__init__(n_fields, dim)
         self.n_bins = n_bins
         self.table = nn.Parameter(torch.randn(n_fields, n_bins, dim) * 0.01)
-        self.boundaries: torch.Tensor | None = None  # (F, n_bins - 1) ascending
+        self.register_buffer("boundaries", None, persistent=False)  # (F, n_bins - 1) ascending once fitted
 
     def fit_boundaries(self, samples: list[np.ndarray]) -> None:
         """Equal-frequency interior boundaries from one sample per field."""
         levels = np.linspace(0, 1, self.n_bins + 1)[1:-1]
         rows = [np.quantile(s, levels) if s.size else np.zeros(levels.size) for s in samples]
-        self.boundaries = torch.as_tensor(np.stack(rows), dtype=torch.float64)
+        self.boundaries = torch.as_tensor(np.stack(rows), dtype=torch.float64, device=self.table.device)
 
     def embed(self, values):
         if self.boundaries is None:
-            bins = torch.zeros(values.shape, dtype=torch.int64)
+            bins = torch.zeros(values.shape, dtype=torch.int64, device=values.device)
         else:
             columns = values.T.contiguous().to(torch.float64)
             bins = torch.searchsorted(self.boundaries, columns, right=True).T
-        fields = torch.arange(self.n_fields).expand_as(bins)
+        fields = torch.arange(self.n_fields, device=values.device).expand_as(bins)
         return self.table[fields, bins]
 
 

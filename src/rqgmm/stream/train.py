@@ -46,10 +46,15 @@ class StreamConfig:
     capacity: int = 2000
     window: int | None = 20_000
     refresh_every: int = 10_000
+    device: str = "cpu"  # cpu, cuda, cuda:N or auto
 
     def __post_init__(self) -> None:
         import math
 
+        from rqgmm.quantize.rowops import valid_device
+
+        if not valid_device(self.device):
+            raise InvalidInputError(f"device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
         if self.numeric not in NUMERIC_METHODS:
             raise InvalidInputError(f"numeric must be one of {NUMERIC_METHODS}, got {self.numeric!r}")
         if not 0.0 <= self.warmup_fraction < 1.0:
@@ -93,22 +98,25 @@ def run_stream(data: StreamData, config: StreamConfig, progress: bool | None = N
 def progressive_predictions(data: StreamData, config: StreamConfig, progress: bool | None = None) -> np.ndarray:
     """Click probability of every event (N,) float64, each predicted before the model or the
     numeric state has seen that event's batch."""
+    from rqgmm.quantize.rowops import resolve_device
+
+    device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     warmup_rows = int(config.warmup_fraction * data.n_events)
     model = StreamingCTR(data.cardinalities, make_numeric(config, data.numeric.shape[1], warmup_rows),
-                         hidden=config.hidden)
+                         hidden=config.hidden).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     loss_function = torch.nn.BCEWithLogitsLoss()
-    categorical = torch.from_numpy(data.categorical)
-    numeric = torch.from_numpy(data.numeric)
-    labels = torch.from_numpy(data.labels.astype(np.float32))
+    categorical = torch.from_numpy(data.categorical).to(device)
+    numeric = torch.from_numpy(data.numeric).to(device)
+    labels = torch.from_numpy(data.labels.astype(np.float32)).to(device)
     predictions = np.empty(data.n_events, dtype=np.float64)
     starts = range(0, data.n_events, config.batch_size)
     for start in progress_bar(starts, enabled=progress, desc=f"stream {data.name} {config.numeric}"):
         rows = slice(start, start + config.batch_size)
         model.eval()
         with torch.no_grad():
-            predictions[rows] = torch.sigmoid(model(categorical[rows], numeric[rows])).double().numpy()
+            predictions[rows] = torch.sigmoid(model(categorical[rows], numeric[rows])).double().cpu().numpy()
         model.numeric.observe(data.numeric[rows])
         model.train()
         optimizer.zero_grad()
