@@ -185,6 +185,27 @@ def test_alignment_none_is_the_warm_start_alone_and_bad_names_are_refused():
         RQKMeans(**params).fit(X, previous=first, alignment="hungarian")
 
 
+@pytest.mark.parametrize("klass", [RQKMeans, RQGMM])
+def test_a_fresh_fit_renumbered_to_match_keeps_the_fresh_quality(klass):
+    X, _ = mixture_sample(n=3000, dim=6, n_components=8, separation=3.0, seed=5)
+    X = X.astype(np.float32)
+    params = dict(n_levels=2, codebook_size=8, progress=False, max_iter=30)
+    first = quietly(klass(seed=0, **params).fit, X[:2400])
+    fresh = quietly(klass(seed=1, **params).fit, X)
+    renumbered = quietly(klass(seed=1, **params).fit, X, previous=first, alignment="co-assignment",
+                         warm_start=False)
+    fresh_codes, renumbered_codes = fresh.encode(X), renumbered.encode(X)
+    for level in range(2):  # the same fit: every level's codes are a relabelling of the fresh fit's
+        pairs = np.unique(np.stack([fresh_codes[:, level], renumbered_codes[:, level]], 1), axis=0)
+        assert len(pairs) == len(np.unique(fresh_codes[:, level]))
+        assert len(np.unique(pairs[:, 1])) == len(pairs)
+    np.testing.assert_allclose(fresh.decode(fresh_codes), renumbered.decode(renumbered_codes), atol=1e-6)
+    old = first.encode(X)
+    assert id_churn(old, renumbered_codes).prefix_changed[0] <= id_churn(old, fresh_codes).prefix_changed[0]
+    with pytest.raises(InvalidInputError, match="warm_start=False is a fresh fit"):
+        klass(seed=1, **params).fit(X, previous=first, alignment="none", warm_start=False)
+
+
 def test_cli_fit_with_previous_and_alignment(tmp_path):
     from click.testing import CliRunner
 
@@ -205,3 +226,11 @@ def test_cli_fit_with_previous_and_alignment(tmp_path):
     np.testing.assert_array_equal(load(tmp_path / "v2").encode(X), expected.encode(X))
     refused = run("fit", tmp_path / "all.npy", "-o", tmp_path / "v3", "--alignment", "none", *common)
     assert refused.exit_code == 2 and "--alignment" in refused.output and "--previous" in refused.output
+    fresh = run("fit", tmp_path / "all.npy", "-o", tmp_path / "v4", "--previous", tmp_path / "v1",
+                "--alignment", "co-assignment", "--no-warm-start", "--seed", "1", *common)
+    assert fresh.exit_code == 0, fresh.output
+    expected = quietly(RQKMeans(n_levels=2, codebook_size=8, seed=1, progress=False).fit, X,
+                       previous=load(tmp_path / "v1"), alignment="co-assignment", warm_start=False)
+    np.testing.assert_array_equal(load(tmp_path / "v4").encode(X), expected.encode(X))
+    refused = run("fit", tmp_path / "all.npy", "-o", tmp_path / "v5", "--no-warm-start", *common)
+    assert refused.exit_code == 2 and "--no-warm-start" in refused.output

@@ -39,6 +39,9 @@ from rqgmm.quantize import METHODS
 @click.option("--alignment", type=click.Choice(["codewords", "co-assignment", "none"]), default="codewords",
               show_default=True, help="With --previous: match components by codeword distance, by the rows both"
               " versions assign alike, or not at all (warm start only).")
+@click.option("--warm-start/--no-warm-start", default=True, show_default=True,
+              help="With --previous: start each level from the previous codewords, or fit afresh and only"
+              " renumber the components to match (the fresh fit's quality, more churn).")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: fit on a Ray Dataset of Parquet files (EMBEDDINGS: file, directory or glob).")
 @click.option("--address", default=None, help="Ray cluster address ('auto' or host:port); default: a local"
@@ -47,7 +50,7 @@ from rqgmm.quantize import METHODS
 @overwrite_option
 @quiet_option
 def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch_size, column, id_column,
-        drop_invalid, previous, alignment, engine, address, verbose, overwrite, quiet, **given):
+        drop_invalid, previous, alignment, warm_start, engine, address, verbose, overwrite, quiet, **given):
     """Fit a tokenizer on EMBEDDINGS (.npy or .parquet; with --engine ray, Parquet files) and save it to OUTPUT."""
     from rqgmm.io.atomic import refuse_existing
     from rqgmm.io.tables import read_embeddings
@@ -73,8 +76,10 @@ def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch
     anchor = None if previous is None else ResidualTokenizer.load(previous)
     if anchor is None and alignment != "codewords":
         raise click.BadParameter("applies with --previous only", param_hint="--alignment")
+    if anchor is None and not warm_start:
+        raise click.BadParameter("applies with --previous only", param_hint="--no-warm-start")
     tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid, previous=anchor,
-                  alignment=alignment)
+                  alignment=alignment, warm_start=warm_start)
     tokenizer.save(output, overwrite=overwrite)
     if not quiet:
         click.echo(f"fitted {type(tokenizer).__name__} {tokenizer.codebook_sizes} on"

@@ -242,7 +242,7 @@ class ResidualTokenizer:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, X, y=None, *, drop_invalid: bool = False, previous: "ResidualTokenizer | None" = None,
-            alignment: str = "codewords") -> "ResidualTokenizer":
+            alignment: str = "codewords", warm_start: bool = True) -> "ResidualTokenizer":
         """Fit the codebooks level by level.
 
         X: (n_items, dim) array or ``np.memmap`` of real numbers; read in chunks of
@@ -258,8 +258,15 @@ class ResidualTokenizer:
         (Hungarian assignment maximizing the training rows that both versions put in the same
         pair of components; the previous version encodes the rows once more) or "none" (warm
         start only, components in the order the fit leaves them).
+        warm_start: start each level from the previous codewords (True) or from this
+        tokenizer's own seeding, as a fresh fit (False): the fresh fit's quality with its
+        components renumbered to match the previous version's (more churn than a warm start).
         """
+        if previous is not None and not warm_start and alignment == "none":
+            raise InvalidInputError("alignment='none' with warm_start=False is a fresh fit: pass previous=None,"
+                                    " or choose alignment='codewords' or 'co-assignment'")
         self._previous = self._check_previous(previous, alignment)
+        self._warm_start_previous = bool(warm_start)
         try:
             self._fit(X, drop_invalid)
         finally:
@@ -290,7 +297,7 @@ class ResidualTokenizer:
     def _warm_start(self, level: int) -> torch.Tensor | None:
         """The previous version's codewords of ``level`` (K, dim) float64 during an aligned refit."""
         previous = getattr(self, "_previous", None)
-        if previous is None:
+        if previous is None or not getattr(self, "_warm_start_previous", True):
             return None
         return torch.as_tensor(previous.codebooks_[level], dtype=torch.float64, device=self.device_)
 
