@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.bench_scale import write_memmap
-from benchmarks.common import environment, fit_memmap_in_child, timed, write_json
+from benchmarks.common import add_markdown_option, environment, fit_memmap_in_child, recorded_output, timed, write_json
 from rqgmm import RQKMeans
 
 SPEED_TARGET = 50.0
@@ -90,42 +90,44 @@ def main() -> None:
     parser.add_argument("--tmpdir", default=None)
     parser.add_argument("--skip-memmap", action="store_true")
     parser.add_argument("--out", default=None)
+    add_markdown_option(parser)
     args = parser.parse_args()
-    result: dict = {"environment": environment()}
-    from rqgmm.data.catalogue import load_catalogue
+    with recorded_output(args.markdown, "Balanced RQ-KMeans against k-means-constrained"):
+        result: dict = {"environment": environment()}
+        from rqgmm.data.catalogue import load_catalogue
 
-    if args.data == "clothing":
-        X = load_catalogue("clothing", progress=False).embeddings
-    else:
-        from benchmarks.common import structured_data
+        if args.data == "clothing":
+            X = load_catalogue("clothing", progress=False).embeddings
+        else:
+            from benchmarks.common import structured_data
 
-        X = structured_data(22_642, 384)
-    X = np.ascontiguousarray(X[: args.rows], dtype=np.float32)
-    rows = [ours(X, args.k, balance, args.max_iter) for balance in (None, "soft", "hard")]
-    if not args.skip_constrained:
-        rows.append(constrained(X, args.k, args.max_iter))
-    print(f"1. one level, K={args.k}, {X.shape[0]:,} x {X.shape[1]} ({args.data}), capacity"
-          f" {-(-X.shape[0] // args.k)}, at most {args.max_iter} iterations")
-    print(f"{'method':>22} {'seconds':>9} {'iters':>6} {'largest':>8} {'RMSE (encode)':>14}")
-    for row in rows:
-        print(f"{row['method']:>22} {row['seconds']:9.2f} {row['iterations']:6d} {row['largest_cluster']:8d}"
-              f" {row['rmse_encode']:14.5f}")
-    result["clothing"] = rows
-    if not args.skip_constrained:
-        hard, reference = rows[2], rows[3]
-        speedup = reference["seconds"] / hard["seconds"]
-        gap = hard["rmse_encode"] / reference["rmse_encode"] - 1
-        print(f"hard vs k-means-constrained: {speedup:.1f}x faster (target {SPEED_TARGET:.0f}x), RMSE"
-              f" {gap:+.2%} (target within {RMSE_TOLERANCE:.0%})")
-        result["hard_vs_constrained"] = {"speedup": speedup, "rmse_gap": gap}
-    if not args.skip_memmap:
-        mapped = memmap_fit(args.memmap_rows, 256, args.memmap_max_iter, args.tmpdir)
-        print(f"\n2. one hard-balanced level, K=256, from a {mapped['rows']:,} x 128 memmap: {mapped['fit_seconds']:.0f} s"
-              f" ({mapped['iterations']} iterations; target {MEMMAP_SECONDS_TARGET:.0f} s), peak resident memory"
-              f" {mapped['peak_rss_mib']:,.0f} MiB (target {MEMORY_TARGET_MIB} MiB; {mapped['baseline_rss_mib']:,.0f}"
-              f" after imports), largest cluster {mapped['largest_cluster']} of capacity {mapped['capacity']}")
-        result["memmap"] = mapped
-    write_json(args.out, result)
+            X = structured_data(22_642, 384)
+        X = np.ascontiguousarray(X[: args.rows], dtype=np.float32)
+        rows = [ours(X, args.k, balance, args.max_iter) for balance in (None, "soft", "hard")]
+        if not args.skip_constrained:
+            rows.append(constrained(X, args.k, args.max_iter))
+        print(f"1. one level, K={args.k}, {X.shape[0]:,} x {X.shape[1]} ({args.data}), capacity"
+              f" {-(-X.shape[0] // args.k)}, at most {args.max_iter} iterations")
+        print(f"{'method':>22} {'seconds':>9} {'iters':>6} {'largest':>8} {'RMSE (encode)':>14}")
+        for row in rows:
+            print(f"{row['method']:>22} {row['seconds']:9.2f} {row['iterations']:6d} {row['largest_cluster']:8d}"
+                  f" {row['rmse_encode']:14.5f}")
+        result["clothing"] = rows
+        if not args.skip_constrained:
+            hard, reference = rows[2], rows[3]
+            speedup = reference["seconds"] / hard["seconds"]
+            gap = hard["rmse_encode"] / reference["rmse_encode"] - 1
+            print(f"hard vs k-means-constrained: {speedup:.1f}x faster (target {SPEED_TARGET:.0f}x), RMSE"
+                  f" {gap:+.2%} (target within {RMSE_TOLERANCE:.0%})")
+            result["hard_vs_constrained"] = {"speedup": speedup, "rmse_gap": gap}
+        if not args.skip_memmap:
+            mapped = memmap_fit(args.memmap_rows, 256, args.memmap_max_iter, args.tmpdir)
+            print(f"\n2. one hard-balanced level, K=256, from a {mapped['rows']:,} x 128 memmap: {mapped['fit_seconds']:.0f} s"
+                  f" ({mapped['iterations']} iterations; target {MEMMAP_SECONDS_TARGET:.0f} s), peak resident memory"
+                  f" {mapped['peak_rss_mib']:,.0f} MiB (target {MEMORY_TARGET_MIB} MiB; {mapped['baseline_rss_mib']:,.0f}"
+                  f" after imports), largest cluster {mapped['largest_cluster']} of capacity {mapped['capacity']}")
+            result["memmap"] = mapped
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from benchmarks.common import environment, write_json
+from benchmarks.common import add_markdown_option, environment, recorded_output, write_json
 from rqgmm import RQKMeans
 from rqgmm.metrics.quality import label_sets
 
@@ -64,25 +64,27 @@ def main() -> None:
     parser.add_argument("--catalogues", default="ml-100k,clothing")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", default=None)
+    add_markdown_option(parser)
     args = parser.parse_args()
-    from rqgmm.data.catalogue import load_catalogue
+    with recorded_output(args.markdown, "Collision repair policies"):
+        from rqgmm.data.catalogue import load_catalogue
 
-    result: dict = {"environment": environment(), "runs": []}
-    seeds = [int(s) for s in args.seeds.split(",")]
-    for name in args.catalogues.split(","):
-        catalogue = load_catalogue(name, progress=False)
-        X = np.ascontiguousarray(catalogue.embeddings, dtype=np.float32)
-        sets = label_sets(catalogue.labels, len(X))
-        for levels, size in ((2, 32), (2, 128), (3, 256)):
-            runs = [compare(X, sets, levels, size, seed) for seed in seeds]
-            print(f"\n{name} ({len(X):,} items), RQ-KMeans {levels} x {size}, mean of seeds {seeds}")
-            print(f"{'policy':>9} {'unique IDs':>11} {'moved':>7} {'RMSE change':>12} {'kNN purity':>11}")
-            for policy in POLICIES:
-                mean = {key: float(np.mean([r[policy][key] for r in runs])) for key in runs[0][policy]}
-                print(f"{policy:>9} {mean['unique_id_rate']:11.1%} {mean['moved']:7.1%} {mean['rmse_change']:+12.2%}"
-                      f" {mean['knn_purity']:11.3f}")
-                result["runs"].append({"catalogue": name, "shape": [levels, size], "policy": policy, **mean})
-    write_json(args.out, result)
+        result: dict = {"environment": environment(), "runs": []}
+        seeds = [int(s) for s in args.seeds.split(",")]
+        for name in args.catalogues.split(","):
+            catalogue = load_catalogue(name, progress=False)
+            X = np.ascontiguousarray(catalogue.embeddings, dtype=np.float32)
+            sets = label_sets(catalogue.labels, len(X))
+            for levels, size in ((2, 32), (2, 128), (3, 256)):
+                runs = [compare(X, sets, levels, size, seed) for seed in seeds]
+                print(f"\n{name} ({len(X):,} items), RQ-KMeans {levels} x {size}, mean of seeds {seeds}")
+                print(f"{'policy':>9} {'unique IDs':>11} {'moved':>7} {'RMSE change':>12} {'kNN purity':>11}")
+                for policy in POLICIES:
+                    mean = {key: float(np.mean([r[policy][key] for r in runs])) for key in runs[0][policy]}
+                    print(f"{policy:>9} {mean['unique_id_rate']:11.1%} {mean['moved']:7.1%} {mean['rmse_change']:+12.2%}"
+                          f" {mean['knn_purity']:11.3f}")
+                    result["runs"].append({"catalogue": name, "shape": [levels, size], "policy": policy, **mean})
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

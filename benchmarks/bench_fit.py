@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 from sklearn.mixture import GaussianMixture
 
-from benchmarks.common import DATA_SETS, load_data, matmul_peak, timed, write_json
+from benchmarks.common import DATA_SETS, add_markdown_option, load_data, matmul_peak, recorded_output, timed, write_json
 from rqgmm import RQGMM, RQKMeans
 
 
@@ -148,36 +148,38 @@ def main() -> None:
     parser.add_argument("--skip-whole", action="store_true", help="only comparison 1")
     parser.add_argument("--only-kmeans", action="store_true", help="only comparison 3 (RQ-KMeans against faiss)")
     parser.add_argument("--out", default=None)
+    add_markdown_option(parser)
     args = parser.parse_args()
-    X = load_data(args.data, args.n, args.dim)
-    n, dim = X.shape
-    print(f"data {args.data}: {n} x {dim}")
-    if args.only_kmeans:
-        write_json(args.out, {"data": args.data, "n": n, "dim": dim, "k": args.k,
-                              "whole_kmeans": kmeans_comparison(X, args.levels, args.k, args.whole_iters)})
-        return
-    iteration = per_iteration(X, args.k, args.iters)
-    peak = matmul_peak()
-    iteration.update(matmul_peak_gflops=peak, fraction_of_peak=iteration["rqgmm_gflops"] / peak)
-    print(f"\n1. one EM iteration, K={args.k}, same start, {1 + args.iters} iterations each")
-    print(f"{'':14} {'s/iter':>8} {'mean log-lik':>13}")
-    print(f"{'rqgmm':14} {iteration['rqgmm_seconds_per_iteration']:8.3f} {iteration['rqgmm_log_likelihood']:13.4f}")
-    print(f"{'scikit-learn':14} {iteration['sklearn_seconds_per_iteration']:8.3f}"
-          f" {iteration['sklearn_log_likelihood']:13.4f}")
-    print(f"speed-up {iteration['speedup']:.1f}x; rqgmm {iteration['rqgmm_gflops']:.0f} GFLOP/s in its matrix"
-          f" products, {iteration['fraction_of_peak']:.0%} of this machine's fp32 matmul peak ({peak:.0f} GFLOP/s,"
-          " 4096^2)")
-    result = {"data": args.data, "n": n, "dim": dim, "k": args.k, "per_iteration": iteration}
-    if not args.skip_whole:
-        gmm = whole_gmm_fit(X, args.levels, args.k, args.whole_iters)
-        print(f"\n2. whole fit {args.levels} x {args.k}, max_iter={args.whole_iters}, tol=1e-3 per level")
-        print(f"{'':22} {'seconds':>8} {'RMSE':>9}  mean log-lik by level")
-        for name, key in (("rqgmm RQGMM", "rqgmm"), ("scikit-learn by level", "sklearn")):
-            levels = " / ".join(f"{v:.3f}" for v in gmm[f"{key}_log_likelihood_by_level"])
-            print(f"{name:22} {gmm[f'{key}_seconds']:8.1f} {gmm[f'{key}_rmse']:9.5f}  {levels}")
-        print(f"speed-up {gmm['speedup']:.1f}x")
-        result.update(whole_gmm=gmm, whole_kmeans=kmeans_comparison(X, args.levels, args.k, args.whole_iters))
-    write_json(args.out, result)
+    with recorded_output(args.markdown, "RQ-GMM and RQ-KMeans fits against scikit-learn and faiss"):
+        X = load_data(args.data, args.n, args.dim)
+        n, dim = X.shape
+        print(f"data {args.data}: {n} x {dim}")
+        if args.only_kmeans:
+            write_json(args.out, {"data": args.data, "n": n, "dim": dim, "k": args.k,
+                                  "whole_kmeans": kmeans_comparison(X, args.levels, args.k, args.whole_iters)})
+            return
+        iteration = per_iteration(X, args.k, args.iters)
+        peak = matmul_peak()
+        iteration.update(matmul_peak_gflops=peak, fraction_of_peak=iteration["rqgmm_gflops"] / peak)
+        print(f"\n1. one EM iteration, K={args.k}, same start, {1 + args.iters} iterations each")
+        print(f"{'':14} {'s/iter':>8} {'mean log-lik':>13}")
+        print(f"{'rqgmm':14} {iteration['rqgmm_seconds_per_iteration']:8.3f} {iteration['rqgmm_log_likelihood']:13.4f}")
+        print(f"{'scikit-learn':14} {iteration['sklearn_seconds_per_iteration']:8.3f}"
+              f" {iteration['sklearn_log_likelihood']:13.4f}")
+        print(f"speed-up {iteration['speedup']:.1f}x; rqgmm {iteration['rqgmm_gflops']:.0f} GFLOP/s in its matrix"
+              f" products, {iteration['fraction_of_peak']:.0%} of this machine's fp32 matmul peak ({peak:.0f} GFLOP/s,"
+              " 4096^2)")
+        result = {"data": args.data, "n": n, "dim": dim, "k": args.k, "per_iteration": iteration}
+        if not args.skip_whole:
+            gmm = whole_gmm_fit(X, args.levels, args.k, args.whole_iters)
+            print(f"\n2. whole fit {args.levels} x {args.k}, max_iter={args.whole_iters}, tol=1e-3 per level")
+            print(f"{'':22} {'seconds':>8} {'RMSE':>9}  mean log-lik by level")
+            for name, key in (("rqgmm RQGMM", "rqgmm"), ("scikit-learn by level", "sklearn")):
+                levels = " / ".join(f"{v:.3f}" for v in gmm[f"{key}_log_likelihood_by_level"])
+                print(f"{name:22} {gmm[f'{key}_seconds']:8.1f} {gmm[f'{key}_rmse']:9.5f}  {levels}")
+            print(f"speed-up {gmm['speedup']:.1f}x")
+            result.update(whole_gmm=gmm, whole_kmeans=kmeans_comparison(X, args.levels, args.k, args.whole_iters))
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,10 @@ import warnings
 
 from benchmarks.bench_fit import ours_one_level
 from benchmarks.common import (
+    add_markdown_option,
     matmul_gflops,
     matmul_peak,
+    recorded_output,
     structured_data,
     timed,
     write_json,
@@ -72,19 +74,21 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings per kernel")
     parser.add_argument("--out", default=None)
+    add_markdown_option(parser)
     args = parser.parse_args()
-    X = structured_data(args.n, args.dim)
-    kernels = {f"EM iteration (K={args.k})": em_iteration(X, args.k, args.iters, args.repeats),
-               **encoding(X, args.k, args.repeats)}
-    peak = matmul_peak()
-    print(f"{args.n} x {args.dim}; fp32 matmul peak {peak:.0f} GFLOP/s (4096^2, torch, this run)")
-    print(f"{'kernel':22} {'GFLOP/s':>8} {'of peak':>8} {'same-shape matmul':>18} {'kernel / it':>12}")
-    for name, row in kernels.items():
-        row["fraction_of_peak"] = row["gflops"] / peak
-        print(f"{name:22} {row['gflops']:8.0f} {row['fraction_of_peak']:8.0%} {row['shape_matmul_gflops']:12.0f}"
-              f" ({row['shape_matmul_gflops'] / peak:3.0%}) {row['gflops'] / row['shape_matmul_gflops']:12.0%}")
-    write_json(args.out, {"n": args.n, "dim": args.dim, "k": args.k, "matmul_peak_gflops": peak,
-                          "kernels": kernels})
+    with recorded_output(args.markdown, "Kernels against this machine's fp32 matmul peak"):
+        X = structured_data(args.n, args.dim)
+        kernels = {f"EM iteration (K={args.k})": em_iteration(X, args.k, args.iters, args.repeats),
+                   **encoding(X, args.k, args.repeats)}
+        peak = matmul_peak()
+        print(f"{args.n} x {args.dim}; fp32 matmul peak {peak:.0f} GFLOP/s (4096^2, torch, this run)")
+        print(f"{'kernel':22} {'GFLOP/s':>8} {'of peak':>8} {'same-shape matmul':>18} {'kernel / it':>12}")
+        for name, row in kernels.items():
+            row["fraction_of_peak"] = row["gflops"] / peak
+            print(f"{name:22} {row['gflops']:8.0f} {row['fraction_of_peak']:8.0%} {row['shape_matmul_gflops']:12.0f}"
+                  f" ({row['shape_matmul_gflops'] / peak:3.0%}) {row['gflops'] / row['shape_matmul_gflops']:12.0%}")
+        write_json(args.out, {"n": args.n, "dim": args.dim, "k": args.k, "matmul_peak_gflops": peak,
+                              "kernels": kernels})
 
 
 if __name__ == "__main__":

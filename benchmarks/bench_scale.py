@@ -21,7 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import fit_memmap_in_child, structured_data, timed, write_json
+from benchmarks.common import (
+    add_markdown_option,
+    fit_memmap_in_child,
+    recorded_output,
+    structured_data,
+    timed,
+    write_json,
+)
 from rqgmm import RQGMM
 
 DIM = 128
@@ -76,24 +83,26 @@ def main() -> None:
     parser.add_argument("--skip-memmap", action="store_true")
     parser.add_argument("--only-memmap", action="store_true", help="skip parts 1 and 2")
     parser.add_argument("--out", default=None)
+    add_markdown_option(parser)
     args = parser.parse_args()
-    result = {}
-    if not args.only_memmap:
-        by_rows = [fit_and_encode(structured_data(n, DIM), 256, args.iters) for n in (100_000, 400_000, 1_600_000)]
-        print_rows(f"1. rows (K=256, d={DIM}, one level, {args.iters} EM iterations)", by_rows, "n")
-        X = structured_data(200_000, DIM)
-        by_k = [fit_and_encode(X, k, args.iters) for k in (64, 256, 1024)]
-        print_rows(f"2. codebook size (n=200,000, d={DIM})", by_k, "k")
-        result = {"by_rows": by_rows, "by_codebook_size": by_k}
-    if not args.skip_memmap:
-        mapped = memmap_fit(args.memmap_rows, 3, args.tmpdir)
-        verdict = "under" if mapped["peak_rss_mib"] < MEMORY_TARGET_MIB else "OVER"
-        print(f"\n3. fit from a {mapped['rows']:,} x {DIM} memmap ({mapped['file_gib']:.1f} GiB), 2 levels x 256,"
-              f" 3 EM iterations: {mapped['fit_seconds']:.0f} s, peak resident memory"
-              f" {mapped['peak_rss_mib']:,.0f} MiB ({verdict} the {MEMORY_TARGET_MIB} MiB target;"
-              f" {mapped['baseline_rss_mib']:,.0f} MiB after imports)")
-        result["memmap"] = mapped
-    write_json(args.out, result)
+    with recorded_output(args.markdown, "Fit and encode time against rows and codebook size; a memmap fit"):
+        result = {}
+        if not args.only_memmap:
+            by_rows = [fit_and_encode(structured_data(n, DIM), 256, args.iters) for n in (100_000, 400_000, 1_600_000)]
+            print_rows(f"1. rows (K=256, d={DIM}, one level, {args.iters} EM iterations)", by_rows, "n")
+            X = structured_data(200_000, DIM)
+            by_k = [fit_and_encode(X, k, args.iters) for k in (64, 256, 1024)]
+            print_rows(f"2. codebook size (n=200,000, d={DIM})", by_k, "k")
+            result = {"by_rows": by_rows, "by_codebook_size": by_k}
+        if not args.skip_memmap:
+            mapped = memmap_fit(args.memmap_rows, 3, args.tmpdir)
+            verdict = "under" if mapped["peak_rss_mib"] < MEMORY_TARGET_MIB else "OVER"
+            print(f"\n3. fit from a {mapped['rows']:,} x {DIM} memmap ({mapped['file_gib']:.1f} GiB), 2 levels x 256,"
+                  f" 3 EM iterations: {mapped['fit_seconds']:.0f} s, peak resident memory"
+                  f" {mapped['peak_rss_mib']:,.0f} MiB ({verdict} the {MEMORY_TARGET_MIB} MiB target;"
+                  f" {mapped['baseline_rss_mib']:,.0f} MiB after imports)")
+            result["memmap"] = mapped
+        write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -6,11 +6,14 @@ shared machine drift by tens of percent between runs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import io
 import json
 import os
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -88,16 +91,10 @@ def write_json(path: str | None, result: dict) -> None:
         target.write_text(json.dumps({**result, "environment": environment()}, indent=2))
 
 
-def write_markdown(path: str | None, title: str, header: list[str], rows: list[list[str]], notes: str = "") -> None:
-    """A results document (``docs/results/…``) of one benchmark run: its table, stamped with the
-    command that produced it, the date, the commit and the machine (written atomically)."""
-    if not path:
-        return
+def stamp() -> str:
+    """"Produced by `python -m benchmarks.NAME options` on DATE (code COMMIT; machine …)." for the
+    running benchmark: the line every benchmark results document starts with."""
     import subprocess
-    import sys
-
-    from rqgmm.experiment.pages import markdown
-    from rqgmm.io.atomic import atomic_path
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -106,11 +103,56 @@ def write_markdown(path: str | None, title: str, header: list[str], rows: list[l
         commit = "?"
     env = environment()
     command = " ".join([f"python -m benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
-    stamp = (f"Produced by `{command}` on {env['date']}"
-             f" (code {commit}; {env['machine']}, {env['cpus']} CPU(s), torch {env['torch']}).")
-    blocks = [("h", 1, title), ("p", stamp), ("table", header, rows)] + ([("p", notes)] if notes else [])
+    return (f"Produced by `{command}` on {env['date']}"
+            f" (code {commit}; {env['machine']}, {env['cpus']} CPU(s), {env['torch_threads']} torch threads,"
+            f" torch {env['torch']}).")
+
+
+def _write_document(path: str, blocks: list[tuple]) -> None:
+    from rqgmm.experiment.pages import markdown
+    from rqgmm.io.atomic import atomic_path
+
     with atomic_path(Path(path), overwrite=True) as target:
         target.write_text(markdown(blocks))
+
+
+def write_markdown(path: str | None, title: str, header: list[str], rows: list[list[str]], notes: str = "") -> None:
+    """A results document (``docs/results/…``) of one benchmark run: its table, stamped with the
+    command that produced it, the date, the commit and the machine (written atomically)."""
+    if path:
+        _write_document(path, [("h", 1, title), ("p", stamp()), ("table", header, rows)]
+                        + ([("p", notes)] if notes else []))
+
+
+def add_markdown_option(parser) -> None:
+    parser.add_argument("--markdown", default=None,
+                        help="also write what the run prints as a stamped results document (docs/results/…)")
+
+
+@contextlib.contextmanager
+def recorded_output(path: str | None, title: str):
+    """Everything printed inside the block also goes, on success, into a results document at
+    ``path`` (when given): the stamp, then the printed text verbatim. A failed run writes nothing."""
+    if not path:
+        yield
+        return
+    buffer = io.StringIO()
+
+    class Tee(io.TextIOBase):
+        def write(self, text):
+            buffer.write(text)
+            return terminal.write(text)
+
+        def flush(self):
+            terminal.flush()
+
+    terminal = sys.stdout
+    sys.stdout = Tee()
+    try:
+        yield
+    finally:
+        sys.stdout = terminal
+    _write_document(path, [("h", 1, title), ("p", stamp()), ("code", buffer.getvalue().strip("\n"))])
 
 
 # The child measures its own peak from /proc/self/status (VmHWM): ru_maxrss survives exec on

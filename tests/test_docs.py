@@ -23,6 +23,16 @@ def test_every_results_document_names_a_config_that_still_parses():
             for option in re.findall(r"--[\w-]+", benchmark.group(2)):
                 assert f'"{option}"' in source, f"{document.name}: {benchmark.group(1)} has no option {option}"
             continue
+        command = re.search(r"Produced by `rqgmm (stream|serve)([^`]*)`", text)
+        if command:  # a command's own document: every option it was run with still exists
+            from click.testing import CliRunner
+
+            from rqgmm.cli import main
+
+            help_text = CliRunner().invoke(main, [command.group(1), "--help"]).output
+            for option in re.findall(r"--[\w-]+", command.group(2)):
+                assert option in help_text, f"{document.name}: rqgmm {command.group(1)} has no option {option}"
+            continue
         match = re.search(r"Produced by `rqgmm experiment ([^`]*)`", text)
         assert match, f"{document.name}: no stamp naming the command that produced it"
         words = match.group(1).split()
@@ -65,3 +75,24 @@ def test_publish_needs_the_block_and_a_finished_run(tmp_path):
         publish(run, tmp_path / "docs", tmp_path / "README.md")
     with pytest.raises(InvalidInputError, match="no results.json"):
         publish(tmp_path, tmp_path / "docs")
+
+
+def test_a_benchmark_records_what_it_prints_as_a_stamped_document(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.setattr(sys, "argv", [str(ROOT / "benchmarks" / "bench_fit.py"), "--k", "8"])
+    from benchmarks.common import recorded_output
+
+    target = tmp_path / "bench.md"
+    with recorded_output(str(target), "A benchmark"):
+        print("ratio 1.23x")
+    assert "ratio 1.23x" in capsys.readouterr().out  # still printed
+    text = target.read_text()
+    assert text.startswith("# A benchmark\n") and "Produced by `python -m benchmarks.bench_fit --k 8` on " in text
+    assert "```\nratio 1.23x\n```" in text
+    failed = tmp_path / "failed.md"
+    with pytest.raises(RuntimeError), recorded_output(str(failed), "A benchmark"):
+        print("half a table")
+        raise RuntimeError("interrupted")
+    assert not failed.exists()  # a failed run writes no document

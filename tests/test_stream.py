@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -182,3 +183,15 @@ def test_streaming_on_cuda_gives_the_cpu_figures(method):
     figures = {device: run_stream(data, StreamConfig(numeric=method, device=device))["auc"]
                for device in ("cpu", "cuda")}
     assert figures["cuda"] == pytest.approx(figures["cpu"], abs=5e-3)
+
+
+def test_stream_command_writes_a_stamped_results_document(tmp_path, monkeypatch):
+    document = tmp_path / "stream.md"
+    arguments = ["stream", "--dataset", "drifting", "--events", "3000", "--numeric", "daes,scalar",
+                 "--markdown", str(document), "-q"]
+    monkeypatch.setattr("sys.argv", ["/venv/bin/rqgmm", *arguments])  # the command line the stamp quotes
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
+    text = document.read_text()
+    assert re.search(r"Produced by `rqgmm stream --dataset drifting [^`]*--markdown [^`]*` on \d{4}-\d\d-\d\d", text)
+    assert "| daes |" in text and "| scalar |" in text

@@ -23,10 +23,13 @@ from rqgmm.stream.methods import NUMERIC_METHODS
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam step size.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
               help="Write every run's metrics (overall and per window) to this JSON file.")
+@click.option("--markdown", type=click.Path(path_type=Path), default=None,
+              help="Also write the comparison as a results document stamped with this command (docs/results/…).")
 @device_option
 @overwrite_option
 @quiet_option
-def stream(dataset, numeric, seeds, events, batch_size, learning_rate, device, output, overwrite, quiet):
+def stream(dataset, numeric, seeds, events, batch_size, learning_rate, markdown, device, output, overwrite,
+           quiet):
     """Streaming CTR training (test-then-train) with DAES or a baseline numeric embedding."""
     methods = list(NUMERIC_METHODS) if numeric.strip() == "all" else [m.strip() for m in numeric.split(",") if m.strip()]
     unknown = [m for m in methods if m not in NUMERIC_METHODS]
@@ -45,18 +48,42 @@ def stream(dataset, numeric, seeds, events, batch_size, learning_rate, device, o
     from rqgmm.stream import compare, drifting_stream, movielens_stream
     from rqgmm.stream.train import format_comparison
 
-    if output is not None:
-        refuse_existing(output, overwrite)
+    for target in (output, markdown):
+        if target is not None:
+            refuse_existing(target, overwrite)
     data = movielens_stream() if dataset == "ml-100k" else drifting_stream(events, seed=0)
     results = compare(data, methods, seed_list, progress=False if quiet else None, batch_size=batch_size,
                       learning_rate=learning_rate, device=device)
-    click.echo(f"{data.name}: {data.n_events:,} events, progressive validation after a"
+    summary = (f"{data.name}: {data.n_events:,} events, progressive validation after a"
                f" {results[methods[0]]['runs'][0]['warmup_rows']:,}-event warm-up")
-    click.echo(format_comparison(data.name, results))
+    table = format_comparison(data.name, results)
+    click.echo(summary)
+    click.echo(table)
+    if markdown is not None:
+        write_results_document(markdown, overwrite, data.name, summary, table)
+        click.echo(f"wrote {markdown}")
     if output is not None:
         with atomic_path(output, overwrite=overwrite) as target:
             target.write_text(json.dumps({"dataset": data.name, "methods": results}, indent=2))
         click.echo(f"wrote {output}")
+
+
+def write_results_document(path: Path, overwrite: bool, name: str, summary: str, table: str) -> None:
+    """``path``: the comparison table, stamped with the command line, date, commit and machine."""
+    from rqgmm.experiment.engine import provenance
+    from rqgmm.experiment.pages import markdown
+    from rqgmm.io.atomic import atomic_path
+
+    stamp = provenance()
+    command = " ".join(["rqgmm", *stamp["command"].split()[1:]])
+    blocks = [("h", 1, f"Streaming CTR: {name}"),
+              ("p", f"Produced by `{command}` on {stamp['date']} (code {stamp['commit'] or stamp['version']};"
+                    f" {stamp['machine']})."),
+              ("p", summary + ". AUC and LogLoss of the predictions made before each batch was trained on"
+                    " (test-then-train), mean ± std over seeds; AUC − DAES paired by seed."),
+              ("p", table)]
+    with atomic_path(path, overwrite=overwrite) as target:
+        target.write_text(markdown(blocks))
 
 
 COMMANDS = (stream,)

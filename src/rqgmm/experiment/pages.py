@@ -33,6 +33,8 @@ def markdown(blocks: list[tuple]) -> str:
             out += ["| " + " | ".join(row) + " |" for row in rows]
         elif kind == "img":
             out.append(f"![{content[1]}]({content[0]})")
+        elif kind == "code":
+            out.append("```\n" + content[0] + "\n```")
         out.append("")
     return "\n".join(out)
 
@@ -52,6 +54,8 @@ def html_page(blocks: list[tuple], directory: Path, title: str) -> str:
                          + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
             parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows]
             parts.append("</table></div>")
+        elif kind == "code":
+            parts.append(f"<pre>{html.escape(content[0])}</pre>")
         elif kind == "img":
             data = base64.b64encode((directory / content[0]).read_bytes()).decode()
             parts.append(f"<p><img alt='{html.escape(content[1])}' src='data:image/png;base64,{data}'></p>")
