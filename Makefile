@@ -8,7 +8,7 @@ BASE := $(VENV)/.base-stamp
 DEMO := $(VENV)/.demo-stamp
 TEST := $(VENV)/.test-stamp
 
-.PHONY: setup demo test sid-ctr figures clean
+.PHONY: setup demo test sid-ctr ctr-figures figures clean
 
 # torch is pinned here: 2.13.0 is a local CPU build on our machines; an unpinned torch would pull
 # a multi-GB CUDA build. pyproject.toml declares the compatible range for users elsewhere.
@@ -39,17 +39,20 @@ test: $(TEST)
 
 # the semantic-ID CTR study end to end (about 2.5 h on 2 cores): five configs, then their documents
 SID_CTR := sid-ctr sid-ctr-no-genres sid-ctr-shapes sid-ctr-time sid-ctr-time-shapes
-SID_CTR_README := sid-ctr sid-ctr-no-genres sid-ctr-shapes  # the runs with a README table
+SID_CTR_DOCS := sid-ctr sid-ctr-no-genres  # the runs with a table in docs/ctr.md
 sid-ctr: $(DEMO)
 	for name in $(SID_CTR); do HF_HUB_OFFLINE=1 $(BIN)/rqgmm experiment $$name || exit 1; done
-	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR_README)) --readme README.md
-	$(BIN)/rqgmm publish runs/sid-ctr-time $(wildcard runs/sid-ctr-time-shapes)
+	$(MAKE) ctr-figures
+
+ctr-figures: $(DEMO)
+	$(BIN)/rqgmm publish runs/sid-ctr-shapes --readme README.md
+	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR_DOCS)) --readme docs/ctr.md
+	$(BIN)/rqgmm publish runs/sid-ctr-time runs/sid-ctr-time-shapes
 
 # results documents (docs/results/) and README tables from finished runs under runs/
 figures: $(DEMO)
 	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline tokenizers
-	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR_README)) --readme README.md
-	$(BIN)/rqgmm publish runs/sid-ctr-time $(wildcard runs/sid-ctr-time-shapes)
+	$(MAKE) ctr-figures
 	$(BIN)/rqgmm publish runs/variants-raw --readme README.md --headline "ml-100k 2x128"
 	$(BIN)/rqgmm publish runs/stable-ids-curve --readme README.md
 

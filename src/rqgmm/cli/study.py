@@ -87,7 +87,8 @@ def with_training_device(config, device: str):
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("docs/results"), show_default=True,
               help="Directory of the generated results documents.")
 @click.option("--readme", type=click.Path(path_type=Path), default=None,
-              help="Also fill the README's '<!-- generated: NAME -->' block of each run.")
+              help="Also fill the '<!-- generated: NAME -->' block of each run in this Markdown file"
+              " (README.md or a page under docs/).")
 @click.option("--headline", default=None, help="Which table fills the README block (default: the first headline table, else the first).")
 def publish(run_dirs, output, readme, headline):
     """Write results documents (docs/results/<name>.md) from finished runs' results.json."""

@@ -9,6 +9,7 @@ document's headline table, so the README never holds a hand-copied figure.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -67,10 +68,11 @@ def publish(run_dir: str | Path, docs_dir: str | Path = "docs/results", readme: 
         if key not in tables:
             raise InvalidInputError(f"{run_dir}: no table {key!r}; tables are {sorted(tables)}")
         stamp = results.get("provenance") or {}
+        link = Path(os.path.relpath(target, Path(readme).parent)).as_posix()  # from the page that links
         block = (f"<!-- generated: {name} -->\n"
                  + markdown([("table", *tables[key])]).rstrip()
                  + f"\n\n*{key.replace('_', ' ')} of `{stamp.get('command', 'rqgmm experiment')}`,"
-                   f" {stamp.get('date', '?')}; every table of the run: [{target}]({target}).*\n"
+                   f" {stamp.get('date', '?')}; every table of the run: [{link}]({link}).*\n"
                  + f"<!-- end generated: {name} -->")
         text = Path(readme).read_text()
         pattern = re.compile(rf"<!-- generated: {re.escape(name)} -->.*?<!-- end generated: {re.escape(name)} -->",
