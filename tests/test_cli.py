@@ -227,3 +227,22 @@ def test_rq_kmeans_balance_option_reaches_the_tokenizer(tmp_path, blobs):
     tokenizer = load(tmp_path / "tok")
     assert (tokenizer.balance, tokenizer.balance_temperature) == ("soft", 0.2)
     assert [sum(sizes) for sizes in tokenizer.fit_cluster_sizes_] == [len(blobs)] * 2
+
+
+def test_every_option_of_every_command_has_help_text():
+    import click
+
+    from rqgmm.cli import main as root
+
+    missing = []
+
+    def walk(command, path):
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+            return
+        missing.extend(f"{' '.join(path)} {option.opts[0]}" for option in command.params
+                       if isinstance(option, click.Option) and not option.help)
+
+    walk(root, ["rqgmm"])
+    assert not missing, missing

@@ -23,7 +23,8 @@ from rqgmm.quantize import METHODS
 @click.command()
 @click.argument("embeddings", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Tokenizer directory to write.")
-@click.option("--method", type=click.Choice(METHODS), default="rq-gmm", show_default=True)
+@click.option("--method", type=click.Choice(METHODS), default="rq-gmm", show_default=True,
+              help="Tokenizer: RQ-GMM (the paper's method), RQ-KMeans, RQ-VAE or VQ-VAE.")
 @click.option("--levels", "n_levels", type=int, default=3, show_default=True, help="Residual levels L (vq-vae: 1).")
 @click.option("--codebook-size", default="256", show_default=True, help="Codes per level: K or K1,K2,...")
 @tokenizer_options
