@@ -54,7 +54,7 @@ figures: $(DEMO)
 	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline tokenizers
 	$(MAKE) ctr-figures
 	$(BIN)/rqgmm publish runs/variants-raw --readme README.md --headline "ml-100k 2x128"
-	$(BIN)/rqgmm publish runs/stable-ids-curve --readme README.md
+	$(BIN)/rqgmm publish runs/stable-ids-curve $(wildcard runs/stable-ids) --readme docs/stable-ids.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
