@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -93,3 +95,26 @@ def test_empty_clusters_are_reseeded():
     with pytest.warns(ComponentReseedWarning):
         model = RQKMeans(n_levels=1, codebook_size=8, max_iter=5, seed=0, progress=False).fit(X)
     assert np.isfinite(model.codebooks_[0]).all()
+
+
+def test_kept_residuals_give_the_bit_identical_fit_and_respect_the_budget(monkeypatch):
+    from rqgmm.quantize import kmeans
+
+    X = np.random.default_rng(0).normal(size=(3000, 8)).astype(np.float32)
+    params = dict(n_levels=3, codebook_size=16, max_iter=8, tol=0.0, seed=0, progress=False, batch_size=512)
+    reads = {"kept": 0, "streamed": 0}
+    original = kmeans.ResidualCache.reduce
+
+    def counting(self, function):
+        reads["kept" if self.caches else "streamed"] += 1
+        return original(self, function)
+
+    monkeypatch.setattr(kmeans.ResidualCache, "reduce", counting)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept = RQKMeans(cache_mib=1024, **params).fit(X)
+        assert reads == {"kept": 24, "streamed": 0}
+        streamed = RQKMeans(cache_mib=0, **params).fit(X)  # 0: every pass re-reads the rows
+        assert reads["streamed"] == 24
+    for a, b in zip(kept.codebooks_, streamed.codebooks_):
+        np.testing.assert_array_equal(a, b)

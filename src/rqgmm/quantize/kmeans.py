@@ -149,9 +149,39 @@ class LloydResult:
     n_reseeded: int
 
 
+class ResidualCache:
+    """A level's residual chunks, kept after the first pass when all of them fit in ``max_bytes``.
+
+    Every Lloyd pass otherwise re-reads the rows and recomputes their residuals from the finished
+    levels' codes; the kept chunks are the same tensors in the same order, so the statistics are
+    bit-identical. Above the budget (or when the rows live elsewhere, as on Ray) every pass goes
+    through the source, so memory stays bounded by one chunk.
+    """
+
+    def __init__(self, stream: ResidualSource, max_bytes: int):
+        self._stream = stream
+        self._read = stream.local_chunks()
+        self.caches = self._read is not None and stream.n_rows * stream.dim * 4 <= max_bytes
+        self._kept: list[torch.Tensor] | None = None
+
+    def reduce(self, function):
+        if not self.caches:
+            return self._stream.reduce(function)
+        if self._kept is None:
+            self._kept = [chunk.contiguous() for chunk in self._read()]
+        total = None
+        for chunk in self._kept:
+            part = function(chunk)
+            total = part if total is None else total + part
+        return total
+
+
 def lloyd(stream: ResidualSource, centroids: torch.Tensor, *, max_iter: int, tol: float, dtype: torch.dtype,
-          generator: torch.Generator, spread: torch.Tensor, progress: bool | None, desc: str) -> LloydResult:
-    """Chunked Lloyd iterations until the relative decrease of inertia is below ``tol``."""
+          generator: torch.Generator, spread: torch.Tensor, progress: bool | None, desc: str,
+          cache_bytes: int = 0) -> LloydResult:
+    """Chunked Lloyd iterations until the relative decrease of inertia is below ``tol``; the
+    residual chunks are kept between passes when they fit in ``cache_bytes`` (float32 sizes)."""
+    passes = ResidualCache(stream, cache_bytes)
     history: list[float] = []
     converged = False
     n_reseeded = 0
@@ -160,7 +190,7 @@ def lloyd(stream: ResidualSource, centroids: torch.Tensor, *, max_iter: int, tol
     for _ in iterations:
         scorer = CentroidScorer(centroids, dtype)
         with torch.inference_mode():
-            stats = stream.reduce(scorer.accumulate)
+            stats = passes.reduce(scorer.accumulate)
         inertia = stats.inertia / stats.n_rows
         history.append(inertia)
         dead = stats.counts < 0.5

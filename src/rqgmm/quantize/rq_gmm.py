@@ -196,7 +196,7 @@ class RQGMM(ResidualTokenizer):
         if self.init == "kmeans" and self._warm_start(level) is None:
             centers = lloyd(residuals, centers, max_iter=KMEANS_INIT_MAX_ITER, tol=1e-4, dtype=self._dtype,
                             generator=generator, spread=spread, progress=self.progress,
-                            desc=f"k-means init level {level}").centroids
+                            desc=f"k-means init level {level}", cache_bytes=int(self.cache_mib * 2**20)).centroids
         shift = sample.double().mean(0)
         assignment = functools.partial(nearest_center_stats, scorer=CentroidScorer(centers, self._dtype),
                                        n_codes=n_codes, shift=shift)

@@ -40,6 +40,9 @@ class RQKMeans(ResidualTokenizer):
         and encode the rest (None: all rows); production fits of huge catalogues.
     precision: compute dtype of the distance products, "float32" or "float64"; statistics are
         always accumulated in float64.
+    cache_mib: memory budget (MiB) for keeping a level's residuals (n x dim) between Lloyd
+        iterations instead of recomputing them every pass; larger inputs (e.g. a big
+        ``np.memmap``) are re-read chunk by chunk, so memory stays bounded. 0 never caches.
     balance: None (plain k-means), "hard" (at fit time every cluster holds at most ceil(n/K) of
         the rows it is fitted on: greedy capacity-constrained assignment over each row's nearest
         centroids) or "soft" (Sinkhorn-balanced assignment, strength set by balance_temperature).
@@ -68,12 +71,15 @@ class RQKMeans(ResidualTokenizer):
         "balance": (lambda v: v is None or v in BALANCE_MODES, f"None or one of {BALANCE_MODES}"),
         "balance_temperature": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
                                 and math.isfinite(v) and v > 0, "a finite number > 0"),
+        "cache_mib": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
+                      "a number of MiB >= 0"),
     }
 
     def __init__(self, n_levels: int = 3, codebook_size: int | list[int] = 256, *, max_iter: int = 50,
                  tol: float = 1e-4, init: str = "kmeans++", seed: int | None = 0, random_state=None, device: str = "cpu",
                  batch_size: int = 16384, max_samples: int | None = None, precision: str = "float32",
-                 balance: str | None = None, balance_temperature: float = 0.1, progress: bool | None = None):
+                 balance: str | None = None, balance_temperature: float = 0.1, cache_mib: float = 1024,
+                 progress: bool | None = None):
         self.n_levels = n_levels
         self.codebook_size = codebook_size
         self.max_iter = max_iter
@@ -87,6 +93,7 @@ class RQKMeans(ResidualTokenizer):
         self.precision = precision
         self.balance = balance
         self.balance_temperature = balance_temperature
+        self.cache_mib = cache_mib
         self.progress = progress
 
     def _reset_fit_state(self) -> None:
@@ -110,7 +117,8 @@ class RQKMeans(ResidualTokenizer):
         spread = sample.double().std(0)
         if self.balance is None:
             result = lloyd(residuals, centroids, max_iter=self.max_iter, tol=self.tol, dtype=self._dtype,
-                           generator=generator, spread=spread, progress=self.progress, desc=f"k-means level {level}")
+                           generator=generator, spread=spread, progress=self.progress, desc=f"k-means level {level}",
+                           cache_bytes=int(self.cache_mib * 2**20))
         else:
             result = self._fit_balanced(level, residuals, centroids, generator, spread)
         if not result.converged:
