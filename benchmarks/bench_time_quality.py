@@ -105,6 +105,7 @@ def main() -> None:
             points.append(faiss_fit(X, args.levels, args.k, count, None))
             points.append(ours(X, args.levels, args.k, count, "random", sample))
             points.append(ours(X, args.levels, args.k, count, "random", None))
+            points.append(ours(X, args.levels, args.k, count, "kmeans++", sample))
             points.append(ours(X, args.levels, args.k, count, "kmeans++", None))
         pareto(points)
         print(f"{args.n:,} x {args.dim}, {args.levels} x {args.k}; each point: whole fit + encoding of every row")
