@@ -127,18 +127,23 @@ def whole_kmeans_fit(X: np.ndarray, levels: int, k: int, iterations: int, init: 
 def kmeans_comparison(X: np.ndarray, levels: int, k: int, iterations: int) -> list[dict]:
     """Comparison 3, printed: with faiss' seeding budget (random rows) and with k-means++."""
     runs = [whole_kmeans_fit(X, levels, k, iterations, init) for init in ("random", "kmeans++")]
+    product_gflop = 2 * X.shape[0] * X.shape[1] * k * levels * (iterations + 1) / 1e9
     floor = distance_product_floor(X, levels, k, iterations)
+    peak = matmul_peak()
     print(f"\n3. RQ-KMeans {levels} x {k}, {iterations} Lloyd iterations per level, all rows")
     print(f"{'':32} {'seconds':>8} {'RMSE':>9}")
     for run in runs:
-        run["distance_product_floor_seconds"] = floor
+        run.update(distance_product_seconds=floor, matmul_peak_gflops=peak, product_gflop=product_gflop)
         print(f"{'rqgmm RQKMeans init=' + run['init']:32} {run['rqkmeans_seconds']:8.1f} {run['rqkmeans_rmse']:9.5f}")
         print(f"{'faiss.Kmeans by level':32} {run['faiss_seconds']:8.1f} {run['faiss_rmse']:9.5f}")
         print(f"ratio (faiss time / ours, init={run['init']}) {run['speedup']:.2f}x")
     faiss_seconds = min(run["faiss_seconds"] for run in runs)
-    print(f"fp32 distance products alone ({levels} levels x {iterations + 1} passes of a {X.shape[0]:,} x {X.shape[1]}"
-          f" by {X.shape[1]} x {k} matmul, best of 3): {floor:.1f} s; faiss' whole fit takes {faiss_seconds / floor:.2f}x"
-          f" that floor, so 1.5x faiss means a whole fit in {faiss_seconds / 1.5 / floor:.2f}x the floor")
+    at_peak = product_gflop / peak
+    print(f"distance products of an exact fit: {levels} levels x {iterations + 1} passes of a {X.shape[0]:,} x"
+          f" {X.shape[1]} by {X.shape[1]} x {k} product = {product_gflop:.0f} GFLOP; one torch matmul of that shape"
+          f" per pass: {floor:.1f} s; at this machine's fp32 matmul peak ({peak:.0f} GFLOP/s, 4096^2): {at_peak:.1f} s")
+    print(f"faiss' whole fit runs at {product_gflop / faiss_seconds:.0f} GFLOP/s ({at_peak / faiss_seconds:.0%} of the"
+          f" peak); 1.5x faiss means {1.5 * at_peak / faiss_seconds:.0%} of the peak for the whole fit")
     return runs
 
 
