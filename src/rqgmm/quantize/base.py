@@ -22,7 +22,7 @@ import torch
 from rqgmm.errors import InvalidInputError, NotFittedError
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.residuals import MatrixResiduals, ResidualSource
-from rqgmm.quantize.rowops import resolve_device, row_argmax, valid_device
+from rqgmm.quantize.rowops import TILE_ROWS, resolve_device, row_argmax, valid_device
 from rqgmm.validation import (
     EmbeddingMatrix,
     check_embeddings,
@@ -221,6 +221,12 @@ class ResidualTokenizer:
         Returns (codes (m, n_levels) int64, the residual the last of them leaves (m, latent_dim),
         or None with ``last_residual=False``).
         """
+        if codes is None and residual.shape[0] > TILE_ROWS and residual.device.type == "cpu":
+            # tile by tile, so each level's score matrix stays in cache (same codes, faster)
+            parts = [self.residual_chain(tile, n_levels, offset=offset, last_residual=last_residual)
+                     for tile in residual.split(TILE_ROWS)]
+            return (torch.cat([codes for codes, _ in parts]),
+                    torch.cat([rest for _, rest in parts]) if last_residual else None)
         out = torch.empty(residual.shape[0], n_levels, dtype=torch.int64, device=residual.device)
         for step in range(n_levels):
             level = offset + step

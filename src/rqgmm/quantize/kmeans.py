@@ -15,7 +15,7 @@ import torch
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.reseed import split_heaviest
 from rqgmm.quantize.residuals import ResidualSource
-from rqgmm.quantize.rowops import group_sums, row_argmax
+from rqgmm.quantize.rowops import TILE_ROWS, group_sums, row_argmax
 
 KMEANS_INITS = ("kmeans++", "random")
 
@@ -50,7 +50,11 @@ class CentroidScorer:
         return torch.addmm(self.bias, chunk.to(self.dtype), self.weight_matrix)
 
     def assign(self, chunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(codes (m,) int64, best score 2 x.c - |c|^2 of the chosen centroid (m,))``."""
+        """Return ``(codes (m,) int64, best score 2 x.c - |c|^2 of the chosen centroid (m,))``,
+        tile by tile on the CPU so each score tile stays in cache."""
+        if chunk.shape[0] > TILE_ROWS and chunk.device.type == "cpu":
+            parts = [self.assign(tile) for tile in chunk.split(TILE_ROWS)]
+            return torch.cat([codes for codes, _ in parts]), torch.cat([best for _, best in parts])
         scores = self.scores(chunk)
         codes = row_argmax(scores)
         return codes, scores.gather(1, codes[:, None]).squeeze(1)
