@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import warnings
 
+import torch
+
 from benchmarks.bench_fit import ours_one_level
 from benchmarks.common import (
     add_markdown_option,
@@ -28,6 +30,7 @@ from benchmarks.common import (
     write_json,
 )
 from rqgmm import RQGMM, RQKMeans
+from rqgmm.quantize.rowops import TILE_ROWS
 
 CHUNK = 16384  # the tokenizers' default rows per chunk
 
@@ -62,8 +65,16 @@ def encoding(X, k: int, repeats: int, levels: int = 3) -> dict:
         seconds = min(timed(tokenizer.encode, X)[1] for _ in range(repeats))
         flops = n * levels * 2 * width * k
         out[name] = {"seconds": seconds, "rows_per_second": n / seconds, "gflops": flops / seconds / 1e9,
-                     "shape_matmul_gflops": matmul_gflops(CHUNK, width, k, repeats=20)}
+                     "shape_matmul_gflops": matmul_gflops(TILE_ROWS, width, k, repeats=20)}
     return out
+
+
+def low_precision(dim: int, k: int) -> dict:
+    """The encoding's product (a score tile) in bf16 against fp32: what a low-precision candidate
+    pass could gain on this CPU."""
+    fp32 = matmul_gflops(TILE_ROWS, dim, k, repeats=5)
+    bf16 = matmul_gflops(TILE_ROWS, dim, k, repeats=2, dtype=torch.bfloat16)
+    return {"fp32_gflops": fp32, "bf16_gflops": bf16, "bf16_speedup": bf16 / fp32}
 
 
 def main() -> None:
@@ -87,8 +98,11 @@ def main() -> None:
             row["fraction_of_peak"] = row["gflops"] / peak
             print(f"{name:22} {row['gflops']:8.0f} {row['fraction_of_peak']:8.0%} {row['shape_matmul_gflops']:12.0f}"
                   f" ({row['shape_matmul_gflops'] / peak:3.0%}) {row['gflops'] / row['shape_matmul_gflops']:12.0%}")
+        bf16 = low_precision(args.dim, args.k)
+        print(f"score tile ({TILE_ROWS} x {args.dim} by {args.dim} x {args.k}) in bf16: {bf16['bf16_gflops']:.1f}"
+              f" GFLOP/s, {bf16['bf16_speedup']:.2f}x its fp32 rate ({bf16['fp32_gflops']:.0f} GFLOP/s)")
         write_json(args.out, {"n": args.n, "dim": args.dim, "k": args.k, "matmul_peak_gflops": peak,
-                              "kernels": kernels})
+                              "kernels": kernels, "bf16_score_tile": bf16})
 
 
 if __name__ == "__main__":

@@ -55,9 +55,9 @@ def timed(function, *args, **kwargs):
     return out, time.perf_counter() - begin
 
 
-def matmul_gflops(m: int, k: int, n: int, repeats: int = 5) -> float:
-    """Best fp32 ``torch.matmul`` GFLOP/s of an (m, k) @ (k, n) product over ``repeats``."""
-    a, b = torch.randn(m, k), torch.randn(k, n)
+def matmul_gflops(m: int, k: int, n: int, repeats: int = 5, dtype: torch.dtype = torch.float32) -> float:
+    """Best ``torch.matmul`` GFLOP/s of an (m, k) @ (k, n) product over ``repeats`` (fp32 by default)."""
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
     a @ b
     best = min(timed(torch.matmul, a, b)[1] for _ in range(repeats))
     return 2 * m * k * n / best / 1e9
