@@ -118,3 +118,35 @@ def test_kept_residuals_give_the_bit_identical_fit_and_respect_the_budget(monkey
         assert reads["streamed"] == 24
     for a, b in zip(kept.codebooks_, streamed.codebooks_):
         np.testing.assert_array_equal(a, b)
+
+
+def test_tiled_encoding_equals_a_float64_greedy_reference_near_ties_included():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(9000, 16)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tokenizer = RQKMeans(n_levels=3, codebook_size=32, max_iter=5, seed=0, progress=False).fit(X)
+    first = tokenizer.codebooks_[0].astype(np.float64)
+    # rows a hair closer to one of two first-level codewords than to the other (margin 2e-3 of
+    # their distance: far above float32 rounding, far below the usual gaps)
+    a, b = rng.integers(0, 32, 3000), rng.integers(0, 32, 3000)
+    a, b = a[a != b], b[a != b]
+    direction = (first[a] - first[b]) / np.linalg.norm(first[a] - first[b], axis=1, keepdims=True)
+    near = (first[a] + first[b]) / 2 + 1e-3 * np.linalg.norm(first[a] - first[b], axis=1, keepdims=True) * direction
+    to_first = ((near[:, None, :] - first[None]) ** 2).sum(2)
+    two_nearest = np.argsort(to_first, axis=1)[:, :2]
+    tie = (two_nearest[:, 0] == a) & (two_nearest[:, 1] == b)  # a and b are its two nearest codewords
+    near, a = near[tie], a[tie]
+    assert len(near) > 100
+    rows = np.vstack([X, near]).astype(np.float32)
+    residual = rows.astype(np.float64)
+    expected = []
+    for codebook in tokenizer.codebooks_:  # greedy residual encoding in float64
+        codebook = codebook.astype(np.float64)
+        distances = (residual**2).sum(1)[:, None] - 2 * residual @ codebook.T + (codebook**2).sum(1)[None, :]
+        expected.append(distances.argmin(1))
+        residual = residual - codebook[expected[-1]]
+    expected = np.stack(expected, 1)
+    assert (expected[len(X):, 0] == a).all()  # the constructed rows sit on the side of code a
+    for batch_size in (16384, 5000, 1000):  # one chunk of several tiles, uneven chunks, sub-tile chunks
+        np.testing.assert_array_equal(tokenizer.set_params(batch_size=batch_size).encode(rows), expected)
