@@ -54,7 +54,8 @@ figures: $(DEMO)
 	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline tokenizers
 	$(MAKE) ctr-figures
 	$(BIN)/rqgmm publish runs/variants-raw --readme README.md --headline "ml-100k 2x128"
-	$(BIN)/rqgmm publish runs/stable-ids-curve $(wildcard runs/stable-ids) --readme docs/stable-ids.md
+	$(BIN)/rqgmm publish runs/variants --readme docs/which-tokenizer.md --headline selection
+	$(BIN)/rqgmm publish runs/stable-ids-curve runs/stable-ids --readme docs/stable-ids.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
