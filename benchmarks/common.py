@@ -94,18 +94,10 @@ def write_json(path: str | None, result: dict) -> None:
 def stamp() -> str:
     """"Produced by `python -m benchmarks.NAME options` on DATE (code COMMIT; machine …)." for the
     running benchmark: the line every benchmark results document starts with."""
-    import subprocess
+    from rqgmm.experiment.engine import produced_by, provenance
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=False).stdout.strip() or "?"
-    except OSError:
-        commit = "?"
-    env = environment()
     command = " ".join([f"python -m benchmarks.{Path(sys.argv[0]).stem}", *sys.argv[1:]])
-    return (f"Produced by `{command}` on {env['date']}"
-            f" (code {commit}; {env['machine']}, {env['cpus']} CPU(s), {env['torch_threads']} torch threads,"
-            f" torch {env['torch']}).")
+    return produced_by(provenance(), command) + f", {torch.get_num_threads()} torch threads, torch {torch.__version__}."
 
 
 def _write_document(path: str, blocks: list[tuple]) -> None:

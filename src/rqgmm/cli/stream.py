@@ -70,15 +70,14 @@ def stream(dataset, numeric, seeds, events, batch_size, learning_rate, markdown,
 
 def write_results_document(path: Path, overwrite: bool, name: str, summary: str, table: str) -> None:
     """``path``: the comparison table, stamped with the command line, date, commit and machine."""
-    from rqgmm.experiment.engine import provenance
+    from rqgmm.experiment.engine import produced_by, provenance
     from rqgmm.experiment.pages import markdown
     from rqgmm.io.atomic import atomic_path
 
     stamp = provenance()
     command = " ".join(["rqgmm", *stamp["command"].split()[1:]])
     blocks = [("h", 1, f"Streaming CTR: {name}"),
-              ("p", f"Produced by `{command}` on {stamp['date']} (code {stamp['commit'] or stamp['version']};"
-                    f" {stamp['machine']})."),
+              ("p", produced_by(stamp, command) + "."),
               ("p", summary + ". AUC and LogLoss of the predictions made before each batch was trained on"
                     " (test-then-train), mean ± std over seeds; AUC − DAES paired by seed."),
               ("p", table)]

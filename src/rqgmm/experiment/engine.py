@@ -93,6 +93,13 @@ def compute_minutes(results: dict) -> float:
     return seconds / 60
 
 
+def produced_by(stamp: dict, command: str | None = None) -> str:
+    """"Produced by `COMMAND` on DATE (code COMMIT; MACHINE)": the first line of every results
+    document, from a :func:`provenance` record (``command`` replaces the recorded one)."""
+    return (f"Produced by `{command or stamp.get('command', 'rqgmm experiment')}` on {stamp.get('date', '?')}"
+            f" (code {stamp.get('commit') or stamp.get('version', '?')}; {stamp.get('machine', '?')})")
+
+
 def provenance() -> dict:
     """Where figures come from: the command line, the time, the code's commit (when run from a git
     checkout; else the installed version) and the machine."""

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from rqgmm.errors import InvalidInputError
-from rqgmm.experiment.engine import compute_minutes, read_json
+from rqgmm.experiment.engine import compute_minutes, produced_by, read_json
 from rqgmm.experiment.pages import markdown
 
 
@@ -24,8 +24,7 @@ def results_blocks(results: dict, run_dir: Path) -> list[tuple]:
     config, stamp = results["config"], results.get("provenance") or {}
     blocks: list[tuple] = [
         ("h", 1, f"Results: {config['name']}"),
-        ("p", f"Produced by `{stamp.get('command', 'rqgmm experiment')}` on {stamp.get('date', '?')}"
-              f" (code {stamp.get('commit') or stamp.get('version', '?')}; {stamp.get('machine', '?')});"
+        ("p", f"{produced_by(stamp)};"
               f" {compute_minutes(results):.1f} min of fitting and training, summed over jobs (wall time depends"
               f" on the workers and on what else runs). Document written by `rqgmm publish {run_dir}`."),
     ]

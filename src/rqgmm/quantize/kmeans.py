@@ -7,7 +7,9 @@ accumulated over chunks in float64.
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -173,11 +175,7 @@ class ResidualCache:
             return self._stream.reduce(function)
         if self._kept is None:
             self._kept = [chunk.contiguous() for chunk in self._read()]
-        total = None
-        for chunk in self._kept:
-            part = function(chunk)
-            total = part if total is None else total + part
-        return total
+        return functools.reduce(operator.add, map(function, self._kept))
 
 
 def lloyd(stream: ResidualSource, centroids: torch.Tensor, *, max_iter: int, tol: float, dtype: torch.dtype,

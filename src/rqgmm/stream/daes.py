@@ -81,6 +81,10 @@ class DAESEmbedding(NumericEmbedding):
             self.film = nn.Linear(field_dim + 1, 2 * dim)
             nn.init.zeros_(self.film.weight)
             nn.init.zeros_(self.film.bias)
+        # the reservoir's sorted sample and robust statistics: non-persistent buffers, so they
+        # follow the module's device and dtype and stay out of the state dict
+        for name in ("_sorted", "_filled", "_median", "_spread"):
+            self.register_buffer(name, None, persistent=False)
         self._refresh_state()
 
     @torch.no_grad()
@@ -89,21 +93,13 @@ class DAESEmbedding(NumericEmbedding):
         self._refresh_state()
 
     def _refresh_state(self) -> None:
-        # Non-persistent buffers: they follow the module's device (``model.to("cuda")``) and
-        # are rebuilt from the reservoir, so they stay out of the state dict.
         device = self.anchor_positions.device
         ordered, filled = self.reservoir.sorted_sample()
         low, median, high = (sorted_quantile(ordered, filled, level) for level in (0.25, 0.5, 0.75))
-        state = {"_sorted": torch.as_tensor(ordered, device=device),
-                 "_filled": torch.as_tensor(filled, device=device),
-                 "_median": torch.as_tensor(median, dtype=torch.float32, device=device),
-                 "_spread": torch.as_tensor(np.where(high - low > 0, high - low, 1.0), dtype=torch.float32,
-                                            device=device)}
-        for name, tensor in state.items():
-            if name in self._buffers:
-                setattr(self, name, tensor)
-            else:
-                self.register_buffer(name, tensor, persistent=False)
+        self._sorted = torch.as_tensor(ordered, device=device)
+        self._filled = torch.as_tensor(filled, device=device)
+        self._median = torch.as_tensor(median, dtype=torch.float32, device=device)
+        self._spread = torch.as_tensor(np.where(high - low > 0, high - low, 1.0), dtype=torch.float32, device=device)
 
     def quantiles(self, values: torch.Tensor) -> torch.Tensor:
         """(B, F) values -> (B, F) quantiles in [0, 1] under the current reservoir."""
