@@ -32,7 +32,12 @@ def test_drop_invalid_skips_bad_rows(blobs):
     dropped = RQGMM(**params).fit(X, drop_invalid=True)
     reference = RQGMM(**params).fit(clean)
     np.testing.assert_array_equal(dropped.means_[0], reference.means_[0])
-    assert dropped.encode(X, drop_invalid=True).shape == (len(blobs) - 1, 2)
+    codes, kept = dropped.encode(X, drop_invalid=True)
+    assert kept.tolist() == [i for i in range(len(blobs)) if i != 5]  # which rows the codes belong to
+    np.testing.assert_array_equal(codes, dropped.encode(clean))
+    fit_codes, fit_kept = RQGMM(**params).fit_encode(X, drop_invalid=True)
+    np.testing.assert_array_equal(fit_kept, kept)
+    np.testing.assert_array_equal(fit_codes, reference.encode(clean))
 
 
 def test_wrong_dimension_at_encode(fitted, blobs):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from rqgmm import RQKMeans
 from rqgmm.cli import main
 from rqgmm.errors import InvalidInputError
+from rqgmm.io.tables import write_matrix
 from rqgmm.registry import IDRegistry, RegistryError
 
 
@@ -123,14 +124,19 @@ def test_a_kill_mid_assign_leaves_the_registry_as_before(tmp_path):
 
 def test_command_line_assign_check_export(tmp_path):
     X = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
+    write_matrix(tmp_path / "X.parquet", X, np.array([f"item{i}" for i in range(200)]), "id")
     np.save(tmp_path / "X.npy", X)
     RQKMeans(n_levels=2, codebook_size=4, seed=0, progress=False).fit(X).save(tmp_path / "tok")
     runner = CliRunner()
+    # a .npy has no item ids: its row numbers are not items' identities, so the registry refuses it
+    refused = runner.invoke(main, ["registry", "assign", str(tmp_path / "r.db"), str(tmp_path / "tok"),
+                                   str(tmp_path / "X.npy")])
+    assert refused.exit_code == 2 and "has no item ids" in refused.output and not (tmp_path / "r.db").exists()
     result = runner.invoke(main, ["registry", "assign", str(tmp_path / "r.db"), str(tmp_path / "tok"),
-                                  str(tmp_path / "X.npy")])
+                                  str(tmp_path / "X.parquet")])
     assert result.exit_code == 0 and "200 item(s): 200 new" in result.output, result.output
     again = runner.invoke(main, ["registry", "assign", str(tmp_path / "r.db"), str(tmp_path / "tok"),
-                                 str(tmp_path / "X.npy")])
+                                 str(tmp_path / "X.parquet")])
     assert "0 new, 200 known" in again.output
     assert "consistent: 200 active item(s)" in runner.invoke(main, ["registry", "check",
                                                                     str(tmp_path / "r.db")]).output

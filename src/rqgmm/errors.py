@@ -9,9 +9,12 @@ print its message without a stack trace. They also derive from the built-in clas
 try:  # scikit-learn users catch its classes: ours are also theirs where it is installed
     from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
     from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
-except ImportError:  # pragma: no cover - scikit-learn is optional
-    _SklearnNotFittedError = AttributeError
-    _SklearnConvergenceWarning = UserWarning
+except ImportError:  # scikit-learn is optional: stand-ins with the same built-in bases as its classes
+    class _SklearnNotFittedError(ValueError, AttributeError):
+        """Stand-in for scikit-learn's NotFittedError (a ValueError and an AttributeError)."""
+
+    class _SklearnConvergenceWarning(UserWarning):
+        """Stand-in for scikit-learn's ConvergenceWarning."""
 
 
 class RqgmmError(Exception):
@@ -24,6 +27,11 @@ class InvalidInputError(RqgmmError, ValueError):
 
 class ArtifactError(RqgmmError, ValueError):
     """A saved tokenizer directory is missing, incomplete, corrupted or of another version."""
+
+
+class VersionMismatchError(RqgmmError, ValueError):
+    """Two parts of the lifecycle name different tokenizer versions (codes file and tokenizer,
+    registry and service, CTR run and tokenizer); the message names both and the fixing command."""
 
 
 class OutputExistsError(RqgmmError, FileExistsError):

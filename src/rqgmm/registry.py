@@ -288,9 +288,51 @@ class IDRegistry:
         return mapping
 
     def mapping(self, old_version: str, new_version: str) -> dict[str, tuple[str, str]]:
+        """``item_id -> (old sid, new sid)`` recorded by the migration ``old_version -> new_version``
+        (a named error when no such migration happened)."""
+        if not self._db.execute("SELECT 1 FROM mappings WHERE old_version=? AND new_version=? LIMIT 1",
+                                (old_version, new_version)).fetchone():
+            known = [f"{a} -> {b}" for a, b in self._db.execute(
+                "SELECT DISTINCT old_version, new_version FROM mappings")]
+            raise RegistryError(f"{self.path}: no migration from version {old_version!r} to {new_version!r} is"
+                                f" recorded (recorded: {known or 'none'})")
         rows = self._db.execute("SELECT item_id, old_sid, new_sid FROM mappings WHERE old_version=? AND"
                                 " new_version=?", (old_version, new_version))
         return {item_id: (old, new) for item_id, old, new in rows}
+
+    def migration(self, old_version: str | None = None, new_version: str | None = None) -> tuple[str, str]:
+        """``(old, new)`` versions of a recorded migration: ``new`` defaults to the current version,
+        ``old`` to the version registered just before ``new``."""
+        known = self.versions()
+        new_version = known[-1] if new_version is None and known else new_version
+        if new_version not in known:
+            raise RegistryError(f"{self.path}: version {new_version!r} is not registered (versions: {known})")
+        if old_version is None:
+            position = known.index(new_version)
+            if position == 0:
+                raise RegistryError(f"{self.path}: version {new_version!r} was not reached by a migration")
+            old_version = known[position - 1]
+        self.mapping(old_version, new_version)  # a named error when that migration is not recorded
+        return old_version, new_version
+
+    def export_mapping(self, old_version: str, new_version: str, path: str | Path, *, overwrite: bool = False) -> int:
+        """Write the mapping of one migration as Parquet (item_id, old_sid, new_sid, changed), one
+        row per item, by item id; return the number of rows."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from rqgmm.io.atomic import atomic_path
+
+        mapping = self.mapping(old_version, new_version)
+        ids = sorted(mapping)
+        table = pa.table({"item_id": ids, "old_sid": [mapping[i][0] for i in ids],
+                          "new_sid": [mapping[i][1] for i in ids],
+                          "changed": [mapping[i][0] != mapping[i][1] for i in ids]})
+        table = table.replace_schema_metadata({b"rqgmm.old_version": old_version.encode(),
+                                               b"rqgmm.new_version": new_version.encode()})
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            pq.write_table(table, tmp)
+        return len(ids)
 
     def items(self) -> list[tuple[str, str, str, str, str]]:
         """(item_id, sid, version, first_seen, updated) of every active item, by item id."""
@@ -336,11 +378,9 @@ class IDRegistry:
 
 
 def tokenizer_version(tokenizer_dir: str | Path) -> str:
-    """A tokenizer's version for the registry: the SHA-256 of its manifest (first 16 hex digits),
-    so the same saved tokenizer always has the same version."""
-    import hashlib
+    """A saved tokenizer's version (:func:`rqgmm.io.artifacts.artifact_version`: a hash of its
+    content, so the same tokenizer has the same version wherever it is stored). The registry,
+    the service, codes files and CTR runs all name tokenizers by it."""
+    from rqgmm.io.artifacts import artifact_version
 
-    manifest = Path(tokenizer_dir) / "manifest.json"
-    if not manifest.is_file():
-        raise InvalidInputError(f"{tokenizer_dir}: not a saved tokenizer (manifest.json is missing)")
-    return hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]
+    return artifact_version(tokenizer_dir)

@@ -113,6 +113,28 @@ def ctr_evaluate(run_dir, quiet):
     click.echo(format_metrics(evaluate_run(run_dir, progress=False if quiet else None)))
 
 
+@ctr.command("remap")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--registry", required=True, help="The ID registry (path or sqlite:/// URL) that was migrated.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Run directory to write (default: RUN_DIR itself, replaced atomically).")
+@overwrite_option
+@quiet_option
+def ctr_remap(run_dir, registry, output, overwrite, quiet):
+    """Carry RUN_DIR's semantic-ID item rows through the registry's migrations to its current
+    version: unchanged items keep their exact scores, moved items get the rows of their new IDs."""
+    from rqgmm.ctr.run import remap_run
+    from rqgmm.io.atomic import refuse_existing
+
+    if output is not None:
+        refuse_existing(output, overwrite, "run")
+    done = remap_run(run_dir, registry, output, overwrite=overwrite)
+    if not quiet:
+        click.echo(f"remapped {run_dir} from tokenizer version {done['from']} to {done['to']}: {done['changed']} of"
+                   f" {done['items']} item(s) moved, {done['not_in_registry']} not in the registry (rows kept);"
+                   f" wrote {output or run_dir}")
+
+
 @ctr.command("summarize")
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--part", type=click.Choice(["validation", "test"]), default="test", show_default=True,

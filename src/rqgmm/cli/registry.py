@@ -15,14 +15,22 @@ def registry() -> None:
 
 
 def _items(tokenizer_dir: Path, embeddings: Path, column, id_column):
+    """(item ids, codes, tokenizer version) of the items in EMBEDDINGS. Input without an id
+    column is refused: a row number is not an item's identity, and two files' row 0 would be
+    taken for the same item."""
     from rqgmm.io.tables import read_embeddings
     from rqgmm.quantize import ResidualTokenizer
-    from rqgmm.registry import tokenizer_version
 
+    if embeddings.suffix.lower() == ".npy":
+        raise click.BadParameter(f"{embeddings}: a .npy matrix has no item ids (its row numbers would be taken as"
+                                 " ids, so other items would receive these items' IDs); give a Parquet file with an"
+                                 " id column and an embedding column", param_hint="EMBEDDINGS")
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
     tokenizer.progress = False
     table = read_embeddings(embeddings, column=column, id_column=id_column)
-    return table.ids, tokenizer.encode(table.embeddings), tokenizer_version(tokenizer_dir)
+    if table.id_name == "row":
+        raise click.BadParameter(f"{embeddings}: no id column; name it with --id-column", param_hint="--id-column")
+    return table.ids, tokenizer.encode(table.embeddings), tokenizer.version
 
 
 def _data_options(function):
@@ -60,6 +68,25 @@ def registry_migrate(database, tokenizer_dir, embeddings, column, id_column):
         mapping = store.migrate(ids, codes, version)
     changed = sum(old != new for old, new in mapping.values())
     click.echo(f"migrated {len(mapping)} item(s) to version {version}: {changed} ID(s) changed")
+
+
+@registry.command("mapping")
+@click.argument("database")
+@click.option("--from", "old_version", default=None, help="Version migrated from (default: the one before --to).")
+@click.option("--to", "new_version", default=None, help="Version migrated to (default: the current version).")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Parquet to write: item_id, old_sid, new_sid, changed.")
+@overwrite_option
+def registry_mapping(database, old_version, new_version, output, overwrite):
+    """Export the old -> new ID mapping a migration recorded (what `rqgmm ctr remap` applies)."""
+    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.registry import IDRegistry
+
+    refuse_existing(output, overwrite)
+    with IDRegistry(database) as store:
+        old_version, new_version = store.migration(old_version, new_version)
+        written = store.export_mapping(old_version, new_version, output, overwrite=overwrite)
+    click.echo(f"wrote {written} item(s) of the migration {old_version} -> {new_version} to {output}")
 
 
 @registry.command("retire")

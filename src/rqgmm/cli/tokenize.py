@@ -143,6 +143,10 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
 
     show_warnings(quiet)
     check_codes_path(output)
+    if drop_invalid and output.suffix.lower() == ".npy":
+        raise click.BadParameter("a .npy of codes has no id column, so dropped rows would leave its rows out of line"
+                                 " with the input; write .parquet (it keeps the id of every kept row)",
+                                 param_hint="--drop-invalid")
     refuse_existing(output, overwrite)
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
     tokenizer.progress = False if quiet else None
@@ -154,10 +158,14 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
                                        owner=type(tokenizer).__name__)
     codes = tokenizer.encode(matrix, collisions=collisions, capacity=capacity)
     ids = np.delete(table.ids, dropped) if dropped.size else table.ids
-    write_codes(output, codes, ids, table.id_name, overwrite=overwrite)
+    write_codes(output, codes, ids, table.id_name, n_levels=tokenizer.n_levels, tokenizer_version=tokenizer.version,
+                overwrite=overwrite)
+    if dropped.size:  # always said, even with -q: the output has fewer rows than the input
+        click.echo(f"rqgmm encode: dropped {dropped.size} row(s) with NaN/Inf (first: {table.id_name}="
+                   f"{table.ids[dropped[0]]!r}); {output} holds the {len(codes)} kept row(s) with their"
+                   f" {table.id_name!r}", err=True)
     if not quiet:
-        note = f" ({dropped.size} row(s) with NaN/Inf dropped)" if dropped.size else ""
-        click.echo(f"encoded {len(codes)} rows into {codes.shape[1]} levels; wrote {output}{note}")
+        click.echo(f"encoded {len(codes)} rows into {tokenizer.n_levels} levels; wrote {output}")
 
 
 def _encode_on_ray(tokenizer_dir, pattern: str, output: Path, column, id_column, address, overwrite, quiet,
@@ -184,20 +192,30 @@ def _encode_on_ray(tokenizer_dir, pattern: str, output: Path, column, id_column,
 @click.argument("tokenizer_dir", type=click.Path(path_type=Path))
 @click.argument("codes", type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help=".npy or .parquet to write.")
+@click.option("--ignore-version", is_flag=True,
+              help="Decode codes written by another tokenizer version (refused by default: the same code means"
+                   " another vector in another version).")
 @overwrite_option
 @quiet_option
-def decode(tokenizer_dir, codes, output, overwrite, quiet):
-    """Reconstruct embeddings from a CODES Parquet written by `rqgmm encode`."""
+def decode(tokenizer_dir, codes, output, ignore_version, overwrite, quiet):
+    """Reconstruct embeddings from CODES (.parquet or .npy) written by `rqgmm encode` with this tokenizer."""
+    from rqgmm.io.artifacts import require_version
     from rqgmm.io.atomic import refuse_existing
     from rqgmm.io.tables import read_codes, write_matrix
     from rqgmm.quantize import ResidualTokenizer
 
     refuse_existing(output, overwrite)
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
-    code_matrix, ids, id_name = read_codes(codes, tokenizer.n_levels)
-    write_matrix(output, tokenizer.decode(code_matrix), ids, id_name, overwrite=overwrite)
+    table = read_codes(codes, tokenizer.n_levels)
+    if table.tokenizer_version is None:
+        click.echo(f"rqgmm decode: {codes} records no tokenizer version; decoding without checking it", err=True)
+    elif not ignore_version:
+        require_version(table.tokenizer_version, tokenizer.version, found_in=str(codes),
+                        expected_in=f"tokenizer {tokenizer_dir}",
+                        fix="decode with the tokenizer that wrote them (or pass --ignore-version)")
+    write_matrix(output, tokenizer.decode(table.codes), table.ids, table.id_name, overwrite=overwrite)
     if not quiet:
-        click.echo(f"decoded {len(code_matrix)} rows; wrote {output}")
+        click.echo(f"decoded {len(table.codes)} rows; wrote {output}")
 
 
 @click.command()

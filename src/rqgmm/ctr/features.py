@@ -181,20 +181,52 @@ class FeatureEncoder:
         its level and/or prefix fields. Another version's codes of the same items give the table
         a model trained on this one would see if served those IDs."""
         n_items = len(self.item_ids)
-        columns = [np.concatenate([[0], self.vocabularies["item_id"].transform(self.item_ids)])]
-        if self.uses_sid:
-            item_codes = np.asarray(item_codes, dtype=np.int64)
-            if item_codes.ndim != 2 or len(item_codes) != n_items or item_codes.shape[1] != len(self.sid_sizes):
-                raise InvalidInputError(f"semantic IDs: expected ({n_items}, {len(self.sid_sizes)}) codes, got"
-                                        f" {item_codes.shape}")
-            if "level" in self.sid_representation.split("+"):
-                for level in range(item_codes.shape[1]):
-                    columns.append(np.concatenate([[0], item_codes[:, level] + 1]))
-            if "prefix" in self.sid_representation.split("+"):
-                prefixes = prefix_fields(item_codes, self.sid_sizes, self.prefix_buckets)
-                for level in range(item_codes.shape[1]):
-                    columns.append(np.concatenate([[0], prefixes[:, level] + 1]))
-        return np.stack(columns, axis=1)
+        ids = np.concatenate([[0], self.vocabularies["item_id"].transform(self.item_ids)])[:, None]
+        if not self.uses_sid:
+            return ids.astype(np.int64)
+        item_codes = np.asarray(item_codes, dtype=np.int64)
+        if item_codes.ndim != 2 or len(item_codes) != n_items:
+            raise InvalidInputError(f"semantic IDs: expected ({n_items}, {len(self.sid_sizes)}) codes, got"
+                                    f" {item_codes.shape}")
+        fields = self.sid_columns(item_codes)
+        return np.concatenate([ids, np.concatenate([np.zeros((1, fields.shape[1]), np.int64), fields])], axis=1)
+
+    def sid_columns(self, codes: np.ndarray) -> np.ndarray:
+        """The semantic-ID fields (n, n_sid_fields) int64 of items with codes (n, L): per level
+        ``code + 1`` and/or the prefix fields ``prefix + 1``, as ``sid_representation`` says (0
+        is kept for the unknown item). Refuses codes outside the run's codebook sizes."""
+        codes = np.asarray(codes, dtype=np.int64)
+        sizes = self.sid_sizes
+        if codes.ndim != 2 or codes.shape[1] != len(sizes):
+            raise InvalidInputError(f"semantic IDs: expected (n, {len(sizes)}) codes, got {codes.shape}")
+        outside = (codes < 0) | (codes >= np.asarray(sizes, dtype=np.int64)[None, :])
+        if outside.any():
+            row, level = map(int, np.argwhere(outside)[0])
+            raise InvalidInputError(f"semantic IDs: row {row} has code {int(codes[row, level])} at level {level},"
+                                    f" outside the run's codebook size {sizes[level]} (another tokenizer?)")
+        columns = []
+        if "level" in self.sid_representation.split("+"):
+            columns.append(codes + 1)
+        if "prefix" in self.sid_representation.split("+"):
+            columns.append(prefix_fields(codes, sizes, self.prefix_buckets) + 1)
+        return np.concatenate(columns, axis=1)
+
+    def remap_items(self, new_codes: dict[str, np.ndarray]) -> int:
+        """Give the items named in ``new_codes`` (item id -> codes (L,)) the semantic-ID fields of
+        those codes in :attr:`item_fields`; every other row (its item-ID field included) is
+        kept exactly. Returns how many rows changed."""
+        if not self.uses_sid:
+            raise InvalidInputError(f"feature set {self.feature_set!r} has no semantic-ID fields to remap")
+        names = [name for name in new_codes if name in self.item_ids]
+        if not names:
+            return 0
+        rows = self.item_ids.get_indexer(pd.Index(names)) + 1
+        fields = self.sid_columns(np.stack([np.asarray(new_codes[name], dtype=np.int64) for name in names]))
+        table = np.array(self.item_fields, copy=True)
+        before = table[rows, 1:].copy()
+        table[rows, 1:] = fields
+        self.item_fields = table
+        return int((before != fields).any(axis=1).sum())
 
     def _check_items(self, dataset: CTRDataset) -> int:
         known = self.item_ids.get_indexer(dataset.interactions["item_id"]) >= 0

@@ -38,6 +38,7 @@ class RunConfig:
     model: str = "fnn"
     features: str = "id"
     tokenizer: str | None = None
+    tokenizer_version: str | None = None  # set by the run: the version of `tokenizer` (or of a remap)
     seed: int = 0
     min_count: int = 1
     history_length: int = 20
@@ -52,8 +53,9 @@ class RunConfig:
         return TrainingConfig(**{"seed": self.seed, **self.training})
 
 
-def semantic_ids(tokenizer_dir: str | Path, content: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """Codes (n_items, L) of the item content from a saved tokenizer, and its codebook sizes."""
+def semantic_ids(tokenizer_dir: str | Path, content: np.ndarray) -> tuple[np.ndarray, list[int], str]:
+    """Codes (n_items, L) of the item content from a saved tokenizer, its codebook sizes and
+    its version."""
     from rqgmm.quantize import ResidualTokenizer
 
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
@@ -61,7 +63,7 @@ def semantic_ids(tokenizer_dir: str | Path, content: np.ndarray) -> tuple[np.nda
         raise InvalidInputError(f"tokenizer {tokenizer_dir} was fitted on {tokenizer.n_features_in_}-d embeddings,"
                                 f" but the item embeddings are {content.shape[1]}-d; fit it on the same encoder")
     tokenizer.progress = False
-    return tokenizer.encode(content), tokenizer.codebook_sizes
+    return tokenizer.encode(content), tokenizer.codebook_sizes, tokenizer.version
 
 
 @dataclass
@@ -130,7 +132,11 @@ def prepare_run(config: RunConfig, progress: bool | None = None) -> PreparedData
         if config.tokenizer is None:
             raise InvalidInputError(f"features {config.features!r} need semantic IDs: pass a tokenizer directory"
                                     " (fit one with `rqgmm fit`)")
-        codes, sizes = semantic_ids(config.tokenizer, content)
+        codes, sizes, version = semantic_ids(config.tokenizer, content)
+        if config.tokenizer_version not in (None, version):
+            raise InvalidInputError(f"config names tokenizer version {config.tokenizer_version}, but"
+                                    f" {config.tokenizer} is version {version}")
+        config.tokenizer_version = version
     return prepare(dataset, split, encoder, content=content, codes=codes, codebook_sizes=sizes,
                    tail_threshold=config.tail_threshold)
 
@@ -193,6 +199,63 @@ def load_run(path: str | Path) -> tuple[RunConfig, FeatureEncoder, CTRModel]:
     if unexpected or set(missing) - set(_EXTERNAL_BUFFERS):
         raise ArtifactError(f"{path}: model weights do not fit the model (missing {missing}, unexpected {unexpected})")
     return config, encoder, model
+
+
+def remap_run(path: str | Path, registry: str | Path, output: str | Path | None = None, *,
+              overwrite: bool = False) -> dict:
+    """Carry a saved run's semantic-ID item rows through the registry's migrations: every item
+    of the run that the registry holds gets the fields of its current ID (codes without the
+    suffix), so an item whose ID did not change keeps its exact row and score, and a moved item
+    is scored with the embeddings of its new ID. The run must have been trained with a version
+    the registry migrated from (the whole chain of migrations to the current version must be
+    recorded). Writes ``output`` (default: the run itself, replaced atomically); returns a
+    summary (from, to, items, changed, not_in_registry)."""
+    from rqgmm.registry import IDRegistry, RegistryError
+
+    path = Path(path)
+    config, encoder, model = load_run(path)
+    if not encoder.uses_sid:
+        raise InvalidInputError(f"{path}: a {config.features!r} run has no semantic-ID fields to remap")
+    if config.tokenizer_version is None:
+        raise InvalidInputError(f"{path}: the run records no tokenizer version (trained before runs recorded it);"
+                                " retrain it to remap it")
+    with IDRegistry(registry) as store:
+        versions, target = store.versions(), store.current_version
+        if config.tokenizer_version not in versions:
+            raise RegistryError(f"{path} was trained with tokenizer version {config.tokenizer_version}, which"
+                                f" registry {registry} never held (versions: {versions})")
+        chain = versions[versions.index(config.tokenizer_version):]
+        for old, new in zip(chain, chain[1:]):
+            store.mapping(old, new)  # a named error where a step of the chain was not a recorded migration
+        if len(chain) > 1:
+            _check_run_matches(encoder, store.mapping(chain[0], chain[1]), path, chain[0])
+        current = {item_id: tuple(int(x) for x in sid.split("-"))[:-1] for item_id, sid, *_ in store.items()}
+    new_codes = {item: current[item] for item in encoder.item_ids if item in current}
+    changed = encoder.remap_items(new_codes) if len(chain) > 1 else 0
+    summary_path = path / "metrics.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    previous = config.tokenizer_version
+    config.tokenizer_version = target
+    summary.setdefault("remaps", []).append({"from": previous, "to": target, "changed_items": changed})
+    save_run(path if output is None else output, config, encoder, model, summary,
+             overwrite=True if output is None else overwrite)
+    return {"from": previous, "to": target, "items": len(encoder.item_ids), "changed": changed,
+            "not_in_registry": len(encoder.item_ids) - len(new_codes)}
+
+
+def _check_run_matches(encoder: FeatureEncoder, mapping: dict[str, tuple[str, str]], path: Path,
+                       version: str) -> None:
+    """Refuse a run whose item rows do not hold the IDs the registry gave at ``version``."""
+    items = [item for item in encoder.item_ids if item in mapping]
+    if not items:
+        return
+    old = np.array([[int(x) for x in mapping[item][0].split("-")][:-1] for item in items], dtype=np.int64)
+    rows = encoder.item_ids.get_indexer(items) + 1
+    differs = (np.asarray(encoder.item_fields)[rows, 1:] != encoder.sid_columns(old)).any(axis=1)
+    if differs.any():
+        raise InvalidInputError(f"{path}: {int(differs.sum())} of {len(items)} items hold other semantic IDs than"
+                                f" registry version {version} gave them (e.g. item {items[int(np.argmax(differs))]!r});"
+                                " was the registry filled with another tokenizer than the run?")
 
 
 def evaluate_run(path: str | Path, progress: bool | None = None) -> dict:

@@ -242,9 +242,9 @@ def run_ctr_task(task: CTRTask) -> list[dict]:
     if not todo:
         return []
     dataset, content = dataset_and_content(task.dataset)
-    codes = sizes = None
+    codes = sizes = version = None
     if "sid" in task.features:
-        codes, sizes = semantic_ids(task.tokenizer, content)
+        codes, sizes, version = semantic_ids(task.tokenizer, content)
     split = make_split(dataset.interactions, task.split, seed=task.split_seed)
     encoder = FeatureEncoder(task.features, **task.feature_options)
     data = prepare(dataset, split, encoder, content=content, codes=codes, codebook_sizes=sizes,
@@ -261,7 +261,7 @@ def run_ctr_task(task: CTRTask) -> list[dict]:
         if run.save_to is not None:
             config = RunConfig(dataset=task.dataset, split=task.split, model=run.model, features=task.features,
                                tokenizer=None if task.tokenizer is None else str(Path(task.tokenizer).resolve()),
-                               seed=run.seed, model_params=dict(run.params), training=dict(task.training),
+                               tokenizer_version=version, seed=run.seed, model_params=dict(run.params), training=dict(task.training),
                                tail_threshold=task.tail_threshold, **task.feature_options)
             save_run(run.save_to, config, encoder, model, {"metrics": metrics}, overwrite=True)
         write_json(Path(run.record), record)

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from rqgmm._version import __version__
-from rqgmm.errors import ArtifactError
+from rqgmm.errors import ArtifactError, VersionMismatchError
 from rqgmm.io.atomic import atomic_path
 
 FORMAT_VERSION = 1
@@ -29,6 +29,49 @@ ARRAYS = "arrays.safetensors"
 def array_sha256(array: np.ndarray) -> str:
     """SHA-256 of the array's bytes in C order (little-endian as stored by safetensors)."""
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+# Parameters that change how a tokenizer runs, not which codes it gives: left out of its version,
+# so moving a tokenizer to a GPU or silencing its progress bar keeps its identity.
+OPERATIONAL_PARAMS = frozenset({"device", "batch_size", "cache_mib", "progress"})
+VERSION_HEX_DIGITS = 16
+
+
+def content_version(kind: str, params: dict[str, Any], attributes: dict[str, Any],
+                    array_checksums: dict[str, str]) -> str:
+    """A fitted artifact's version: 16 hex digits of the SHA-256 of its kind, hyperparameters (less
+    :data:`OPERATIONAL_PARAMS`), fitted attributes and array checksums, as canonical JSON.
+
+    The one identity every part of the lifecycle uses (registry, service, codes files, CTR runs):
+    it depends on content alone, so renaming or copying a saved tokenizer keeps it, and the same
+    tokenizer in memory and on disk has the same version."""
+    payload = {"kind": kind, "params": {k: v for k, v in params.items() if k not in OPERATIONAL_PARAMS},
+               "attributes": attributes, "arrays": dict(array_checksums)}
+    canonical = json.dumps(json.loads(json.dumps(payload, default=str)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:VERSION_HEX_DIGITS]
+
+
+def manifest_version(manifest: dict[str, Any]) -> str:
+    """:func:`content_version` of a manifest written by :func:`save_artifact` (verified by
+    :func:`load_artifact`: its array checksums are those of the stored arrays)."""
+    return content_version(manifest["kind"], manifest["params"], manifest["attributes"],
+                           {name: meta["sha256"] for name, meta in manifest["arrays"].items()})
+
+
+def artifact_version(path: str | Path) -> str:
+    """The version of the artifact directory ``path``, after every check of :func:`load_artifact`."""
+    manifest, _ = load_artifact(path)
+    return manifest_version(manifest)
+
+
+def require_version(found: str | None, expected: str, *, found_in: str, expected_in: str, fix: str) -> None:
+    """Refuse ``found`` (the version something was made with) unless it is ``expected`` (the
+    version at hand): a :class:`VersionMismatchError` naming both places and what fixes it.
+    ``found=None`` (made before versions were recorded) is refused too: nothing proves a match."""
+    if found == expected:
+        return
+    made = "records no tokenizer version" if found is None else f"was made with tokenizer version {found}"
+    raise VersionMismatchError(f"{found_in} {made}, but {expected_in} is version {expected}; {fix}")
 
 
 def save_artifact(path: str | Path, *, kind: str, params: dict[str, Any], attributes: dict[str, Any],

@@ -7,6 +7,7 @@ null embeddings become NaN rows, which the NaN/Inf check then names (or drops).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -210,28 +211,63 @@ def check_codes_path(path: str | Path) -> None:
                                 f" {Path(path).suffix or '(none)'!r}")
 
 
-def write_codes(path: str | Path, codes: np.ndarray, ids: np.ndarray, id_name: str, *, overwrite: bool = False) -> Path:
-    """Write ``codes`` (n, L): Parquet (the id column then ``level_0 .. level_{L-1}``, int64) or
-    ``.npy`` (the (n, L) int64 matrix, rows in input order), by the extension of ``path``."""
+SUFFIX_COLUMN = "suffix"  # the collision suffix of encode(..., collisions="suffix"): not a level
+VERSION_KEY = b"rqgmm.tokenizer_version"  # Parquet schema metadata naming the tokenizer version
+
+
+@dataclass
+class CodesTable:
+    """Codes read back from a file: codes (n, L) int64 (levels only, no suffix); ids (n,);
+    id_name; tokenizer_version: the version that wrote them (None for files without one)."""
+
+    codes: np.ndarray
+    ids: np.ndarray
+    id_name: str
+    tokenizer_version: str | None
+
+
+def codes_sidecar(path: str | Path) -> Path:
+    """Where the identity of a ``.npy`` codes file is kept: ``<file>.json`` beside it."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def write_codes(path: str | Path, codes: np.ndarray, ids: np.ndarray, id_name: str, *, n_levels: int | None = None,
+                tokenizer_version: str | None = None, overwrite: bool = False) -> Path:
+    """Write ``codes`` (n, L) or (n, L + 1) with a collision suffix: Parquet (the id column, then
+    ``level_0 .. level_{L-1}`` and ``suffix``, int64, the tokenizer version in the schema
+    metadata) or ``.npy`` (the int64 matrix, rows in input order, with a ``<file>.json``
+    sidecar naming the version and the columns), by the extension of ``path``.
+    n_levels: the tokenizer's levels (default: every column is a level)."""
     check_codes_path(path)
     codes = np.asarray(codes, dtype=CODES_DTYPE)
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        if Path(path).suffix.lower() == ".npy":
+    n_levels = codes.shape[1] if n_levels is None else n_levels
+    names = [LEVEL_COLUMN.format(level) for level in range(n_levels)] + [SUFFIX_COLUMN] * (codes.shape[1] - n_levels)
+    if Path(path).suffix.lower() == ".npy":
+        sidecar = {"format": "rqgmm-codes", "tokenizer_version": tokenizer_version, "columns": names}
+        with atomic_path(path, overwrite=overwrite) as tmp, \
+                atomic_path(codes_sidecar(path), overwrite=True) as tmp_sidecar:
             with open(tmp, "wb") as handle:
                 np.save(handle, codes, allow_pickle=False)
-        else:
-            columns = {id_name: ids}
-            for level in range(codes.shape[1]):
-                columns[LEVEL_COLUMN.format(level)] = codes[:, level]
-            pq.write_table(pa.table(columns), tmp)
+            Path(tmp_sidecar).write_text(json.dumps(sidecar, indent=2))
+        return Path(path)
+    columns = {id_name: ids, **{name: codes[:, j] for j, name in enumerate(names)}}
+    table = pa.table(columns)
+    if tokenizer_version is not None:
+        table = table.replace_schema_metadata({VERSION_KEY: tokenizer_version.encode()})
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        pq.write_table(table, tmp)
     return Path(path)
 
 
-def read_codes(path: str | Path, n_levels: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """Read codes written by :func:`write_codes`: ``(codes (n, L) int64, ids, id_name)``."""
+def read_codes(path: str | Path, n_levels: int) -> CodesTable:
+    """Read the first ``n_levels`` level columns of codes written by :func:`write_codes`
+    (``.parquet`` or ``.npy``), with the ids and the tokenizer version they carry."""
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file")
+    if path.suffix.lower() == ".npy":
+        return _read_npy_codes(path, n_levels)
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -247,10 +283,35 @@ def read_codes(path: str | Path, n_levels: int) -> tuple[np.ndarray, np.ndarray,
         if table.column(name).null_count:
             raise InvalidInputError(f"{path}: column {name!r} has {table.column(name).null_count} null code(s)")
     codes = np.stack([table.column(c).to_numpy() for c in wanted], axis=1).astype(np.int64)
-    others = [c for c in table.column_names if c not in wanted]
+    others = [c for c in table.column_names if c not in wanted and c != SUFFIX_COLUMN
+              and not c.startswith("level_")]
     id_name = others[0] if others else "row"
     ids = table.column(id_name).to_numpy(zero_copy_only=False) if others else np.arange(len(codes))
-    return codes, ids, id_name
+    version = (table.schema.metadata or {}).get(VERSION_KEY)
+    return CodesTable(codes, ids, id_name, None if version is None else version.decode())
+
+
+def _read_npy_codes(path: Path, n_levels: int) -> CodesTable:
+    try:
+        codes = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise InvalidInputError(f"{path}: not a readable .npy file ({exc})") from None
+    if codes.ndim != 2 or codes.dtype.kind not in "iu":
+        raise InvalidInputError(f"{path}: expected an (n, {n_levels}) integer matrix of codes, got shape"
+                                f" {codes.shape} {codes.dtype}")
+    if codes.shape[1] < n_levels:
+        raise InvalidInputError(f"{path}: {codes.shape[1]} code column(s) for a {n_levels}-level tokenizer")
+    version = None
+    sidecar = codes_sidecar(path)
+    if sidecar.is_file():
+        try:
+            meta = json.loads(sidecar.read_text())
+            version = meta.get("tokenizer_version") if isinstance(meta, dict) else None
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"{sidecar}: unreadable codes sidecar ({exc})") from None
+        if version is not None and not isinstance(version, str):
+            raise InvalidInputError(f"{sidecar}: tokenizer_version must be a string, got {version!r}")
+    return CodesTable(np.asarray(codes[:, :n_levels], dtype=np.int64), np.arange(len(codes)), "row", version)
 
 
 def write_matrix(path: str | Path, matrix: np.ndarray, ids: np.ndarray | None = None, id_name: str = "id",

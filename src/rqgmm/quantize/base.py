@@ -11,6 +11,7 @@ codes are ``(n_items, n_levels)`` int64, code ``c`` at level ``l`` in ``[0, code
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 from pathlib import Path
@@ -268,22 +269,30 @@ class ResidualTokenizer:
         tokenizer's own seeding, as a fresh fit (False): the fresh fit's quality with its
         components renumbered to match the previous version's (more churn than a warm start).
         """
+        with self._refit_against(previous, alignment, warm_start):
+            self._fit(X, drop_invalid)
+        return self
+
+    @contextlib.contextmanager
+    def _refit_against(self, previous, alignment: str, warm_start: bool):
+        """The refit options of one fit, held only while it runs: every fit starts from the same
+        state, so fitting one object twice equals fitting a fresh clone."""
         if previous is not None and not warm_start and alignment == "none":
             raise InvalidInputError("alignment='none' with warm_start=False is a fresh fit: pass previous=None,"
                                     " or choose alignment='codewords' or 'co-assignment'")
         self._previous = self._check_previous(previous, alignment)
+        self._alignment = alignment
         self._warm_start_previous = bool(warm_start)
         try:
-            self._fit(X, drop_invalid)
+            yield
         finally:
-            self._previous = None
-        return self
+            for name in ("_previous", "_alignment", "_warm_start_previous"):
+                self.__dict__.pop(name, None)
 
     def _check_previous(self, previous, alignment: str = "codewords") -> "ResidualTokenizer | None":
         """``previous`` if it can anchor a refit of this tokenizer, else a named error."""
         if alignment not in ALIGNMENTS:
             raise InvalidInputError(f"alignment must be one of {ALIGNMENTS}, got {alignment!r}")
-        self._alignment = alignment
         if previous is None:
             return None
         if not self._levels_fitted_in_order:
@@ -483,16 +492,21 @@ class ResidualTokenizer:
         """Clear per-level learned lists before a new fit (subclasses extend)."""
 
     def fit_encode(self, X, y=None, *, drop_invalid: bool = False,
-                   previous: "ResidualTokenizer | None" = None, alignment: str = "codewords") -> np.ndarray:
-        """``fit(X)`` then the codes of ``X``: (n_valid_items, n_levels) int64.
+                   previous: "ResidualTokenizer | None" = None, alignment: str = "codewords",
+                   warm_start: bool = True):
+        """``fit(X)`` (same options) then the codes of ``X``: (n_items, n_levels) int64.
 
         Equal to ``fit(X).encode(X)``; the codes come from the final assignment pass of the fit.
+        With ``drop_invalid=True`` returns ``(codes, kept)``: ``kept`` (n_kept,) int64 are the
+        rows of ``X`` the codes belong to, so codes never silently stop lining up with item ids.
         """
-        self._previous = self._check_previous(previous, alignment)
-        try:
-            return self._fit(X, drop_invalid)
-        finally:
-            self._previous = None
+        kept = None
+        if drop_invalid:
+            X, dropped = check_embeddings(X, drop_invalid=True, chunk_size=self.batch_size)
+            kept = np.setdiff1d(np.arange(X.n_rows + dropped.size, dtype=np.int64), dropped)
+        with self._refit_against(previous, alignment, warm_start):
+            codes = self._fit(X, False)
+        return codes if kept is None else (codes, kept)
 
     # ------------------------------------------------------------------ encode / decode
     def check_fitted(self) -> None:
@@ -503,9 +517,12 @@ class ResidualTokenizer:
             self.device_ = resolve_device(self.device)
             self._device_codebooks = [torch.as_tensor(c, device=self.device_) for c in self.codebooks_]
 
-    def encode(self, X, *, drop_invalid: bool = False, collisions: str = "none", capacity: int = 1) -> np.ndarray:
-        """Codes of ``X``: (n_items, n_levels) int64 (``n_items`` less dropped rows if
-        ``drop_invalid``). X must have the fitted dimension.
+    def encode(self, X, *, drop_invalid: bool = False, collisions: str = "none", capacity: int = 1):
+        """Codes of ``X``: (n_items, n_levels) int64. X must have the fitted dimension.
+
+        drop_invalid: skip rows holding NaN/Inf instead of refusing them; then the result is
+        ``(codes, kept)`` with ``kept`` (n_kept,) int64 the rows of ``X`` the codes belong to, so
+        codes never silently stop lining up with item ids.
 
         collisions: "none" (codes as they are), "suffix" (one extra column counting the items
         that share an ID, so every ID is unique: (n_items, n_levels + 1)), "relocate" (items
@@ -514,21 +531,23 @@ class ResidualTokenizer:
         of a prefix share its free last-level codes by a Sinkhorn-balanced assignment, LC-Rec's
         way; the others stay). All are deterministic and do not depend on the order of the items.
         """
-        from rqgmm.quantize.collisions import (
-            COLLISION_MODES,
-            add_suffix,
-            content_keys,
-            relocate,
-            sinkhorn_repair,
-        )
+        from rqgmm.quantize.collisions import COLLISION_MODES
 
         if collisions not in COLLISION_MODES:
             raise InvalidInputError(f"collisions must be one of {COLLISION_MODES}, got {collisions!r}")
         if not (isinstance(capacity, (int, np.integer)) and capacity >= 1):
             raise InvalidInputError(f"capacity must be an int >= 1, got {capacity!r}")
         self.check_fitted()
-        matrix, _ = check_embeddings(X, drop_invalid=drop_invalid, expected_dim=self.n_features_in_, owner=type(self).__name__,
-                                     chunk_size=self.batch_size)
+        matrix, dropped = check_embeddings(X, drop_invalid=drop_invalid, expected_dim=self.n_features_in_,
+                                           owner=type(self).__name__, chunk_size=self.batch_size)
+        codes = self._encode_with_collisions(matrix, collisions, capacity)
+        if not drop_invalid:
+            return codes
+        return codes, np.setdiff1d(np.arange(matrix.n_rows + dropped.size, dtype=np.int64), dropped)
+
+    def _encode_with_collisions(self, matrix: EmbeddingMatrix, collisions: str, capacity: int) -> np.ndarray:
+        from rqgmm.quantize.collisions import add_suffix, content_keys, relocate, sinkhorn_repair
+
         codes = self._encode_matrix(matrix)
         if collisions == "none":
             return codes
@@ -615,6 +634,19 @@ class ResidualTokenizer:
         return self._from_latent(out)
 
     # ------------------------------------------------------------------ artifacts
+    @property
+    def version(self) -> str:
+        """This fitted tokenizer's identity: 16 hex digits of a hash of its kind, hyperparameters,
+        fitted attributes and arrays (:func:`rqgmm.io.artifacts.content_version`). Equal before
+        :meth:`save` and after :meth:`load`; the registry, the service, codes files and CTR runs
+        name tokenizers by it."""
+        from rqgmm.io.artifacts import array_sha256, content_version
+
+        self.check_fitted()
+        return content_version(type(self).__name__, self._json_params(), self._fitted_attributes(),
+                               {name: array_sha256(np.ascontiguousarray(array))
+                                for name, array in self._fitted_arrays().items()})
+
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write the fitted tokenizer to directory ``path`` atomically (safetensors + manifest).
 

@@ -11,11 +11,16 @@ Endpoints (all under ``/v1`` except the probes):
   -> a ``.npy`` of codes (n, L) int64, the version in the ``X-RQGMM-Version`` header.
 - ``POST /v1/items``: ``{"items": [{"item_id": "a", "embedding": [...]}, ...]}`` -> each item's
   stable ID from the registry (known items keep theirs; new items are encoded and assigned).
-- ``GET /v1/items/{item_id}``, ``GET /v1/tokenizer``, ``GET /healthz``, ``GET /metrics``.
+- ``GET /v1/items/{item_id}``, ``GET /v1/tokenizer``, ``GET /metrics``; ``GET /healthz`` (the process is
+  alive) and ``GET /readyz`` (every configured endpoint can answer: 200, else 503 naming why).
 - ``POST /v1/score`` (with a CTR run): ``{"context": {...}, "candidates": [{"item_id": ...,
   "embedding": [...]?, "features": {...}?}, ...]}`` -> ``{"scores": [...], "items": [...]}``.
 - ``POST /v1/admin/reload`` (or SIGHUP): ``{"path": optional}`` loads the tokenizer again and
-  swaps it in atomically.
+  swaps it in atomically; 409 unless it is the registry's current version (the CTR run's item
+  rows are carried through the registry's mapping).
+- ``POST /v1/admin/migrate``: ``{"tokenizer": path, "catalogue": path, "column"?, "id_column"?}``
+  moves the registry to the new tokenizer (the catalogue's embeddings, plus those of items this
+  service assigned since) and switches to it, as one step for every other request.
 
 Write and admin endpoints (items, score, reload) need ``Authorization: Bearer <token>`` when the
 service has a token. Errors are JSON ``{"error": "..."}`` with a 4xx status and the library's
@@ -44,8 +49,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rqgmm.errors import InvalidInputError, RqgmmError
+from rqgmm.errors import InvalidInputError, RqgmmError, VersionMismatchError
 from rqgmm.serve.batching import EncodeBatcher
+from rqgmm.serve.lifecycle import Lifecycle, SwitchRefused
 from rqgmm.serve.versions import VersionHolder
 
 NPY = "application/x-npy"
@@ -109,13 +115,25 @@ class Service:
         # SQLite connections belong to one thread: every registry call runs on this one
         self._registry_thread = ThreadPoolExecutor(1, thread_name_prefix="registry")
         self.registry = None
-        if settings.registry is not None:
-            self.registry = self._registry_thread.submit(self._open_registry, settings.registry).result()
-        self.scorer = None
-        if settings.ctr_run is not None:
-            from rqgmm.serve.scoring import CTRScorer
+        scorer = None
+        try:
+            if settings.registry is not None:
+                self.registry = self._registry_thread.submit(self._open_registry, settings.registry).result()
+            if settings.ctr_run is not None:
+                from rqgmm.serve.scoring import CTRScorer
 
-            self.scorer = CTRScorer(settings.ctr_run)
+                scorer = CTRScorer(settings.ctr_run)
+            self.lifecycle = Lifecycle(self.versions, self.registry, scorer, registry_name=settings.registry,
+                                       run_name=settings.ctr_run)
+            self._registry_thread.submit(self.lifecycle.check_start).result()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def scorer(self):
+        """The CTR scorer in agreement with the served version (None without --ctr-run)."""
+        return self.lifecycle.scorer
 
     @staticmethod
     def _open_registry(path: str):
@@ -129,6 +147,7 @@ class Service:
     def close(self) -> None:
         if self.registry is not None:
             self._registry_thread.submit(self.registry.close).result()
+            self.registry = None
         self._registry_thread.shutdown()
 
     # ------------------------------------------------------------------ request helpers
@@ -238,7 +257,7 @@ class Service:
         if new:
             rows = self.matrix([items[i].get("embedding") for i in new], "items[].embedding")
             codes = await self.batcher.encode(rows, version)
-            assigned = await self.on_registry(registry.assign, [ids[i] for i in new], codes, version.version)
+            assigned = await self.on_registry(self.lifecycle.assign, [ids[i] for i in new], rows, codes, version)
             self.metrics.assigned.inc(sum(a.new for a in assigned))
             for assignment in assigned:
                 known[assignment.item_id] = assignment
@@ -255,10 +274,33 @@ class Service:
         return FastJSONResponse({"item_id": item_id, "sid": list(found.sid), "version": found.version})
 
     async def tokenizer(self, request: Request) -> Response:
-        return FastJSONResponse(self.versions.current.summary())
+        try:  # file-system paths only for callers holding the token (or on a service without one)
+            self.authorize(request)
+            with_path = True
+        except HTTPError:
+            with_path = False
+        return FastJSONResponse(self.versions.current.summary(with_path=with_path))
 
     async def health(self, request: Request) -> Response:
         return FastJSONResponse({"status": "ok", "version": self.versions.current.version})
+
+    async def ready(self, request: Request) -> Response:
+        """200 when every configured endpoint can answer now, else 503 with the reasons."""
+        version = self.versions.current
+        checks, problems = {"encode": "ok"}, []
+        try:
+            found = await asyncio.wait_for(self.on_registry(self.lifecycle.problems, version), timeout=5)
+        except asyncio.TimeoutError:
+            found = ["the registry did not answer within 5 s"]
+        except Exception as error:  # noqa: BLE001 - an unreachable registry is a reason, not a crash
+            found = [f"the registry cannot be read: {type(error).__name__}: {error}"]
+        problems += found
+        if self.registry is not None:
+            checks["items"] = "ok" if not found else "not ready"
+        if self.scorer is not None:
+            checks["score"] = "ok" if not found else "not ready"
+        body = {"ready": not problems, "version": version.version, "checks": checks, "problems": problems}
+        return FastJSONResponse(body, status_code=200 if not problems else 503)
 
     async def metrics_page(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -272,8 +314,31 @@ class Service:
             path = payload.get("path")
             if path is not None and not isinstance(path, str):
                 raise HTTPError(422, "path: expected a string")
-        loaded = await asyncio.to_thread(self.versions.reload, path)
-        return FastJSONResponse({"version": loaded.version})
+        candidate = await asyncio.to_thread(self.versions.load, path)
+        return FastJSONResponse(await self.on_registry(self.lifecycle.switch_to, candidate))
+
+    async def migrate(self, request: Request) -> Response:
+        """Move the registry to a new tokenizer and serve it, as one step (see the module doc)."""
+        from rqgmm.io.tables import read_embeddings
+
+        self.authorize(request)
+        self._need_registry()
+        payload = await self.json_body(request)
+        for key in ("tokenizer", "catalogue"):
+            if not isinstance(payload.get(key), str):
+                raise HTTPError(422, f"{key}: expected the path of the new tokenizer and of the catalogue (Parquet"
+                                     " with an id column and an embedding column)")
+        for key in ("column", "id_column"):
+            if payload.get(key) is not None and not isinstance(payload[key], str):
+                raise HTTPError(422, f"{key}: expected a column name")
+        candidate = await asyncio.to_thread(self.versions.load, payload["tokenizer"])
+        table = await asyncio.to_thread(read_embeddings, payload["catalogue"], column=payload.get("column"),
+                                        id_column=payload.get("id_column"))
+        if table.id_name == "row":
+            raise HTTPError(422, f"catalogue {payload['catalogue']}: no item id column (a .npy has none)")
+        codes = await asyncio.to_thread(candidate.tokenizer.encode, table.embeddings)
+        ids = [str(i) for i in table.ids]
+        return FastJSONResponse(await self.on_registry(self.lifecycle.migrate, candidate, ids, codes))
 
     async def score(self, request: Request) -> Response:
         self.authorize(request)
@@ -288,13 +353,13 @@ class Service:
             raise HTTPError(422, "candidates: expected a non-empty list of {item_id, embedding?, features?}")
         if len(candidates) > self.settings.max_items:
             raise HTTPError(413, f"candidates: {len(candidates):,} is over the limit of {self.settings.max_items:,}")
-        version = self.versions.current
+        version, scorer = self.lifecycle.served()  # one version and one scorer for the whole request
         for index, candidate in enumerate(candidates):
             if not isinstance(candidate, dict) or not isinstance(candidate.get("item_id"), (str, int)):
                 raise HTTPError(422, f"candidates[{index}]: expected an object with an item_id")
             candidate["item_id"] = str(candidate["item_id"])
         unseen = [c for c in candidates if not scorer.knows(c["item_id"])]
-        sids = await self._sids_of_new_items(unseen, version)
+        sids = await self._sids_of_new_items(scorer, unseen, version)
         for candidate in candidates:
             item_id = candidate["item_id"]
             if not scorer.knows(item_id):
@@ -308,10 +373,10 @@ class Service:
         return FastJSONResponse({"scores": [float(s) for s in scores], "version": version.version,
                              "items": [{"item_id": c["item_id"], "sid": sids.get(c["item_id"])} for c in candidates]})
 
-    async def _sids_of_new_items(self, unseen: list[dict], version) -> dict[str, list[int] | None]:
+    async def _sids_of_new_items(self, scorer, unseen: list[dict], version) -> dict[str, list[int] | None]:
         """Semantic IDs (codes + suffix) of items the model has not seen: the registry's when it
         knows them, else assigned now from their embedding (encoded without a registry)."""
-        if not unseen or not (self.scorer.uses_sid or self.scorer.uses_content):
+        if not unseen or not (scorer.uses_sid or scorer.uses_content):
             return {}
         ids = list(dict.fromkeys(c["item_id"] for c in unseen))
         embeddings = {c["item_id"]: c.get("embedding") for c in unseen}
@@ -327,7 +392,7 @@ class Service:
             rows = self.matrix([embeddings[i] for i in missing], "candidates[].embedding")
             codes = await self.batcher.encode(rows, version)
             if self.registry is not None:
-                assigned = await self.on_registry(self.registry.assign, missing, codes, version.version)
+                assigned = await self.on_registry(self.lifecycle.assign, missing, rows, codes, version)
                 self.metrics.assigned.inc(sum(a.new for a in assigned))
                 known.update({a.item_id: list(a.sid) for a in assigned})
             else:
@@ -355,6 +420,8 @@ def build_app(settings: ServiceSettings) -> Starlette:
                 response = await handler(request)
             except HTTPError as error:
                 response = FastJSONResponse({"error": error.message}, status_code=error.status)
+            except (SwitchRefused, VersionMismatchError) as error:
+                response = FastJSONResponse({"error": str(error)}, status_code=409)
             except (InvalidInputError, RqgmmError) as error:
                 response = FastJSONResponse({"error": str(error)}, status_code=422)
             except Exception as error:  # noqa: BLE001 - one line to the client, never a trace
@@ -371,8 +438,9 @@ def build_app(settings: ServiceSettings) -> Starlette:
         loop = asyncio.get_running_loop()
         async def reload_on_signal() -> None:
             try:
-                loaded = await asyncio.to_thread(service.versions.reload)
-                print(f"rqgmm serve: SIGHUP: now serving {loaded.version}", file=sys.stderr)
+                candidate = await asyncio.to_thread(service.versions.load)
+                loaded = await service.on_registry(service.lifecycle.switch_to, candidate)
+                print(f"rqgmm serve: SIGHUP: now serving {loaded['version']}", file=sys.stderr)
             except Exception as error:  # noqa: BLE001 - the old version keeps serving; say why in one line
                 print(f"rqgmm serve: SIGHUP: reload failed, still serving {service.versions.current.version}:"
                       f" {error}", file=sys.stderr)
@@ -394,7 +462,9 @@ def build_app(settings: ServiceSettings) -> Starlette:
         route("/v1/tokenizer", service.tokenizer, ["GET"], "tokenizer"),
         route("/v1/score", service.score, ["POST"], "score"),
         route("/v1/admin/reload", service.reload, ["POST"], "reload"),
+        route("/v1/admin/migrate", service.migrate, ["POST"], "migrate"),
         route("/healthz", service.health, ["GET"], "healthz"),
+        route("/readyz", service.ready, ["GET"], "readyz"),
         route("/metrics", service.metrics_page, ["GET"], "metrics"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -10,6 +10,7 @@ content, with the out-of-vocabulary item ID, which item-ID dropout trained for t
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -41,6 +42,35 @@ class CTRScorer:
         self._numeric_position = {name: j for j, name in enumerate(self.encoder.numeric)}
 
     @property
+    def tokenizer_version(self) -> str | None:
+        """The version of the tokenizer whose semantic IDs the model's item rows hold."""
+        return self.config.tokenizer_version
+
+    def remapped(self, new_codes: dict[str, np.ndarray], version: str) -> "CTRScorer":
+        """A scorer for tokenizer ``version``: the items in ``new_codes`` (item id -> codes (L,),
+        a migration's new IDs without the suffix) get the semantic-ID fields of their new codes,
+        every other row and every weight stay as they are. This scorer is left untouched (it may
+        still be answering requests), so a service can swap the two in one step."""
+        import copy
+
+        with self._lock:
+            twin = copy.copy(self)
+            twin.model = copy.deepcopy(self.model)
+            twin.embedding = twin.model.embedding
+            twin._rows = dict(self._rows)
+            twin._lock = threading.Lock()
+            twin.config = dataclasses.replace(self.config, tokenizer_version=version)
+        if self.uses_sid:
+            names = [name for name in new_codes if name in twin._rows]
+            if names:
+                rows = torch.as_tensor([twin._rows[name] for name in names])
+                fields = self.encoder.sid_columns(np.stack([np.asarray(new_codes[n], np.int64) for n in names]))
+                table = twin.embedding.item_fields.clone()
+                table[rows, 1:] = torch.from_numpy(fields)
+                twin.embedding.item_fields = table
+        return twin
+
+    @property
     def uses_sid(self) -> bool:
         return self.encoder.uses_sid
 
@@ -59,11 +89,9 @@ class CTRScorer:
                 return self._rows[item_id]
             encoder = self.encoder
             if encoder.uses_sid:
-                sizes = encoder.sid_sizes
-                if codes is None or len(codes) != len(sizes) or any(not 0 <= c < k for c, k in zip(codes, sizes)):
-                    raise InvalidInputError(f"item {item_id!r}: semantic ID {codes} does not fit the run's codebook"
-                                            f" sizes {sizes} (was the run trained with this tokenizer?)")
-                row = self._field_row(np.asarray(codes, dtype=np.int64))
+                if codes is None:
+                    raise InvalidInputError(f"item {item_id!r} is new to the model: it needs a semantic ID")
+                row = np.concatenate([[0], encoder.sid_columns(np.asarray(codes, dtype=np.int64)[None])[0]])
             else:
                 row = np.zeros(self.embedding.item_fields.shape[1], dtype=np.int64)
             self.embedding.item_fields = torch.cat([self.embedding.item_fields, torch.from_numpy(row)[None]])
@@ -75,18 +103,6 @@ class CTRScorer:
             index = self.embedding.item_fields.shape[0] - 1
             self._rows[item_id] = index
             return index
-
-    def _field_row(self, codes: np.ndarray) -> np.ndarray:
-        """The item-field row (n_item_fields,) of an unknown item with semantic ID ``codes`` (L,)."""
-        from rqgmm.ctr.features import prefix_fields
-
-        row = [0]  # the out-of-vocabulary item ID
-        representation = self.encoder.sid_representation.split("+")
-        if "level" in representation:
-            row += [int(c) + 1 for c in codes]
-        if "prefix" in representation:
-            row += [int(p) + 1 for p in prefix_fields(codes[None], self.encoder.sid_sizes, self.encoder.prefix_buckets)[0]]
-        return np.array(row, dtype=np.int64)
 
     def inputs(self, context: dict, candidates: list[dict]) -> dict[str, np.ndarray]:
         """Model inputs (one row per candidate) for a request; ``candidates[i]["row"]`` is set.
