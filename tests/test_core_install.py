@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-BLOCKED = ["pandas", "matplotlib", "sentence_transformers", "ray", "starlette", "uvicorn", "orjson", "httpx"]
+BLOCKED = ["pandas", "matplotlib", "sentence_transformers", "ray", "starlette", "uvicorn", "orjson", "httpx",
+           "sklearn", "faiss", "prometheus_client"]
 RUN = ("import sys\n"
        f"for name in {BLOCKED!r}:\n"
        "    sys.modules[name] = None  # as if not installed\n"
@@ -30,6 +31,28 @@ def test_core_commands_run_without_the_extras(tmp_path):
     assert np.load(tmp_path / "codes.npy").shape == (1500, 2)
     info = rqgmm_without_extras("info", "tok", cwd=tmp_path)
     assert info.returncode == 0, info.stderr
+    decode = rqgmm_without_extras("decode", "tok", "codes.npy", "-o", "back.npy", "-q", cwd=tmp_path)
+    assert decode.returncode == 0, decode.stderr
+    assert np.load(tmp_path / "back.npy").shape == (1500, 8)
+    from rqgmm.io.tables import write_matrix
+
+    write_matrix(tmp_path / "items.parquet", X, np.array([f"item{i}" for i in range(1500)], dtype=object), "id")
+    assign = rqgmm_without_extras("registry", "assign", "ids.db", "tok", "items.parquet", cwd=tmp_path)
+    assert assign.returncode == 0 and "1500 new" in assign.stdout, assign.stderr
+    check = rqgmm_without_extras("registry", "check", "ids.db", cwd=tmp_path)
+    assert check.returncode == 0 and "consistent: 1500" in check.stdout, check.stderr
+
+
+def test_the_package_imports_without_scikit_learn():
+    """The errors module once fell back to a duplicate base class without scikit-learn."""
+    result = subprocess.run([sys.executable, "-c", "import sys; sys.modules['sklearn'] = None\n"
+                             "import rqgmm\nfrom rqgmm.errors import NotFittedError\n"
+                             "assert issubclass(NotFittedError, (ValueError, AttributeError))\n"
+                             "import numpy as np\n"
+                             "try:\n    rqgmm.RQKMeans().encode(np.zeros((2, 2)))\n"
+                             "except NotFittedError as e:\n    print('named:', e)"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "named: this RQKMeans is not fitted yet" in result.stdout, result.stderr
 
 
 def test_a_command_that_needs_an_extra_names_it(tmp_path):

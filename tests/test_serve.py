@@ -1,6 +1,7 @@
 """`rqgmm serve`: a real server process on a free loopback port, a real HTTP client."""
 
 import io
+import shutil
 import os
 import signal
 import socket
@@ -315,3 +316,60 @@ def test_sighup_reloads_the_tokenizer_directory(tmp_path, tokenizers, catalogue)
     finally:
         running.stop()
     assert f"SIGHUP: reload failed, still serving {load(tokenizers[1]).version}" in running.process.stderr.read()
+
+
+def test_a_registry_filled_by_the_cli_is_served_and_a_foreign_tokenizer_is_refused(tmp_path, tokenizers, catalogue):
+    """`rqgmm registry assign` and `rqgmm serve` name a tokenizer alike (its content version), so a
+    CLI-filled registry can take new items online; a reload to a tokenizer that is not the
+    registry's version answers 409 (it used to answer ok, then 422 on every request)."""
+    from click.testing import CliRunner
+
+    from rqgmm import RQGMM
+    from rqgmm.cli import main
+    from rqgmm.io.tables import write_matrix
+
+    write_matrix(tmp_path / "day0.parquet", catalogue[:500], np.array([f"i{k}" for k in range(500)], dtype=object),
+                 "item_id")
+    shutil.copytree(tokenizers[0], tmp_path / "renamed-deploy")  # the directory's name is not its identity
+    assigned = CliRunner().invoke(main, ["registry", "assign", str(tmp_path / "ids.db"), str(tokenizers[0]),
+                                         str(tmp_path / "day0.parquet")])
+    assert assigned.exit_code == 0, assigned.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        RQGMM(n_levels=2, codebook_size=16, seed=0, progress=False).fit(catalogue).save(tmp_path / "gmm")
+    running = Server(tmp_path / "renamed-deploy", "--registry", tmp_path / "ids.db")
+    try:
+        assert httpx.get(f"{running.url}/readyz").json()["ready"] is True
+        new = httpx.post(f"{running.url}/v1/items", json={"items": [
+            {"item_id": "fresh", "embedding": catalogue[2000].tolist()}, {"item_id": "i3", "embedding": None}]})
+        assert new.status_code == 200, new.text
+        assert [item["version"] for item in new.json()["items"]] == [load(tokenizers[0]).version] * 2
+        swapped = httpx.post(f"{running.url}/v1/admin/reload", json={"path": str(tmp_path / "gmm")})
+        assert swapped.status_code == 409 and "registry" in swapped.json()["error"]
+        assert "rqgmm registry migrate" in swapped.json()["error"]
+        after = httpx.post(f"{running.url}/v1/items", json={"items": [
+            {"item_id": "fresh2", "embedding": catalogue[2001].tolist()}]})
+        assert after.status_code == 200 and httpx.get(f"{running.url}/readyz").status_code == 200
+    finally:
+        running.stop()
+    with IDRegistry(tmp_path / "ids.db") as store:
+        assert store.check() == [] and len(store.items()) == 502
+
+
+def test_readyz_says_why_a_service_is_not_ready(tmp_path, tokenizers, catalogue):
+    """/healthz: the process is alive; /readyz: every configured endpoint can answer. A registry
+    moved to another version behind the service's back makes /readyz answer 503 with the reason."""
+    with IDRegistry(tmp_path / "ids.db", create=True) as store:
+        store.assign(["a"], load(tokenizers[0]).encode(catalogue[:1]), load(tokenizers[0]).version)
+    running = Server(tokenizers[0], "--registry", tmp_path / "ids.db")
+    try:
+        assert httpx.get(f"{running.url}/readyz").status_code == 200
+        with IDRegistry(tmp_path / "ids.db") as store:
+            store.migrate(["a"], load(tokenizers[1]).encode(catalogue[:1]), load(tokenizers[1]).version)
+        ready = httpx.get(f"{running.url}/readyz")
+        assert ready.status_code == 503 and "registry" in ready.json()["problems"][0]
+        assert httpx.get(f"{running.url}/healthz").status_code == 200
+        reload = httpx.post(f"{running.url}/v1/admin/reload", json={"path": str(tokenizers[1])})
+        assert reload.status_code == 200 and httpx.get(f"{running.url}/readyz").status_code == 200
+    finally:
+        running.stop()

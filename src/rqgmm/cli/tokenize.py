@@ -223,12 +223,12 @@ def decode(tokenizer_dir, codes, output, ignore_version, overwrite, quiet):
 def info(tokenizer_dir):
     """Print a saved tokenizer's manifest (class, hyperparameters, shapes) after verifying it as
     ``load`` does (same checks, same verdict)."""
-    from rqgmm.io.artifacts import load_artifact
+    from rqgmm.io.artifacts import load_artifact, manifest_version
     from rqgmm.quantize import ResidualTokenizer
 
     ResidualTokenizer.load(tokenizer_dir)  # every check load makes
     manifest, _ = load_artifact(tokenizer_dir)
-    summary = {k: manifest[k] for k in ("kind", "library_version", "params")}
+    summary = {"version": manifest_version(manifest), **{k: manifest[k] for k in ("kind", "library_version", "params")}}
     summary["arrays"] = {name: meta["shape"] for name, meta in manifest["arrays"].items()}
     click.echo(json.dumps(summary, indent=2))
 

@@ -51,20 +51,26 @@ class Lifecycle:
             return self.versions.current, self.scorer
 
     # ------------------------------------------------------------------ agreement
-    def problems(self, candidate: TokenizerVersion) -> list[str]:
+    def problems(self, candidate: TokenizerVersion, *, carry: bool = True) -> list[str]:
         """Why ``candidate`` cannot be served with this registry and CTR run (empty: it can), each
-        with the command that fixes it; a CTR run the registry can carry forward is no problem."""
+        with the command that fixes it. ``carry``: a CTR run the registry can carry forward (a
+        recorded migration from its version) is no problem; without it the run must be at
+        ``candidate``'s version already (how a service starts)."""
         found = []
         if self.registry is not None:
             current = self.registry.current_version
-            if current is not None and current != candidate.version:
+            if current is not None and current != candidate.version and candidate.version in self.registry.versions():
+                found.append(f"registry {self.registry_name} has moved past tokenizer version {candidate.version}"
+                             f" ({candidate.path}) to {current}; versions only move forward: serve the tokenizer of"
+                             f" version {current}")
+            elif current is not None and current != candidate.version:
                 found.append(f"registry {self.registry_name} is at tokenizer version {current}, the tokenizer"
                              f" {candidate.path} is version {candidate.version}: move the registry with"
                              f" `rqgmm registry migrate {self.registry_name} {candidate.path} CATALOGUE` (or POST"
                              f" /v1/admin/migrate), or serve the tokenizer of version {current}")
         scorer = self.scorer
         if scorer is not None and scorer.uses_sid and scorer.tokenizer_version != candidate.version \
-                and not self._can_carry(scorer.tokenizer_version, candidate.version):
+                and not (carry and self._can_carry(scorer.tokenizer_version, candidate.version)):
             made = ("records no tokenizer version" if scorer.tokenizer_version is None
                     else f"was trained with tokenizer version {scorer.tokenizer_version}")
             found.append(f"CTR run {self.run_name} {made}, the tokenizer {candidate.path} is version"
@@ -74,10 +80,9 @@ class Lifecycle:
 
     def check_start(self) -> None:
         """Refuse to start a service whose parts disagree, naming each disagreement."""
-        found = self.problems(self.versions.current)
+        found = self.problems(self.versions.current, carry=False)
         if found:
             raise VersionMismatchError("; ".join(found))
-        self.scorer = self._carried_scorer(self.versions.current)
 
     def _can_carry(self, old: str | None, new: str) -> bool:
         """Whether the registry recorded every migration from ``old`` to ``new``."""
