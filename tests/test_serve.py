@@ -1,8 +1,8 @@
 """`rqgmm serve`: a real server process on a free loopback port, a real HTTP client."""
 
 import io
-import shutil
 import os
+import shutil
 import signal
 import socket
 import subprocess
