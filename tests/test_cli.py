@@ -66,7 +66,7 @@ def test_nan_rows_fail_cleanly_or_are_dropped(tmp_path, blobs):
     assert result.exit_code == 0, result.output
     result = run("encode", tmp_path / "tok", tmp_path / "X.npy", "-o", tmp_path / "c.parquet", "--drop-invalid")
     assert result.exit_code == 0, result.output
-    assert "1 row(s) with NaN/Inf dropped" in result.output
+    assert "dropped 1 row(s) with NaN/Inf (first: row=7)" in result.output
     rows = pq.read_table(tmp_path / "c.parquet").column("row").to_pylist()
     assert 7 not in rows and len(rows) == len(blobs) - 1
 

@@ -8,9 +8,14 @@ import numpy as np
 
 BLOCKED = ["pandas", "matplotlib", "sentence_transformers", "ray", "starlette", "uvicorn", "orjson", "httpx",
            "sklearn", "faiss", "prometheus_client"]
-RUN = ("import sys\n"
-       f"for name in {BLOCKED!r}:\n"
-       "    sys.modules[name] = None  # as if not installed\n"
+# the extras behave as if not installed: importing them raises ModuleNotFoundError, as it would
+RUN = ("import importlib.abc, sys\n"
+       f"BLOCKED = {BLOCKED!r}\n"
+       "class NotInstalled(importlib.abc.MetaPathFinder):\n"
+       "    def find_spec(self, name, path, target=None):\n"
+       "        if name.split('.')[0] in BLOCKED:\n"
+       "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+       "sys.meta_path.insert(0, NotInstalled())\n"
        "from rqgmm.cli import main\n"
        "main(sys.argv[1:], prog_name='rqgmm')\n")
 

@@ -17,13 +17,14 @@ def test_every_results_document_names_a_config_that_still_parses():
     documents = sorted((ROOT / "docs" / "results").glob("*.md"))
     for document in documents:
         text = document.read_text()
-        benchmark = re.search(r"Produced by `python -m benchmarks\.(\w+)([^`]*)`", text)
-        if benchmark:  # a benchmark's document: the script and every option it was run with still exist
-            source = (ROOT / "benchmarks" / f"{benchmark.group(1)}.py").read_text()
+        benchmark = re.search(r"Produced by `python -m (benchmarks|tools)\.(\w+)([^`]*)`", text)
+        if benchmark:  # a script's document: the script and every option it was run with still exist
+            folder, name, options = benchmark.groups()
+            source = (ROOT / folder / f"{name}.py").read_text()
             if "add_markdown_option(parser)" in source:  # the option every benchmark shares
                 source += (ROOT / "benchmarks" / "common.py").read_text()
-            for option in re.findall(r"--[\w-]+", benchmark.group(2)):
-                assert f'"{option}"' in source, f"{document.name}: {benchmark.group(1)} has no option {option}"
+            for option in re.findall(r"--[\w-]+", options):
+                assert f'"{option}"' in source, f"{document.name}: {name} has no option {option}"
             continue
         command = re.search(r"Produced by `rqgmm (stream|serve)([^`]*)`", text)
         if command:  # a command's own document: every option it was run with still exists

@@ -161,8 +161,10 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
     write_codes(output, codes, ids, table.id_name, n_levels=tokenizer.n_levels, tokenizer_version=tokenizer.version,
                 overwrite=overwrite)
     if dropped.size:  # always said, even with -q: the output has fewer rows than the input
+        first = table.ids[dropped[0]]
+        first = first.item() if isinstance(first, np.generic) else first
         click.echo(f"rqgmm encode: dropped {dropped.size} row(s) with NaN/Inf (first: {table.id_name}="
-                   f"{table.ids[dropped[0]]!r}); {output} holds the {len(codes)} kept row(s) with their"
+                   f"{first!r}); {output} holds the {len(codes)} kept row(s) with their"
                    f" {table.id_name!r}", err=True)
     if not quiet:
         click.echo(f"encoded {len(codes)} rows into {tokenizer.n_levels} levels; wrote {output}")
