@@ -263,8 +263,8 @@ def run_week(workdir: str | Path, *, epochs: int = 3, new_share: float = 0.2, le
         "moved_mean_score_change": float(np.mean([abs(scores_after[i] - scores_before[i]) for i in moved]))
         if moved else 0.0,
         "restart_max_difference": max(abs(scores_restarted[i] - scores_after[i]) for i in probe),
-        "stale_starts_refused": [(r.returncode > 0, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "")
-                                 for r in stale],
+        "stale_starts_refused": [(r.returncode > 0, (r.stderr.strip().splitlines() or [""])[-1].replace(
+            f"{workdir}/", "")) for r in stale],
         "registry_check": check.stdout.strip() or check.stderr.strip(), "registry_check_ok": check.returncode == 0,
         "churn": float(mapping["changed"].mean()), "seconds": timings,
     })
@@ -292,8 +292,7 @@ def format_week(figures: dict) -> str:
         f"mean score change of a moved item: {f['moved_mean_score_change']:.4f}",
         f"restarted service (tok-v2 + remapped run) vs live service after the switch: largest score difference"
         f" {f['restart_max_difference']:.2e}",
-        "stale starts refused: " + "; ".join(f"{'refused' if refused else 'STARTED'}: {line[:160]}"
-                                             for refused, line in f["stale_starts_refused"]),
+        *(f"stale start {'refused' if refused else 'NOT REFUSED'}: {line}" for refused, line in f["stale_starts_refused"]),
         f"registry check: {f['registry_check']}",
         f"readiness after the switch: {json.dumps(f['ready_after'])}",
         "seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in f["seconds"].items()),
