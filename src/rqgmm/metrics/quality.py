@@ -129,6 +129,7 @@ class QualityReport:
     bic: tuple[float, ...] | None = None
     usage_counts: tuple[tuple[int, ...], ...] = field(default=(), repr=False)
     churn: ChurnStats | None = None
+    tokenizer_version: str | None = None  # the measured tokenizer's content version
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -368,7 +369,8 @@ class QualityAccumulator:
             log_likelihood = tuple((self.log_likelihood / self.n_items).tolist())
             bic = tuple(self.tokenizer.bic_from_log_likelihood(self.log_likelihood, self.n_items).tolist())
         return QualityReport(self.method, self.n_items, dim, tuple(self.sizes), reconstruction, usage, collisions,
-                             overlap, semantic, log_likelihood, bic, tuple(tuple(c.tolist()) for c in self.counts))
+                             overlap, semantic, log_likelihood, bic, tuple(tuple(c.tolist()) for c in self.counts),
+                             tokenizer_version=getattr(self.tokenizer, "version", None))  # duck-typed ones may lack it
 
     def _semantic(self, full_id: np.ndarray) -> SemanticStats:
         words = max(1, -(-len(self.vocabulary) // 64))
