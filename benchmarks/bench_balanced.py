@@ -39,7 +39,7 @@ def rmse(X: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> float:
 
 
 def ours(X: np.ndarray, k: int, balance: str | None, max_iter: int) -> dict:
-    model = RQKMeans(n_levels=1, codebook_size=k, balance=balance, max_iter=max_iter, seed=0, progress=False)
+    model = RQKMeans(n_levels=1, codebook_size=k, balance=balance, max_iter=max_iter, random_state=0, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, seconds = timed(model.fit, X)
@@ -69,7 +69,7 @@ def memmap_fit(rows: int, k: int, max_iter: int, tmpdir: str | None) -> dict:
         path = Path(directory) / "X.npy"
         write_memmap(path, rows)
         result = fit_memmap_in_child(
-            path, f"rqgmm.RQKMeans(n_levels=1, codebook_size={k}, balance='hard', max_iter={max_iter}, seed=0,"
+            path, f"rqgmm.RQKMeans(n_levels=1, codebook_size={k}, balance='hard', max_iter={max_iter}, random_state=0,"
                   " progress=False)",
             "{'iterations': model.n_iter_[0], 'largest_cluster': max(model.fit_cluster_sizes_[0]),"
             f" 'capacity': -(-X.shape[0] // {k})}}")

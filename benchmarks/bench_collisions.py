@@ -41,7 +41,7 @@ def knn_purity(vectors: np.ndarray, sets: list[frozenset], k: int = 10, block: i
 def compare(X: np.ndarray, sets: list[frozenset], levels: int, size: int, seed: int) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tokenizer = RQKMeans(n_levels=levels, codebook_size=size, seed=seed, progress=False).fit(X)
+        tokenizer = RQKMeans(n_levels=levels, codebook_size=size, random_state=seed, progress=False).fit(X)
     plain = tokenizer.encode(X)
     plain_rmse = float(np.sqrt(((tokenizer.decode(plain) - X) ** 2).mean()))
     out = {}

@@ -49,8 +49,8 @@ def main() -> None:
         n, dim = X.shape
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tokenizer = RQKMeans(n_levels=3, codebook_size=256, max_iter=10, seed=0, progress=False).fit(X)
-            gmm = RQGMM(n_levels=3, codebook_size=256, max_iter=10, seed=0, progress=False).fit(X)
+            tokenizer = RQKMeans(n_levels=3, codebook_size=256, max_iter=10, random_state=0, progress=False).fit(X)
+            gmm = RQGMM(n_levels=3, codebook_size=256, max_iter=10, random_state=0, progress=False).fit(X)
         rows = {}
         tokenizer.encode(X[:1000])  # first-call set-up is not throughput
         codes, seconds = timed(tokenizer.encode, X)

@@ -30,7 +30,7 @@ from rqgmm import RQGMM, RQKMeans
 
 def ours_one_level(X: np.ndarray, k: int, iterations: int) -> tuple[RQGMM, float, list]:
     """Fit one level; return (model, seconds, recorded initial parameters)."""
-    model = RQGMM(n_levels=1, codebook_size=k, max_iter=iterations, tol=0.0, seed=0, progress=False)
+    model = RQGMM(n_levels=1, codebook_size=k, max_iter=iterations, tol=0.0, random_state=0, progress=False)
     recorded = []
     original = model._initial_params
 
@@ -75,7 +75,7 @@ def rmse(X: np.ndarray, reconstruction: np.ndarray) -> float:
 
 
 def whole_gmm_fit(X: np.ndarray, levels: int, k: int, max_iter: int) -> dict:
-    ours = RQGMM(n_levels=levels, codebook_size=k, max_iter=max_iter, tol=1e-3, seed=0, progress=False)
+    ours = RQGMM(n_levels=levels, codebook_size=k, max_iter=max_iter, tol=1e-3, random_state=0, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         codes, ours_seconds = timed(ours.fit_encode, X)
@@ -102,7 +102,7 @@ def whole_kmeans_fit(X: np.ndarray, levels: int, k: int, iterations: int, init: 
     level, both on every row for ``iterations`` Lloyd iterations; fit + final assignment time."""
     import faiss
 
-    ours = RQKMeans(n_levels=levels, codebook_size=k, max_iter=iterations, tol=0.0, seed=0, init=init,
+    ours = RQKMeans(n_levels=levels, codebook_size=k, max_iter=iterations, tol=0.0, random_state=0, init=init,
                     progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

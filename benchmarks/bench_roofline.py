@@ -58,8 +58,8 @@ def encoding(X, k: int, repeats: int, levels: int = 3) -> dict:
     out = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        kmeans = RQKMeans(n_levels=levels, codebook_size=k, max_iter=5, seed=0, progress=False).fit(X)
-        gmm = RQGMM(n_levels=levels, codebook_size=k, max_iter=5, seed=0, progress=False).fit(X)
+        kmeans = RQKMeans(n_levels=levels, codebook_size=k, max_iter=5, random_state=0, progress=False).fit(X)
+        gmm = RQGMM(n_levels=levels, codebook_size=k, max_iter=5, random_state=0, progress=False).fit(X)
     for name, tokenizer, width in (("encode RQ-KMeans", kmeans, dim), ("encode RQ-GMM", gmm, 2 * dim)):
         tokenizer.encode(X[:1000])
         seconds = min(timed(tokenizer.encode, X)[1] for _ in range(repeats))

@@ -36,7 +36,7 @@ MEMORY_TARGET_MIB = 1536
 
 
 def fit_and_encode(X: np.ndarray, k: int, iterations: int) -> dict:
-    model = RQGMM(n_levels=1, codebook_size=k, max_iter=iterations, tol=0.0, seed=0, progress=False)
+    model = RQGMM(n_levels=1, codebook_size=k, max_iter=iterations, tol=0.0, random_state=0, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _, fit_seconds = timed(model.fit, X)

@@ -105,7 +105,7 @@ def ctr_run(directory: Path) -> Path:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        RQKMeans(n_levels=3, codebook_size=256, seed=0, progress=False).fit(movielens_item_embeddings()).save(
+        RQKMeans(n_levels=3, codebook_size=256, random_state=0, progress=False).fit(movielens_item_embeddings()).save(
             directory / "ml-tokenizer")
     config = RunConfig(dataset="ml-100k", split="cold-item", model="fnn", features="sid",
                        tokenizer=str(directory / "ml-tokenizer"), history_length=0,
@@ -129,7 +129,7 @@ def main() -> None:
         X = structured_data(100_000, 384)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            RQKMeans(n_levels=3, codebook_size=256, seed=0, max_iter=10, progress=False).fit(X).save(
+            RQKMeans(n_levels=3, codebook_size=256, random_state=0, max_iter=10, progress=False).fit(X).save(
                 directory / "tokenizer")
         process, url = start_server(directory / "tokenizer", "--registry", directory / "ids.db", "--threads",
                                     args.threads)

@@ -28,7 +28,7 @@ def rmse(X: np.ndarray, X_hat: np.ndarray) -> float:
 
 def ours(X: np.ndarray, levels: int, k: int, iterations: int, init: str, max_samples: int | None) -> dict:
     """One RQ-KMeans fit + encode of every row: seconds and RMSE."""
-    tokenizer = RQKMeans(n_levels=levels, codebook_size=k, max_iter=iterations, tol=0.0, seed=0, init=init,
+    tokenizer = RQKMeans(n_levels=levels, codebook_size=k, max_iter=iterations, tol=0.0, random_state=0, init=init,
                          max_samples=max_samples, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

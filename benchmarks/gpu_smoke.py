@@ -20,7 +20,7 @@ results = {}
 for device in ("cpu", "cuda"):
     if device == "cuda" and not torch.cuda.is_available():
         continue
-    model = RQGMM(n_levels=3, codebook_size=k, max_iter=10, tol=0.0, seed=0, device=device, batch_size=65536,
+    model = RQGMM(n_levels=3, codebook_size=k, max_iter=10, tol=0.0, random_state=0, device=device, batch_size=65536,
                   progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -12,7 +12,7 @@ from rqgmm.io import artifacts
 
 @pytest.fixture
 def fitted(blobs):
-    return RQGMM(n_levels=2, codebook_size=6, seed=0, progress=False).fit(blobs)
+    return RQGMM(n_levels=2, codebook_size=6, random_state=0, progress=False).fit(blobs)
 
 
 @pytest.mark.parametrize("klass", [RQGMM, RQKMeans])
@@ -28,7 +28,7 @@ def test_drop_invalid_skips_bad_rows(blobs):
     X = blobs.copy()
     X[5] = np.nan
     clean = np.delete(blobs, 5, axis=0)
-    params = dict(n_levels=2, codebook_size=6, seed=0, progress=False)
+    params = dict(n_levels=2, codebook_size=6, random_state=0, progress=False)
     dropped = RQGMM(**params).fit(X, drop_invalid=True)
     reference = RQGMM(**params).fit(clean)
     np.testing.assert_array_equal(dropped.means_[0], reference.means_[0])
@@ -76,7 +76,7 @@ def test_one_dimensional_input():
 
 
 @pytest.mark.parametrize("params, message", [
-    (dict(n_levels=0), "n_levels must be a positive int"),
+    (dict(n_levels=0), r"n_levels must be an int in \[1, 64\]"),
     (dict(codebook_size=[4, 4], n_levels=3), "lists 2 sizes but n_levels=3"),
     (dict(covariance_type="full"), "covariance_type must be one of"),
     (dict(reg_covar=0.0), "reg_covar must be a number > 0"),
@@ -155,7 +155,7 @@ def test_existing_output_is_refused_and_kept(tmp_path, fitted, blobs):
     with pytest.raises(OutputExistsError, match="already exists"):
         fitted.save(tmp_path / "tok")
     assert (tmp_path / "tok" / "manifest.json").read_text() == before
-    other = RQKMeans(n_levels=1, codebook_size=3, seed=0, progress=False).fit(blobs)
+    other = RQKMeans(n_levels=1, codebook_size=3, random_state=0, progress=False).fit(blobs)
     other.save(tmp_path / "tok", overwrite=True)
     assert isinstance(load(tmp_path / "tok"), RQKMeans)
 

@@ -29,7 +29,7 @@ def test_hard_balance_never_exceeds_the_capacity(case):
     n_levels = int(rng.integers(1, 3))
     sizes = [int(rng.integers(2, min(80, n // 2)) + 1) for _ in range(n_levels)]
     X = skewed(rng, n, int(rng.integers(2, 12)))
-    tokenizer = fit_quietly(RQKMeans(n_levels, sizes, balance="hard", seed=case, max_iter=8, progress=False), X)
+    tokenizer = fit_quietly(RQKMeans(n_levels, sizes, balance_mode="hard", random_state=case, max_iter=8, progress=False), X)
     for level, k in enumerate(sizes):
         fit_sizes = np.array(tokenizer.fit_cluster_sizes_[level])
         assert fit_sizes.shape == (k,) and fit_sizes.sum() == n
@@ -65,9 +65,9 @@ def test_capacity_rounds_give_a_contested_place_to_the_nearest_row():
 
 def test_soft_balance_lowers_the_largest_cluster_against_plain_kmeans():
     X = skewed(np.random.default_rng(1), 8000, 8)
-    plain = fit_quietly(RQKMeans(1, 32, seed=0, progress=False), X)
+    plain = fit_quietly(RQKMeans(1, 32, random_state=0, progress=False), X)
     largest_plain = np.bincount(plain.encode(X)[:, 0], minlength=32).max()
-    soft = fit_quietly(RQKMeans(1, 32, balance="soft", seed=0, progress=False), X)
+    soft = fit_quietly(RQKMeans(1, 32, balance_mode="soft", random_state=0, progress=False), X)
     assert max(soft.fit_cluster_sizes_[0]) < 0.5 * largest_plain
     # balancing costs some distortion but stays a sensible quantizer
     rmse = lambda t: np.sqrt(((t.decode(t.encode(X)) - X) ** 2).mean())  # noqa: E731
@@ -78,7 +78,7 @@ def test_balanced_fit_from_a_memmap_equals_the_in_memory_fit_and_survives_save_l
     X = skewed(np.random.default_rng(2), 3000, 6)
     np.save(tmp_path / "X.npy", X)
     mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
-    params = dict(n_levels=2, codebook_size=16, balance="hard", seed=0, batch_size=512, progress=False)
+    params = dict(n_levels=2, codebook_size=16, balance="hard", random_state=0, batch_size=512, progress=False)
     in_memory = fit_quietly(RQKMeans(**params), X)
     from_disk = fit_quietly(RQKMeans(**params), mapped)
     for a, b in zip(in_memory.codebooks_, from_disk.codebooks_):
@@ -91,7 +91,7 @@ def test_balanced_fit_from_a_memmap_equals_the_in_memory_fit_and_survives_save_l
 
 @pytest.mark.parametrize("params, message", [
     ({"balance": "medium"}, "balance must be None or one of"),
-    ({"balance": "soft", "balance_temperature": 0.0}, "balance_temperature must be a finite number > 0"),
+    ({"balance_mode": "soft", "balance_temperature": 0.0}, "balance_temperature must be a number > 0"),
     ({"balance": "soft", "balance_temperature": float("nan")}, "balance_temperature"),
 ])
 def test_bad_balance_settings_are_named(params, message):

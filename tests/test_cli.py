@@ -159,7 +159,7 @@ def test_rq_gmm_variant_options_reach_the_tokenizer(tmp_path, blobs):
     assert (params["covariance_type"], params["reg_covar_mode"], params["reg_covar"], params["weight_prior"],
             params["balance"], params["anneal_temperature"]) == ("tied", "relative", 0.01, 2.0, 0.5, 3.0)
     result = run("fit", tmp_path / "X.npy", "-o", tmp_path / "bad", "--balance", "2", "-q")
-    assert result.exit_code != 0 and "parameter balance must be a number in [0, 1] (0: plain EM), got 2.0" in result.output
+    assert result.exit_code != 0 and "parameter balance must be a number in [0, 1], got 2.0" in result.output
     assert not (tmp_path / "bad").exists()
 
 

@@ -52,7 +52,7 @@ def synthetic(tmp_path_factory):
         "name: synthetic\ninteractions: interactions.parquet\nitems: items.parquet\n"
         "columns: {user_id: uid, item_id: sku, label: clicked, timestamp: ts}\n"
         "categorical: [device]\nnumeric: [price]\nembedding_column: embedding\n")
-    tokenizer = RQKMeans(n_levels=2, codebook_size=[4, 4], seed=0, progress=False).fit(content)
+    tokenizer = RQKMeans(n_levels=2, codebook_size=[4, 4], random_state=0, progress=False).fit(content)
     tokenizer.save(root / "tokenizer")
     return {"root": root, "config": str(config), "tokenizer": str(root / "tokenizer"), "content": content}
 
@@ -195,7 +195,7 @@ def test_an_empty_split_is_named():
 
 
 def test_tokenizer_of_another_dimension_is_refused(synthetic, tmp_path):
-    RQKMeans(n_levels=1, codebook_size=4, seed=0, progress=False).fit(
+    RQKMeans(n_levels=1, codebook_size=4, random_state=0, progress=False).fit(
         np.random.default_rng(0).normal(size=(100, 5))).save(tmp_path / "tok5")
     config = RunConfig(dataset=synthetic["config"], features="sid", tokenizer=str(tmp_path / "tok5"), training=FAST)
     with pytest.raises(InvalidInputError, match="fitted on 5-d embeddings, but the item embeddings are 16-d"):

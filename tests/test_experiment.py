@@ -141,7 +141,7 @@ def test_a_study_name_with_a_path_is_refused(tmp_path):
 
 def test_tokenizer_entry_builds_with_its_params_above_the_extras():
     entry = TokenizerEntry("rq-gmm", 2, 8, {"max_iter": 7, "seed": 5})
-    tokenizer = entry.build(seed=1, progress=False)
+    tokenizer = entry.build(random_state=1, progress=False)
     assert (tokenizer.n_levels, tokenizer.codebook_size, tokenizer.max_iter, tokenizer.seed) == (2, 8, 7, 5)
     assert entry.name == "rq-gmm-2x8"
 

@@ -31,7 +31,7 @@ def data(tmp_path):
 
 
 def fitted(tmp_path, X, name="tok", **params):
-    tokenizer = RQKMeans(n_levels=2, codebook_size=4, seed=0, progress=False, **params).fit(X)
+    tokenizer = RQKMeans(n_levels=2, codebook_size=4, random_state=0, progress=False, **params).fit(X)
     tokenizer.save(tmp_path / name)
     return tmp_path / name
 
@@ -106,7 +106,7 @@ def test_a_kill_during_save_keeps_the_old_tokenizer(tmp_path, data):
         from rqgmm import RQKMeans
         import rqgmm.io.atomic as atomic
         X = np.load({str(tmp_path / 'X.npy')!r})
-        t = RQKMeans(n_levels=1, codebook_size=3, seed=1, progress=False).fit(X)
+        t = RQKMeans(n_levels=1, codebook_size=3, random_state=1, progress=False).fit(X)
         real = atomic._fsync_tree
         def die(root):
             real(root)
@@ -170,7 +170,7 @@ def test_rewritten_arrays_with_matching_checksums_are_checked_for_values(tmp_pat
 
     from rqgmm.io.artifacts import array_sha256
 
-    model = RQGMM(n_levels=1, codebook_size=4, seed=0, progress=False, max_iter=5)
+    model = RQGMM(n_levels=1, codebook_size=4, random_state=0, progress=False, max_iter=5)
     import warnings
 
     with warnings.catch_warnings():
@@ -204,7 +204,7 @@ def test_rq_gmm_with_a_relative_floor_handles_tiny_values(data):
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        codes = RQGMM(n_levels=1, codebook_size=8, seed=0, progress=False, reg_covar_mode="relative",
+        codes = RQGMM(n_levels=1, codebook_size=8, random_state=0, progress=False, reg_covar_mode="relative",
                       reg_covar=1e-3).fit_encode(data * 1e-3)
     assert len(np.unique(codes)) >= 6
 
@@ -212,7 +212,8 @@ def test_rq_gmm_with_a_relative_floor_handles_tiny_values(data):
 # ------------------------------------------------------------ 5. environment parameters
 @pytest.mark.parametrize("params, message", [
     ({"device": "bogus"}, "device must be"), ({"device": "tpu:0"}, "device must be"),
-    ({"seed": 2**70}, r"seed must be an int in \[0, 2\*\*63\)"), ({"seed": -1}, "seed must be"),
+    ({"random_state": 2**70}, r"random_state must be None \(fresh entropy\), an int in \[0, 2\*\*63\)"),
+    ({"seed": -1}, "seed must be"),
 ])
 def test_environment_parameters_are_checked_up_front(data, params, message):
     with pytest.raises(InvalidInputError, match=message):

@@ -25,10 +25,10 @@ def catalogue():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: RQKMeans(n_levels=2, codebook_size=8, seed=0, progress=False),
-    lambda: RQGMM(n_levels=2, codebook_size=8, seed=0, progress=False),
-    lambda: RQVAE(n_levels=2, codebook_size=8, seed=0, progress=False, **SMALL_VAE),
-    lambda: VQVAE(codebook_size=8, seed=0, progress=False, **SMALL_VAE),
+    lambda: RQKMeans(n_levels=2, codebook_size=8, random_state=0, progress=False),
+    lambda: RQGMM(n_levels=2, codebook_size=8, random_state=0, progress=False),
+    lambda: RQVAE(n_levels=2, codebook_size=8, random_state=0, progress=False, **SMALL_VAE),
+    lambda: VQVAE(codebook_size=8, random_state=0, progress=False, **SMALL_VAE),
 ], ids=["rq-kmeans", "rq-gmm", "rq-vae", "vq-vae"])
 def test_fitting_an_object_twice_equals_fitting_a_fresh_one(make, catalogue):
     with warnings.catch_warnings():
@@ -45,13 +45,13 @@ def test_fitting_an_object_twice_equals_fitting_a_fresh_one(make, catalogue):
 
 
 def test_the_version_is_the_content_not_the_place(tmp_path, catalogue):
-    tokenizer = RQKMeans(n_levels=2, codebook_size=8, seed=0, progress=False).fit(catalogue)
+    tokenizer = RQKMeans(n_levels=2, codebook_size=8, random_state=0, progress=False).fit(catalogue)
     tokenizer.save(tmp_path / "deploy-a")
     shutil.copytree(tmp_path / "deploy-a", tmp_path / "renamed")
     loaded = load(tmp_path / "renamed")
     loaded.device, loaded.progress, loaded.batch_size = "cpu", True, 7  # how it runs, not what it is
     assert tokenizer.version == artifact_version(tmp_path / "deploy-a") == loaded.version
-    other = RQKMeans(n_levels=2, codebook_size=8, seed=1, progress=False).fit(catalogue)
+    other = RQKMeans(n_levels=2, codebook_size=8, random_state=1, progress=False).fit(catalogue)
     assert other.version != tokenizer.version
     info = CliRunner().invoke(main, ["info", str(tmp_path / "renamed")])
     assert f'"version": "{tokenizer.version}"' in info.output
@@ -88,7 +88,7 @@ def test_dropped_rows_are_reported_and_never_misalign(tmp_path, catalogue):
     X = catalogue.copy()
     X[[4, 9]] = np.nan
     write_matrix(tmp_path / "X.parquet", X, np.array([f"item{i}" for i in range(len(X))], dtype=object), "id")
-    RQKMeans(n_levels=2, codebook_size=8, seed=0, progress=False).fit(catalogue).save(tmp_path / "tok")
+    RQKMeans(n_levels=2, codebook_size=8, random_state=0, progress=False).fit(catalogue).save(tmp_path / "tok")
     runner = CliRunner()
     refused = runner.invoke(main, ["encode", str(tmp_path / "tok"), str(tmp_path / "X.parquet"), "-o",
                                    str(tmp_path / "codes.npy"), "--drop-invalid"])

@@ -76,7 +76,7 @@ def test_overlap_approaches_k_for_separated_uniform_codes():
 
 
 def test_streaming_accumulator_equals_one_shot(blobs):
-    model = RQGMM(n_levels=2, codebook_size=[8, 6], seed=0, progress=False).fit(blobs)
+    model = RQGMM(n_levels=2, codebook_size=[8, 6], random_state=0, progress=False).fit(blobs)
     labels = [int(v) for v in (blobs[:, 0] > 0)]
     one_shot = quality_report(model, blobs, labels, chunk_size=len(blobs), overlap_items=1500, purity_items=800)
     chunked = quality_report(model, blobs, labels, chunk_size=333, overlap_items=1500, purity_items=800)
@@ -88,7 +88,7 @@ def test_streaming_accumulator_equals_one_shot(blobs):
 
 
 def test_reconstruction_is_cumulative_and_matches_decode(blobs):
-    model = RQKMeans(n_levels=3, codebook_size=8, seed=0, progress=False).fit(blobs)
+    model = RQKMeans(n_levels=3, codebook_size=8, random_state=0, progress=False).fit(blobs)
     report = quality_report(model, blobs)
     mse = report.reconstruction.mse
     assert mse[0] > mse[1] > mse[2]
@@ -103,7 +103,7 @@ def test_label_lift_finds_codes_that_follow_labels():
     centers = rng.normal(size=(6, 5)) * 10
     labels = rng.integers(0, 6, 1200)
     X = (centers[labels] + rng.normal(size=(1200, 5))).astype(np.float32)
-    model = RQKMeans(n_levels=1, codebook_size=6, seed=0, progress=False).fit(X)
+    model = RQKMeans(n_levels=1, codebook_size=6, random_state=0, progress=False).fit(X)
     report = quality_report(model, X, labels.tolist())
     assert report.semantic.level1_lift > 4.0  # chance is ~1/6, same code nearly always same label
     assert report.semantic.knn_purity > 0.9
@@ -112,8 +112,8 @@ def test_label_lift_finds_codes_that_follow_labels():
 
 
 def test_compare_reports_differences(blobs):
-    first = quality_report(RQKMeans(n_levels=1, codebook_size=4, seed=0, progress=False).fit(blobs), blobs)
-    second = quality_report(RQKMeans(n_levels=2, codebook_size=4, seed=0, progress=False).fit(blobs), blobs)
+    first = quality_report(RQKMeans(n_levels=1, codebook_size=4, random_state=0, progress=False).fit(blobs), blobs)
+    second = quality_report(RQKMeans(n_levels=2, codebook_size=4, random_state=0, progress=False).fit(blobs), blobs)
     result = compare(first, second)
     a, b = first.headline(), second.headline()
     assert result["difference"]["rmse"] == b["rmse"] - a["rmse"]
@@ -124,7 +124,7 @@ def test_compare_reports_differences(blobs):
 
 
 def test_accumulator_rejects_mismatched_chunks(blobs):
-    model = RQKMeans(n_levels=1, codebook_size=4, seed=0, progress=False).fit(blobs)
+    model = RQKMeans(n_levels=1, codebook_size=4, random_state=0, progress=False).fit(blobs)
     accumulator = QualityAccumulator(model)
     with pytest.raises(ValueError, match="do not describe the same items"):
         accumulator.update(np.zeros((3, 1), dtype=np.int64), blobs[:5])
@@ -173,13 +173,13 @@ def test_relocate_with_enough_capacity_makes_ids_unique(klass):
 
 def test_relocate_warns_when_capacity_is_too_small():
     X = _distinct_rows(n=300)
-    model = RQKMeans(n_levels=1, codebook_size=4, seed=0, progress=False).fit(X)
+    model = RQKMeans(n_levels=1, codebook_size=4, random_state=0, progress=False).fit(X)
     with pytest.warns(UserWarning, match="found no free last-level code"):
         model.encode(X, collisions="relocate")
 
 
 def test_bad_collision_options(blobs):
-    model = RQKMeans(n_levels=1, codebook_size=4, seed=0, progress=False).fit(blobs)
+    model = RQKMeans(n_levels=1, codebook_size=4, random_state=0, progress=False).fit(blobs)
     with pytest.raises(ValueError, match="collisions must be one of"):
         model.encode(blobs, collisions="drop")
     with pytest.raises(ValueError, match="capacity must be an int >= 1"):
@@ -254,7 +254,7 @@ def test_sinkhorn_repair_makes_ids_unique_moves_only_colliding_items_and_ignores
 
 def test_sinkhorn_on_one_level_without_room_is_named():
     X = _distinct_rows(n=300)
-    model = RQKMeans(n_levels=1, codebook_size=4, seed=0, progress=False).fit(X)
+    model = RQKMeans(n_levels=1, codebook_size=4, random_state=0, progress=False).fit(X)
     with pytest.raises(InvalidInputError, match="raise capacity to at least 75"):
         model.encode(X, collisions="sinkhorn")
     codes = model.encode(X, collisions="sinkhorn", capacity=75)

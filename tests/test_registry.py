@@ -126,7 +126,7 @@ def test_command_line_assign_check_export(tmp_path):
     X = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
     write_matrix(tmp_path / "X.parquet", X, np.array([f"item{i}" for i in range(200)]), "id")
     np.save(tmp_path / "X.npy", X)
-    RQKMeans(n_levels=2, codebook_size=4, seed=0, progress=False).fit(X).save(tmp_path / "tok")
+    RQKMeans(n_levels=2, codebook_size=4, random_state=0, progress=False).fit(X).save(tmp_path / "tok")
     runner = CliRunner()
     # a .npy has no item ids: its row numbers are not items' identities, so the registry refuses it
     refused = runner.invoke(main, ["registry", "assign", str(tmp_path / "r.db"), str(tmp_path / "tok"),

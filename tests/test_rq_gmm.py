@@ -55,7 +55,7 @@ def test_one_level_matches_scikit_learn_from_the_same_start(covariance_type):
 
 def test_float32_compute_stays_close_to_float64():
     X, _ = mixture_sample(n=3000, dim=16, n_components=8, seed=4)
-    common = dict(n_levels=2, codebook_size=8, max_iter=200, seed=0, progress=False)
+    common = dict(n_levels=2, codebook_size=8, max_iter=200, random_state=0, progress=False)
     low = RQGMM(precision="float32", **common).fit(X)
     high = RQGMM(precision="float64", **common).fit(X)
     np.testing.assert_allclose(low.lower_bound_, high.lower_bound_, rtol=1e-4)
@@ -63,7 +63,7 @@ def test_float32_compute_stays_close_to_float64():
 
 
 def test_log_likelihood_never_decreases_during_em(blobs):
-    model = RQGMM(n_levels=3, codebook_size=[12, 8, 5], max_iter=40, tol=1e-8, seed=0, progress=False)
+    model = RQGMM(n_levels=3, codebook_size=[12, 8, 5], max_iter=40, tol=1e-8, random_state=0, progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ComponentReseedWarning)  # a re-seed would break monotonicity
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -76,7 +76,7 @@ def test_log_likelihood_never_decreases_during_em(blobs):
 
 def test_recovers_a_known_mixture():
     X, truth = mixture_sample(n=20000, dim=4, n_components=4, separation=8.0, seed=7)
-    model = RQGMM(n_levels=1, codebook_size=4, covariance_type="diag", seed=0, progress=False).fit(X)
+    model = RQGMM(n_levels=1, codebook_size=4, covariance_type="diag", random_state=0, progress=False).fit(X)
     order = [int(np.argmin(np.linalg.norm(model.means_[0] - mean, axis=1))) for mean in truth["means"]]
     assert sorted(order) == [0, 1, 2, 3]
     np.testing.assert_allclose(model.means_[0][order], truth["means"], atol=0.05)
@@ -85,7 +85,7 @@ def test_recovers_a_known_mixture():
 
 
 def test_decode_of_encode_is_the_sum_of_selected_means(blobs):
-    model = RQGMM(n_levels=3, codebook_size=[10, 7, 5], seed=1, progress=False).fit(blobs)
+    model = RQGMM(n_levels=3, codebook_size=[10, 7, 5], random_state=1, progress=False).fit(blobs)
     codes = model.encode(blobs)
     expected = sum(model.means_[level][codes[:, level]] for level in range(3))
     np.testing.assert_allclose(model.decode(codes), expected, rtol=1e-5, atol=1e-5)
@@ -94,7 +94,7 @@ def test_decode_of_encode_is_the_sum_of_selected_means(blobs):
 
 
 def test_fit_encode_equals_encode_and_posterior_argmax(blobs):
-    model = RQGMM(n_levels=2, codebook_size=9, seed=0, batch_size=700, progress=False)
+    model = RQGMM(n_levels=2, codebook_size=9, random_state=0, batch_size=700, progress=False)
     codes = model.fit_encode(blobs)
     np.testing.assert_array_equal(codes, model.encode(blobs))
     for level in range(2):
@@ -104,9 +104,9 @@ def test_fit_encode_equals_encode_and_posterior_argmax(blobs):
 
 
 def test_same_seed_same_tokenizer_other_seed_differs(blobs):
-    first = RQGMM(n_levels=2, codebook_size=16, seed=5, progress=False).fit(blobs)
-    second = RQGMM(n_levels=2, codebook_size=16, seed=5, progress=False).fit(blobs)
-    third = RQGMM(n_levels=2, codebook_size=16, seed=6, progress=False).fit(blobs)
+    first = RQGMM(n_levels=2, codebook_size=16, random_state=5, progress=False).fit(blobs)
+    second = RQGMM(n_levels=2, codebook_size=16, random_state=5, progress=False).fit(blobs)
+    third = RQGMM(n_levels=2, codebook_size=16, random_state=6, progress=False).fit(blobs)
     for level in range(2):
         np.testing.assert_array_equal(first.means_[level], second.means_[level])
     assert not np.array_equal(first.means_[0], third.means_[0])
@@ -116,7 +116,7 @@ def test_out_of_core_memmap_fit_equals_in_memory_fit(tmp_path, blobs):
     path = tmp_path / "X.npy"
     np.save(path, blobs)
     mapped = np.load(path, mmap_mode="r")
-    params = dict(n_levels=2, codebook_size=[11, 6], seed=3, batch_size=512, progress=False)
+    params = dict(n_levels=2, codebook_size=[11, 6], random_state=3, batch_size=512, progress=False)
     in_memory = RQGMM(**params).fit(blobs)
     out_of_core = RQGMM(**params).fit(mapped)
     for level in range(2):
@@ -126,7 +126,7 @@ def test_out_of_core_memmap_fit_equals_in_memory_fit(tmp_path, blobs):
 
 
 def test_feature_cache_gives_the_same_tokenizer_as_rereading_every_iteration(blobs):
-    params = dict(n_levels=2, codebook_size=[9, 5], seed=1, batch_size=300, progress=False)
+    params = dict(n_levels=2, codebook_size=[9, 5], random_state=1, batch_size=300, progress=False)
     cached = RQGMM(cache_mib=1024, **params).fit(blobs)
     streamed = RQGMM(cache_mib=0, **params).fit(blobs)
     for level in range(2):
@@ -158,7 +158,7 @@ def test_feature_cache_keeps_features_only_within_its_budget():
 
 
 def test_chunk_size_changes_only_summation_order(blobs):
-    params = dict(n_levels=2, codebook_size=8, seed=0, precision="float64", progress=False)
+    params = dict(n_levels=2, codebook_size=8, random_state=0, precision="float64", progress=False)
     small = RQGMM(batch_size=256, **params).fit(blobs)
     large = RQGMM(batch_size=100000, **params).fit(blobs)
     np.testing.assert_allclose(small.means_[0], large.means_[0], rtol=1e-7, atol=1e-9)
@@ -166,7 +166,7 @@ def test_chunk_size_changes_only_summation_order(blobs):
 
 
 def test_save_load_gives_identical_codes(tmp_path, blobs):
-    model = RQGMM(n_levels=2, codebook_size=[13, 5], covariance_type="spherical", seed=2, progress=False).fit(blobs)
+    model = RQGMM(n_levels=2, codebook_size=[13, 5], covariance_type="spherical", random_state=2, progress=False).fit(blobs)
     model.save(tmp_path / "tok")
     restored = load(tmp_path / "tok")
     assert isinstance(restored, RQGMM)
@@ -177,7 +177,7 @@ def test_save_load_gives_identical_codes(tmp_path, blobs):
 
 
 def test_soft_residuals_encode_consistently_and_decode_selected_means(blobs):
-    model = RQGMM(n_levels=2, codebook_size=8, residual="soft", seed=0, progress=False)
+    model = RQGMM(n_levels=2, codebook_size=8, residual="soft", random_state=0, progress=False)
     codes = model.fit_encode(blobs)
     np.testing.assert_array_equal(codes, model.encode(blobs))
     expected = model.means_[0][codes[:, 0]] + model.means_[1][codes[:, 1]]
@@ -186,7 +186,7 @@ def test_soft_residuals_encode_consistently_and_decode_selected_means(blobs):
 
 @pytest.mark.parametrize("init", ["kmeans++", "random", "kmeans"])
 def test_every_init_fits(init, blobs):
-    model = RQGMM(n_levels=2, codebook_size=7, init=init, seed=0, progress=False).fit(blobs)
+    model = RQGMM(n_levels=2, codebook_size=7, init=init, random_state=0, progress=False).fit(blobs)
     assert np.isfinite(model.lower_bound_).all()
     assert len(np.unique(model.encode(blobs)[:, 0])) == 7
 
@@ -196,18 +196,18 @@ def test_empty_components_are_reseeded_with_a_warning():
     points = rng.normal(size=(6, 3)) * 10
     X = np.repeat(points, 50, axis=0)  # 6 distinct rows for 9 components: 3 start empty
     with pytest.warns(ComponentReseedWarning, match="re-seeded"):
-        model = RQGMM(n_levels=1, codebook_size=9, max_iter=5, seed=0, progress=False).fit(X)
+        model = RQGMM(n_levels=1, codebook_size=9, max_iter=5, random_state=0, progress=False).fit(X)
     assert np.isfinite(model.means_[0]).all() and np.all(model.weights_[0] > 0)
     assert model.n_reseeded_[0] > 0
 
 
 def test_convergence_warning_names_the_fix(blobs):
     with pytest.warns(ConvergenceWarning, match="raise max_iter"):
-        RQGMM(n_levels=1, codebook_size=12, max_iter=2, tol=0.0, seed=0, progress=False).fit(blobs)
+        RQGMM(n_levels=1, codebook_size=12, max_iter=2, tol=0.0, random_state=0, progress=False).fit(blobs)
 
 
 def test_bic_and_score_shapes(blobs):
-    model = RQGMM(n_levels=2, codebook_size=6, seed=0, progress=False).fit(blobs)
+    model = RQGMM(n_levels=2, codebook_size=6, random_state=0, progress=False).fit(blobs)
     assert model.score_levels(blobs).shape == (2,) and isinstance(model.score(blobs), float)
     assert model.bic_levels(blobs).shape == (2,) and model.bic(blobs) == pytest.approx(model.bic_levels(blobs).sum())
     assert model.score_levels(blobs)[0] == pytest.approx(model.lower_bound_[0], abs=0.05)
@@ -215,7 +215,7 @@ def test_bic_and_score_shapes(blobs):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_cuda_fit_matches_cpu(blobs):
-    params = dict(n_levels=2, codebook_size=8, seed=0, precision="float64", progress=False)
+    params = dict(n_levels=2, codebook_size=8, random_state=0, precision="float64", progress=False)
     cpu = RQGMM(device="cpu", **params).fit(blobs)
     gpu = RQGMM(device="cuda", **params).fit(blobs)
     np.testing.assert_allclose(cpu.means_[0], gpu.means_[0], rtol=1e-6, atol=1e-8)
@@ -223,7 +223,7 @@ def test_cuda_fit_matches_cpu(blobs):
 
 
 def test_bic_of_one_level_equals_scikit_learn_for_the_same_mixture(blobs):
-    model = RQGMM(n_levels=1, codebook_size=4, seed=0, progress=False).fit(blobs)
+    model = RQGMM(n_levels=1, codebook_size=4, random_state=0, progress=False).fit(blobs)
     reference = GaussianMixture(n_components=4, covariance_type="diag")
     reference.weights_ = np.asarray(model.weights_[0], dtype=np.float64)
     reference.means_ = np.asarray(model.means_[0], dtype=np.float64)

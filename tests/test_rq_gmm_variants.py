@@ -60,7 +60,7 @@ def test_half_strength_balance_lies_between_plain_and_full():
 
 def test_kmeans_then_em_never_ends_below_its_kmeans_start(blobs):
     for seed in (0, 1, 2):
-        model = RQGMM(n_levels=2, codebook_size=10, init="kmeans", max_iter=50, seed=seed, progress=False)
+        model = RQGMM(n_levels=2, codebook_size=10, init="kmeans", max_iter=50, random_state=seed, progress=False)
         fit_quietly(model, blobs)
         for history in model.log_likelihood_history_:
             # history[0] is the log-likelihood of the k-means start (hard-assignment parameters)

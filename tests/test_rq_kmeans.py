@@ -33,7 +33,7 @@ def test_chunked_statistics_match_a_numpy_lloyd_step(blobs):
 
 
 def test_inertia_is_close_to_scikit_learn(blobs):
-    ours = RQKMeans(n_levels=1, codebook_size=12, seed=0, progress=False).fit(blobs)
+    ours = RQKMeans(n_levels=1, codebook_size=12, random_state=0, progress=False).fit(blobs)
     reference = KMeans(12, n_init=1, random_state=0).fit(blobs)
     ours_inertia = ours.inertia_[0] * len(blobs)
     assert ours_inertia <= reference.inertia_ * 1.05
@@ -47,7 +47,7 @@ def test_kmeans_plusplus_picks_distinct_rows_of_the_sample(blobs):
 
 
 def test_decode_encode_and_roundtrip(tmp_path, blobs):
-    model = RQKMeans(n_levels=3, codebook_size=[10, 7, 3], seed=0, progress=False)
+    model = RQKMeans(n_levels=3, codebook_size=[10, 7, 3], random_state=0, progress=False)
     codes = model.fit_encode(blobs)
     np.testing.assert_array_equal(codes, model.encode(blobs))
     expected = sum(model.codebooks_[level][codes[:, level]] for level in range(3))
@@ -93,7 +93,7 @@ def test_empty_clusters_are_reseeded():
     points = np.random.default_rng(0).normal(size=(5, 4)) * 10
     X = np.repeat(points, 40, axis=0).astype(np.float32)
     with pytest.warns(ComponentReseedWarning):
-        model = RQKMeans(n_levels=1, codebook_size=8, max_iter=5, seed=0, progress=False).fit(X)
+        model = RQKMeans(n_levels=1, codebook_size=8, max_iter=5, random_state=0, progress=False).fit(X)
     assert np.isfinite(model.codebooks_[0]).all()
 
 
@@ -101,7 +101,7 @@ def test_kept_residuals_give_the_bit_identical_fit_and_respect_the_budget(monkey
     from rqgmm.quantize import kmeans
 
     X = np.random.default_rng(0).normal(size=(3000, 8)).astype(np.float32)
-    params = dict(n_levels=3, codebook_size=16, max_iter=8, tol=0.0, seed=0, progress=False, batch_size=512)
+    params = dict(n_levels=3, codebook_size=16, max_iter=8, tol=0.0, random_state=0, progress=False, batch_size=512)
     reads = {"kept": 0, "streamed": 0}
     original = kmeans.ResidualCache.reduce
 
@@ -125,7 +125,7 @@ def test_tiled_encoding_equals_a_float64_greedy_reference_near_ties_included():
     X = rng.normal(size=(9000, 16)).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tokenizer = RQKMeans(n_levels=3, codebook_size=32, max_iter=5, seed=0, progress=False).fit(X)
+        tokenizer = RQKMeans(n_levels=3, codebook_size=32, max_iter=5, random_state=0, progress=False).fit(X)
     first = tokenizer.codebooks_[0].astype(np.float64)
     # rows a hair closer to one of two first-level codewords than to the other (margin 2e-3 of
     # their distance: far above float32 rounding, far below the usual gaps)

@@ -21,7 +21,7 @@ def mixture():
 
 @pytest.fixture(scope="module")
 def fitted(mixture):
-    tokenizer = RQVAE(n_levels=2, codebook_size=16, seed=0, **SMALL)
+    tokenizer = RQVAE(n_levels=2, codebook_size=16, random_state=0, **SMALL)
     return tokenizer, tokenizer.fit_encode(mixture)
 
 
@@ -67,8 +67,8 @@ def test_save_load_round_trip_gives_identical_codes(fitted, mixture, tmp_path):
 
 def test_same_seed_same_codes_other_seed_differs(mixture, fitted):
     _, codes = fitted
-    again = RQVAE(n_levels=2, codebook_size=16, seed=0, **SMALL).fit_encode(mixture)
-    other = RQVAE(n_levels=2, codebook_size=16, seed=1, **SMALL).fit_encode(mixture)
+    again = RQVAE(n_levels=2, codebook_size=16, random_state=0, **SMALL).fit_encode(mixture)
+    other = RQVAE(n_levels=2, codebook_size=16, random_state=1, **SMALL).fit_encode(mixture)
     np.testing.assert_array_equal(again, codes)
     assert not np.array_equal(other, codes)
 
@@ -89,7 +89,7 @@ def test_dead_code_reseeding_rescues_a_collapsed_codebook(mixture, update):
 
 
 def test_vq_vae_has_one_level_and_round_trips(mixture, tmp_path):
-    tokenizer = VQVAE(codebook_size=16, seed=0, **SMALL)
+    tokenizer = VQVAE(codebook_size=16, random_state=0, **SMALL)
     codes = tokenizer.fit_encode(mixture)
     assert codes.shape == (len(mixture), 1)
     assert "n_levels" not in tokenizer.get_params()
@@ -100,7 +100,7 @@ def test_vq_vae_has_one_level_and_round_trips(mixture, tmp_path):
 
 
 def test_without_held_out_rows_trains_every_epoch(mixture):
-    tokenizer = RQVAE(n_levels=1, codebook_size=8, seed=0, validation_fraction=0.0,
+    tokenizer = RQVAE(n_levels=1, codebook_size=8, random_state=0, validation_fraction=0.0,
                       **{**SMALL, "max_epochs": 4}).fit(mixture)
     assert tokenizer.n_epochs_ == 4
     assert tokenizer.validation_history_ == tokenizer.loss_history_

@@ -68,8 +68,8 @@ def tokenizers(tmp_path_factory, catalogue):
     root = tmp_path_factory.mktemp("tokenizers")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        v1 = RQKMeans(n_levels=2, codebook_size=16, seed=0, progress=False).fit(catalogue[:2000])
-        v2 = RQKMeans(n_levels=2, codebook_size=16, seed=0, progress=False).fit(catalogue, previous=v1)
+        v1 = RQKMeans(n_levels=2, codebook_size=16, random_state=0, progress=False).fit(catalogue[:2000])
+        v2 = RQKMeans(n_levels=2, codebook_size=16, random_state=0, progress=False).fit(catalogue, previous=v1)
     v1.save(root / "v1")
     v2.save(root / "v2")
     return root / "v1", root / "v2"
@@ -246,7 +246,7 @@ def test_scores_over_http_equal_offline_predictions_and_new_items_score_like_col
         "name: synthetic\ninteractions: interactions.parquet\nitems: items.parquet\n"
         "columns: {user_id: uid, item_id: sku, label: clicked, timestamp: ts}\n"
         "categorical: [device]\nnumeric: [price]\nembedding_column: embedding\n")
-    RQKMeans(n_levels=2, codebook_size=[4, 4], seed=0, progress=False).fit(content).save(tmp_path / "tok")
+    RQKMeans(n_levels=2, codebook_size=[4, 4], random_state=0, progress=False).fit(content).save(tmp_path / "tok")
     config = RunConfig(dataset=str(tmp_path / "data.yaml"), split="cold-item", model="fnn", features="sid+emb",
                        tokenizer=str(tmp_path / "tok"), history_length=0,
                        model_params={"embed_dim": 8, "hidden_dims": [32]},
@@ -336,7 +336,7 @@ def test_a_registry_filled_by_the_cli_is_served_and_a_foreign_tokenizer_is_refus
     assert assigned.exit_code == 0, assigned.output
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        RQGMM(n_levels=2, codebook_size=16, seed=0, progress=False).fit(catalogue).save(tmp_path / "gmm")
+        RQGMM(n_levels=2, codebook_size=16, random_state=0, progress=False).fit(catalogue).save(tmp_path / "gmm")
     running = Server(tmp_path / "renamed-deploy", "--registry", tmp_path / "ids.db")
     try:
         assert httpx.get(f"{running.url}/readyz").json()["ready"] is True

@@ -59,7 +59,7 @@ def _clustered_catalogue(seed=0, n_items=600, n_clusters=6, n_sub=4, n_users=150
 
 def test_prefix_beats_level_on_new_items_when_the_label_needs_the_parent():
     dataset, content = _clustered_catalogue()
-    tokenizer = RQKMeans(n_levels=2, codebook_size=[6, 4], seed=0, progress=False).fit(content)
+    tokenizer = RQKMeans(n_levels=2, codebook_size=[6, 4], random_state=0, progress=False).fit(content)
     codes = tokenizer.encode(content)
     split = make_split(dataset.interactions, "cold-item", seed=0)
     cold = {}
@@ -134,7 +134,7 @@ def test_bad_ctr_options_are_named_before_training(tmp_path, options, message):
 
 def test_a_saved_run_keeps_its_representation(tmp_path):
     dataset, content = _clustered_catalogue(n_items=120, n_users=40, rows_per_user=30)
-    tokenizer = RQKMeans(n_levels=2, codebook_size=[4, 3], seed=0, progress=False).fit(content)
+    tokenizer = RQKMeans(n_levels=2, codebook_size=[4, 3], random_state=0, progress=False).fit(content)
     encoder = FeatureEncoder("sid", history_length=0, sid_representation="level+prefix", prefix_buckets=5)
     encoder.fit(dataset, np.arange(100), item_codes=tokenizer.encode(content),
                 codebook_sizes=tokenizer.codebook_sizes)

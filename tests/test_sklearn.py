@@ -4,7 +4,6 @@ scikit-learn's own estimator checks (skips listed with their reasons)."""
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
@@ -13,7 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.utils.validation import check_is_fitted
 
 from rqgmm import RQGMM, RQKMeans
-from rqgmm.errors import ConvergenceWarning, NotFittedError
+from rqgmm.errors import ConvergenceWarning, InvalidInputError, NotFittedError
 from rqgmm.quantize import RQVAE
 
 # Checks that do not apply to a tokenizer, each with the reason. Everything else must pass.
@@ -79,17 +78,39 @@ def test_pipeline_and_grid_search_over_codebook_size(X):
     assert search.cv_results_["mean_test_score"][0] < search.cv_results_["mean_test_score"][2]
 
 
-def test_random_state_and_seed(X):
-    by_seed = RQKMeans(n_levels=2, codebook_size=4, seed=5, progress=False).fit_encode(X)
-    by_state = RQKMeans(n_levels=2, codebook_size=4, seed=0, random_state=5, progress=False).fit_encode(X)
-    assert np.array_equal(by_seed, by_state)  # an int random_state is the seed
-    generator = RQKMeans(n_levels=2, codebook_size=4, random_state=np.random.RandomState(1), progress=False)
-    generator.fit(X)
-    assert isinstance(generator.seed_, int)
-    fresh = RQKMeans(n_levels=2, codebook_size=4, seed=None, progress=False).fit(X)
-    assert isinstance(fresh.seed_, int)
+def test_random_state_is_the_seed_and_seed_is_its_deprecated_spelling(X):
+    by_state = RQKMeans(n_levels=2, codebook_size=4, random_state=5, progress=False).fit_encode(X)
+    with pytest.warns(FutureWarning, match="seed is deprecated.*use random_state"):
+        by_seed = RQKMeans(n_levels=2, codebook_size=4, seed=5, progress=False).fit_encode(X)
+    assert np.array_equal(by_seed, by_state)
+    assert not np.array_equal(by_state, RQKMeans(n_levels=2, codebook_size=4, random_state=6,
+                                                 progress=False).fit_encode(X))
+    with pytest.raises(InvalidInputError, match="seed=5 and random_state=6 both given"):
+        RQKMeans(n_levels=2, codebook_size=4, seed=5, random_state=6, progress=False).fit(X)
+    drawn = RQKMeans(n_levels=2, codebook_size=4, random_state=np.random.RandomState(1), progress=False).fit(X)
+    assert drawn.seed_ == np.random.RandomState(1).randint(0, 2**31 - 1)  # one draw per fit, as scikit-learn
+    fresh = [RQKMeans(n_levels=1, codebook_size=4, random_state=None, progress=False).fit(X).seed_ for _ in range(2)]
+    assert fresh[0] != fresh[1]  # None: fresh entropy each fit
 
 
-def test_our_errors_are_scikit_learns():
-    assert issubclass(NotFittedError, SklearnNotFittedError)
-    assert issubclass(ConvergenceWarning, SklearnConvergenceWarning)
+def test_with_scikit_learn_loaded_our_errors_are_also_its_own():
+    """Where scikit-learn is loaded, what we raise and warn with is also its class (its estimator
+    checks and its users' filters see them); without it, rqgmm does not import it."""
+    from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+
+    with pytest.raises(SklearnNotFittedError) as raised:
+        RQKMeans().encode(np.zeros((3, 2), dtype=np.float32))
+    assert isinstance(raised.value, NotFittedError) and isinstance(raised.value, ValueError)
+    X = np.random.default_rng(0).normal(size=(400, 4)).astype(np.float32)
+    with pytest.warns(SklearnConvergenceWarning) as caught:
+        RQKMeans(n_levels=1, codebook_size=8, max_iter=1, tol=0, progress=False).fit(X)
+    assert any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    import subprocess
+    import sys
+
+    fresh = subprocess.run([sys.executable, "-c", "import sys, rqgmm.cli\nimport numpy as np\n"
+                            "from rqgmm import RQKMeans\n"
+                            "try:\n    RQKMeans().encode(np.zeros((3, 2), dtype=np.float32))\n"
+                            "except ValueError as e:\n    print(type(e).__mro__[1].__name__)\n"
+                            "print('sklearn' in sys.modules)"], capture_output=True, text=True, timeout=120)
+    assert fresh.stdout.split() == ["RqgmmError", "False"], fresh.stderr

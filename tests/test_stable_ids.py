@@ -105,8 +105,8 @@ def test_the_quality_report_measures_churn_against_a_previous_version(tmp_path):
 
     X, _ = mixture_sample(n=2000, dim=6, n_components=8, separation=3.0, seed=4)
     X = X.astype(np.float32)
-    v1 = quietly(RQKMeans(n_levels=2, codebook_size=8, seed=0, progress=False, max_iter=30).fit, X)
-    v2 = quietly(RQKMeans(n_levels=2, codebook_size=8, seed=1, progress=False, max_iter=30).fit, X[:1500])
+    v1 = quietly(RQKMeans(n_levels=2, codebook_size=8, random_state=0, progress=False, max_iter=30).fit, X)
+    v2 = quietly(RQKMeans(n_levels=2, codebook_size=8, random_state=1, progress=False, max_iter=30).fit, X[:1500])
     report = quality_report(v2, X, previous=v1)
     expected = id_churn(v1.encode(X), v2.encode(X))
     assert report.churn == expected and report.headline()["full_id_churn"] == expected.full_id_changed
@@ -122,7 +122,7 @@ def test_the_quality_report_measures_churn_against_a_previous_version(tmp_path):
 def test_sample_based_fitting(klass):
     X, _ = mixture_sample(n=4000, dim=6, n_components=8, separation=3.0, seed=6)
     X = X.astype(np.float32)
-    params = dict(n_levels=2, codebook_size=8, seed=0, progress=False, max_iter=20)
+    params = dict(n_levels=2, codebook_size=8, random_state=0, progress=False, max_iter=20)
     full = quietly(klass(**params).fit, X)
     enough = quietly(klass(max_samples=4000, **params).fit, X)  # a sample of every row is the full fit
     assert all(np.array_equal(a, b) for a, b in zip(full.codebooks_, enough.codebooks_))
@@ -161,7 +161,7 @@ def test_co_assignment_recovers_a_shuffled_level_exactly():
 
     X, _ = mixture_sample(n=3000, dim=6, n_components=8, separation=4.0, seed=1)
     X = X.astype(np.float32)
-    first = quietly(RQKMeans(n_levels=2, codebook_size=8, seed=0, progress=False, max_iter=30).fit, X)
+    first = quietly(RQKMeans(n_levels=2, codebook_size=8, random_state=0, progress=False, max_iter=30).fit, X)
     shuffled = load_copy(first)
     shuffled._permute_level(0, np.random.default_rng(3).permutation(8))
     shuffled._device_codebooks = []
@@ -176,7 +176,7 @@ def test_co_assignment_recovers_a_shuffled_level_exactly():
 def test_alignment_none_is_the_warm_start_alone_and_bad_names_are_refused():
     X, _ = mixture_sample(n=2000, dim=6, n_components=8, separation=4.0, seed=2)
     X = X.astype(np.float32)
-    params = dict(n_levels=2, codebook_size=8, seed=0, progress=False, max_iter=30)
+    params = dict(n_levels=2, codebook_size=8, random_state=0, progress=False, max_iter=30)
     first = quietly(RQKMeans(**params).fit, X)
     warm = quietly(RQKMeans(**{**params, "seed": 9}).fit, X, previous=first, alignment="none")
     # started from v1's codewords on v1's data, Lloyd stays near v1's fixed point, in v1's order
@@ -221,7 +221,7 @@ def test_cli_fit_with_previous_and_alignment(tmp_path):
     result = run("fit", tmp_path / "all.npy", "-o", tmp_path / "v2", "--previous", tmp_path / "v1",
                  "--alignment", "co-assignment", "--seed", "1", *common)
     assert result.exit_code == 0, result.output
-    expected = quietly(RQKMeans(n_levels=2, codebook_size=8, seed=1, progress=False).fit, X,
+    expected = quietly(RQKMeans(n_levels=2, codebook_size=8, random_state=1, progress=False).fit, X,
                        previous=load(tmp_path / "v1"), alignment="co-assignment")
     np.testing.assert_array_equal(load(tmp_path / "v2").encode(X), expected.encode(X))
     refused = run("fit", tmp_path / "all.npy", "-o", tmp_path / "v3", "--alignment", "none", *common)
@@ -229,7 +229,7 @@ def test_cli_fit_with_previous_and_alignment(tmp_path):
     fresh = run("fit", tmp_path / "all.npy", "-o", tmp_path / "v4", "--previous", tmp_path / "v1",
                 "--alignment", "co-assignment", "--no-warm-start", "--seed", "1", *common)
     assert fresh.exit_code == 0, fresh.output
-    expected = quietly(RQKMeans(n_levels=2, codebook_size=8, seed=1, progress=False).fit, X,
+    expected = quietly(RQKMeans(n_levels=2, codebook_size=8, random_state=1, progress=False).fit, X,
                        previous=load(tmp_path / "v1"), alignment="co-assignment", warm_start=False)
     np.testing.assert_array_equal(load(tmp_path / "v4").encode(X), expected.encode(X))
     refused = run("fit", tmp_path / "all.npy", "-o", tmp_path / "v5", "--no-warm-start", *common)

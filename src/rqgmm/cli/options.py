@@ -1,14 +1,13 @@
-"""Options shared by the commands, and tokenizer options generated from the tokenizer classes.
+"""Options shared by the commands, and tokenizer options generated from the declarations.
 
-Every keyword parameter of a tokenizer class becomes a ``rqgmm fit`` option (``max_iter`` ->
-``--max-iter``) with the help text of the class docstring; an option given for a method that
-does not take it is refused. Adding a parameter to a tokenizer adds the option.
+Every declared tokenizer parameter (:mod:`rqgmm.quantize.declarations`) becomes a ``rqgmm fit``
+option (``max_iter`` -> ``--max-iter``) with its declared one-line help and the methods that take
+it; an option given for a method that does not take it is refused. Declaring a parameter adds
+the option.
 """
 
 from __future__ import annotations
 
-import inspect
-import re
 import warnings
 
 import click
@@ -60,55 +59,40 @@ def device_option(function):
                         help="cpu, cuda, cuda:N or auto.")(function)
 
 
-def _docstring_help(klass) -> dict[str, str]:
-    """``name -> description`` from the Parameters section of a class docstring."""
-    text = (klass.__doc__ or "").split("Parameters", 1)[-1].split("Attributes", 1)[0]
-    text = " ".join(text.split())
-    pattern = re.compile(r"(?:(?<=^)|(?<=\. )|(?<=-- ))((?:[a-z_0-9]+, )*[a-z_0-9]+): ")
-    matches = list(pattern.finditer(text))
-    found = {}
-    for index, match in enumerate(matches):
-        end = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        for name in match.group(1).split(", "):
-            found.setdefault(name, text[match.end():end].strip())
-    return found
-
-
 def tokenizer_parameters() -> dict[str, dict]:
-    """``parameter -> {"methods": {method: default}, "help": str, "kind": int|float|str|list}``
-    for every keyword parameter of the tokenizer classes outside :data:`COMMON_PARAMETERS`."""
-    from rqgmm.quantize import TOKENIZERS
+    """``parameter -> {"methods": {method: default}, "helps": {method: help}, "help": str, "kind": type}``
+    for every declared tokenizer parameter outside :data:`COMMON_PARAMETERS`, from the
+    declarations (:mod:`rqgmm.quantize.declarations`; the classes and torch are not imported)."""
+    from rqgmm.quantize.declarations import METHOD_PARAMETERS
 
     table: dict[str, dict] = {}
-    for method, klass in TOKENIZERS.items():
-        described = _docstring_help(klass)
-        for parameter in inspect.signature(klass.__init__).parameters.values():
-            if parameter.name in ("self", *COMMON_PARAMETERS):
+    for method, (_, parameters) in METHOD_PARAMETERS.items():
+        for param in parameters:
+            if param.name in COMMON_PARAMETERS:
                 continue
-            entry = table.setdefault(parameter.name, {"methods": {}, "help": "", "helps": {}})
-            entry["methods"][method] = parameter.default
-            entry["helps"][method] = described.get(parameter.name, "")
-            texts = dict.fromkeys(entry["helps"].values())  # distinct descriptions, in order
-            entry["help"] = (next(iter(texts)) if len(texts) == 1 else
-                             " | ".join(f"{m}: {text}" for m, text in entry["helps"].items()))
-            default = parameter.default
-            kind = list if isinstance(default, (tuple, list)) else type(default)
-            # one option may mean different types for different methods (RQ-GMM's balance is a
-            # strength, RQ-KMeans' a mode name): such an option is read as text and converted per method
-            entry["kind"] = kind if entry.get("kind", kind) is kind else str
+            entry = table.setdefault(param.name, {"methods": {}, "helps": {}, "kinds": set()})
+            entry["methods"][method] = param.default
+            entry["helps"][method] = param.help
+            entry["kinds"].add(param.kind)
+    for entry in table.values():
+        texts = list(dict.fromkeys(entry["helps"].values()))
+        entry["help"] = texts[0] if len(texts) == 1 else "; ".join(f"{m}: {h}" for m, h in entry["helps"].items())
+        # one option may mean different types for different methods (RQ-GMM's balance is a strength,
+        # RQ-KMeans' deprecated balance a mode name): such an option is read as text, converted per method
+        entry["kind"] = entry["kinds"].pop() if len(entry["kinds"]) == 1 else str
     return table
 
 
 def tokenizer_options(function):
-    """Add one option per tokenizer parameter (see :func:`tokenizer_parameters`)."""
+    """Add one option per tokenizer parameter (see :func:`tokenizer_parameters`): its declared help,
+    then the methods that take it with their defaults."""
     for name, entry in sorted(tokenizer_parameters().items(), reverse=True):
         kind = entry["kind"]
-        defaults = ", ".join(f"{m}: {','.join(map(str, d)) if isinstance(d, (tuple, list)) else d}"
+        defaults = "; ".join(f"{m}: {','.join(map(str, d)) if isinstance(d, (tuple, list)) else d}"
                              for m, d in entry["methods"].items())
-        help_text = f"{entry['help']} [{defaults}]".strip()
         click_type = {int: int, float: float, bool: bool}.get(kind, str)
         function = click.option(f"--{name.replace('_', '-')}", name, type=click_type, default=None,
-                                help=help_text)(function)
+                                help=f"{entry['help']} [{defaults}]")(function)
     return function
 
 

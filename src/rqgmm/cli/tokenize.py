@@ -17,7 +17,7 @@ from rqgmm.cli.options import (
     tokenizer_from_options,
     tokenizer_options,
 )
-from rqgmm.quantize import METHODS
+from rqgmm.quantize.declarations import METHODS
 
 
 @click.command()
@@ -59,7 +59,7 @@ def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch
 
     show_warnings(quiet)
     refuse_existing(output, overwrite, "artifact")  # fail before the (long) fit, not after
-    common = {"seed": seed, "device": device, "batch_size": batch_size, "progress": False if quiet else None}
+    common = {"random_state": seed, "device": device, "batch_size": batch_size, "progress": False if quiet else None}
     tokenizer = tokenizer_from_options(method, n_levels, codebook_sizes(codebook_size), common, given)
     if engine == "ray":
         if previous is not None:

@@ -76,7 +76,7 @@ class PaperStudy(Study):
                 fits[entry.name] = read_json(record_path)
                 self.log(f"  {entry.name}: done before, loaded")
                 continue
-            tokenizer = entry.build(seed=int(self.config.seeds[0]), progress=self.progress)
+            tokenizer = entry.build(random_state=int(self.config.seeds[0]), progress=self.progress)
             tick = time.perf_counter()
             caught = fit_with_warnings(tokenizer, content)
             fits[entry.name] = {"fit_seconds": time.perf_counter() - tick, "warnings": caught,

@@ -143,7 +143,7 @@ def refit(entry: TokenizerEntry, strategy: str, seed: int, X: np.ndarray, v1):
     strategy, iterations = parse_strategy(strategy)
     if strategy == "frozen":
         return v1, 0.0
-    tokenizer = entry.build(seed=seed, progress=False)
+    tokenizer = entry.build(random_state=seed, progress=False)
     if iterations is not None:
         tokenizer.set_params(max_iter=iterations)
     started = time.perf_counter()
@@ -178,7 +178,7 @@ def growth_job(directory: str, config_json: dict, catalogue: str, entry_index: i
     order = growth_order(catalogue, len(X), seed)
     n_old = int(round(config.catalogues[catalogue] * len(X)))
     old_items = np.sort(order[:n_old])
-    v1 = entry.build(seed=seed, progress=False)
+    v1 = entry.build(random_state=seed, progress=False)
     fit_with_warnings(v1, X[old_items])
     v1_codes = v1.encode(X)
     code_dir = directory / "codes" / catalogue / entry.name / f"seed{seed}"

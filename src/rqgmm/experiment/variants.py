@@ -131,9 +131,9 @@ class VariantsConfig:
 
         levels, size = shape
         if method == BASELINE or method in self.kmeans_variants:
-            return make_tokenizer("rq-kmeans", levels, size, seed=seed, progress=False,
+            return make_tokenizer("rq-kmeans", levels, size, random_state=seed, progress=False,
                                   **{**self.baseline, **(self.kmeans_variants.get(method) or {})})
-        return make_tokenizer("rq-gmm", levels, size, seed=seed, progress=False,
+        return make_tokenizer("rq-gmm", levels, size, random_state=seed, progress=False,
                               **{**self.common, **(self.variants[method] or {})})
 
     def to_json(self) -> dict:

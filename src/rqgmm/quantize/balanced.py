@@ -37,11 +37,11 @@ import numpy as np
 import torch
 
 from rqgmm.progress import progress_bar
+from rqgmm.quantize.declarations import BALANCE_MODES  # noqa: E402,F401 - declared with the parameters
 from rqgmm.quantize.kmeans import LloydResult
 from rqgmm.quantize.reseed import split_heaviest
 from rqgmm.quantize.rowops import group_sums
 
-BALANCE_MODES = ("hard", "soft")
 N_CANDIDATES = 16
 SINKHORN_ITERATIONS = 5
 

@@ -12,24 +12,19 @@ codes are ``(n_items, n_levels)`` int64, code ``c`` at level ``l`` in ``[0, code
 from __future__ import annotations
 
 import contextlib
-import inspect
 import time
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from rqgmm.errors import InvalidInputError, NotFittedError
+from rqgmm.errors import InvalidInputError, not_fitted
 from rqgmm.progress import progress_bar
+from rqgmm.quantize.params import Declared, positive_int
 from rqgmm.quantize.residuals import MatrixResiduals, ResidualSource
-from rqgmm.quantize.rowops import TILE_ROWS, resolve_device, row_argmax, valid_device
-from rqgmm.validation import (
-    EmbeddingMatrix,
-    check_embeddings,
-    nonnegative_number,
-    positive_int,
-)
+from rqgmm.quantize.rowops import TILE_ROWS, resolve_device, row_argmax
+from rqgmm.validation import EmbeddingMatrix, check_embeddings
 
 # largest embedding width a saved tokenizer may declare (bounds allocation before any check)
 MAX_FEATURES = 1 << 20
@@ -39,53 +34,21 @@ ALIGNMENTS = ("codewords", "co-assignment", "none")
 MAX_SCALE, MIN_SCALE = 1e12, 1e-12
 
 
-class ResidualTokenizer:
+class ResidualTokenizer(Declared):
     """Base class: fit / encode / decode / fit_encode / save / load for residual tokenizers.
 
-    Subclasses define ``__init__`` with keyword hyperparameters only (no logic), a
-    ``_parameter_constraints`` mapping of parameter name to ``(check, description)``, and the
-    level hooks below.
+    Subclasses declare their hyperparameters in ``parameters`` (:mod:`rqgmm.quantize.params`:
+    ``__init__``, ``get_params``, validation, CLI options and docs come from there) and
+    implement the level hooks below.
     """
 
     _registry: ClassVar[dict[str, type["ResidualTokenizer"]]] = {}
     # True when level l is fitted on what levels < l left, in order, from one seeded generator
     _levels_fitted_in_order: ClassVar[bool] = True
-    _parameter_constraints: ClassVar[dict[str, tuple[Callable[[Any], bool], str]]] = {
-        "n_levels": (positive_int, "a positive int"),
-        "codebook_size": (
-            lambda v: positive_int(v) or (isinstance(v, (list, tuple)) and len(v) > 0
-                                           and all(positive_int(x) and x >= 1 for x in v)),
-            "a positive int or a list of positive ints, one per level",
-        ),
-        "max_iter": (positive_int, "a positive int"),
-        "tol": (nonnegative_number, "a number >= 0"),
-        "seed": (lambda v: v is None or (isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                         and 0 <= v < 2**63), "an int in [0, 2**63) or None (fresh entropy)"),
-        "random_state": (lambda v: v is None or isinstance(v, (np.random.RandomState, np.random.Generator)) or (
-            isinstance(v, (int, np.integer)) and not isinstance(v, bool) and 0 <= v < 2**63),
-            "None (use seed), an int in [0, 2**63), a numpy RandomState or Generator"),
-        "device": (valid_device, "'cpu', 'cuda', 'cuda:N' or 'auto'"),
-        "batch_size": (positive_int, "a positive int (rows per chunk)"),
-        "max_samples": (lambda v: v is None or positive_int(v), "None (all rows) or a positive int"),
-        "precision": (lambda v: v in ("float32", "float64"), "'float32' or 'float64'"),
-        "progress": (lambda v: v is None or isinstance(v, bool), "True, False or None (auto)"),
-    }
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         ResidualTokenizer._registry[cls.__name__] = cls
-
-    # ------------------------------------------------------------------ parameters
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        signature = inspect.signature(cls.__init__)
-        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        return [p.name for p in signature.parameters.values() if p.name != "self" and p.kind in kinds]
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyperparameters exactly as passed to ``__init__`` (scikit-learn's protocol; ``deep``
-        changes nothing: a tokenizer holds no sub-estimators)."""
-        return {name: getattr(self, name) for name in self._param_names()}
 
     def _json_params(self) -> dict[str, Any]:
         """:meth:`get_params` as JSON values for the manifest (tuples as lists, a device as its
@@ -103,35 +66,11 @@ class ResidualTokenizer:
             params[name] = value
         return params
 
-    def set_params(self, **params) -> "ResidualTokenizer":
-        """Set hyperparameters (scikit-learn's protocol, as used by ``Pipeline`` and
-        ``GridSearchCV``); returns ``self``."""
-        unknown = set(params) - set(self._param_names())
-        if unknown:
-            raise InvalidInputError(f"Invalid parameter(s) {sorted(unknown)} for {type(self).__name__}; valid"
-                                    f" parameters are {self._param_names()}")
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
-
-    def validate_params(self) -> None:
+    def validate_params(self, *, warn: bool = True) -> None:
         """Check every hyperparameter (raises :class:`InvalidInputError` naming the first bad one)."""
-        constraints = {}
-        for klass in reversed(type(self).__mro__):
-            constraints.update(getattr(klass, "_parameter_constraints", {}))
-        for name in self._param_names():
-            if name in constraints:
-                check, description = constraints[name]
-                value = getattr(self, name)
-                if not check(value):
-                    raise InvalidInputError(
-                        f"{type(self).__name__}: parameter {name} must be {description}, got {value!r}")
+        super().validate_params(warn=warn)
         sizes = self.codebook_sizes
-        max_samples = getattr(self, "max_samples", None)
+        max_samples = self.get_params().get("max_samples")
         if max_samples is not None and max_samples < max(sizes):
             raise InvalidInputError(f"{type(self).__name__}: max_samples={max_samples} is below the largest"
                                     f" codebook_size={max(sizes)}; a level needs at least one sampled row per code")
@@ -139,25 +78,18 @@ class ResidualTokenizer:
             raise InvalidInputError(
                 f"{type(self).__name__}: codebook_size lists {len(sizes)} sizes but n_levels={self.n_levels}")
 
-    def _seed_for_fit(self) -> int:
-        """The seed a fit uses: ``random_state`` when given (an int, or a draw from a numpy
-        RandomState / Generator, as scikit-learn does), else ``seed``, else fresh entropy
-        (``seed=None``). Fixed once per fit and kept in ``seed_``."""
-        if getattr(self, "_fit_seed", None) is not None:
-            return self._fit_seed
-        state = self.random_state
+    def _draw_seed(self) -> int:
+        """The seed of one fit: ``random_state`` (an int, or one draw from a numpy RandomState /
+        Generator, as scikit-learn does; None: fresh entropy), or the deprecated ``seed`` when
+        given. Each fit draws it once and keeps it in ``seed_``."""
+        state = self._param("random_state")
         if isinstance(state, np.random.RandomState):
-            seed = int(state.randint(0, 2**31 - 1))
-        elif isinstance(state, np.random.Generator):
-            seed = int(state.integers(0, 2**63 - 1))
-        elif state is not None:
-            seed = int(state)
-        elif self.seed is not None:
-            seed = int(self.seed)
-        else:
-            seed = int(np.random.SeedSequence().entropy % (2**63 - 1))
-        self._fit_seed = seed
-        return seed
+            return int(state.randint(0, 2**31 - 1))
+        if isinstance(state, np.random.Generator):
+            return int(state.integers(0, 2**63 - 1))
+        if state is not None:
+            return int(state)
+        return int(np.random.SeedSequence().entropy % (2**63 - 1))
 
     def __sklearn_tags__(self):
         """scikit-learn's estimator tags (read by ``check_is_fitted``, ``clone`` and the estimator
@@ -378,8 +310,6 @@ class ResidualTokenizer:
             raise InvalidInputError(
                 f"{matrix.name}: every row is identical (constant data); there is nothing to quantize")
         self._check_scale(moments, matrix.name)
-        self._fit_seed = None
-        self.seed_ = self._seed_for_fit()
         self.device_ = resolve_device(self.device)
         self.n_features_in_ = matrix.dim
         return matrix
@@ -432,8 +362,7 @@ class ResidualTokenizer:
         self.codebooks_: list[np.ndarray] = []
         self._device_codebooks: list[torch.Tensor] = []
         self._reset_fit_state()
-        self._fit_seed = None
-        self.seed_ = self._seed_for_fit()
+        self.seed_ = self._draw_seed()
         generator = torch.Generator().manual_seed(self.seed_)
         rng = np.random.default_rng(self.seed_)
         self.level_fit_seconds_: list[float] = []
@@ -512,7 +441,7 @@ class ResidualTokenizer:
     def check_fitted(self) -> None:
         """Raise :class:`NotFittedError` unless fitted or loaded; place the codebooks on the device."""
         if not hasattr(self, "codebooks_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(X) or load(path)")
+            raise not_fitted(f"this {type(self).__name__} is not fitted yet; call fit(X) or load(path)")
         if not hasattr(self, "_device_codebooks") or len(self._device_codebooks) != len(self.codebooks_):
             self.device_ = resolve_device(self.device)
             self._device_codebooks = [torch.as_tensor(c, device=self.device_) for c in self.codebooks_]
@@ -681,7 +610,7 @@ class ResidualTokenizer:
             raise ArtifactError(f"{path}: manifest names parameter(s) {unknown} that {kind} does not have")
         try:
             tokenizer = klass(**params)
-            tokenizer.validate_params()
+            tokenizer.validate_params(warn=False)
             n_features = attributes.get("n_features_in_")
             if not positive_int(n_features) or n_features > MAX_FEATURES:
                 raise InvalidInputError(f"n_features_in_ must be an int in [1, {MAX_FEATURES}], got {n_features!r}")

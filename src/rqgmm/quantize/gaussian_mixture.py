@@ -32,7 +32,7 @@ import torch
 # (256 x 11k) @ (11k x 768) on one core with MiniLM residuals).
 _LOG_RESP_FLOOR = -40.0
 
-COVARIANCE_TYPES = ("diag", "spherical", "tied")
+from rqgmm.quantize.declarations import COVARIANCE_TYPES  # noqa: E402,F401 - declared with the parameters
 
 
 def expansion_features(chunk: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:

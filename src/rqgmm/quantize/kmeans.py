@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import torch
 
 from rqgmm.progress import progress_bar
+from rqgmm.quantize.declarations import KMEANS_INITS  # noqa: E402,F401 - declared with the parameters
 from rqgmm.quantize.reseed import split_heaviest
 from rqgmm.quantize.residuals import ResidualSource
 from rqgmm.quantize.rowops import TILE_ROWS, group_sums, row_argmax
-
-KMEANS_INITS = ("kmeans++", "random")
 
 
 @dataclass

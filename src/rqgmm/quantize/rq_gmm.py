@@ -17,11 +17,11 @@ import warnings
 import numpy as np
 import torch
 
-from rqgmm.errors import ComponentReseedWarning, ConvergenceWarning, InvalidInputError
+from rqgmm.errors import ComponentReseedWarning, InvalidInputError, convergence_warning
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.base import ResidualTokenizer
+from rqgmm.quantize.declarations import GMM_INITS, RESIDUAL_MODES, RQGMM_PARAMETERS  # noqa: F401 - re-exported
 from rqgmm.quantize.gaussian_mixture import (
-    COVARIANCE_TYPES,
     FeatureCache,
     MixtureParams,
     MixtureScorer,
@@ -33,9 +33,6 @@ from rqgmm.quantize.kmeans import CentroidScorer, init_sample_size, lloyd, seed_
 from rqgmm.quantize.reseed import split_heaviest
 from rqgmm.validation import check_embeddings
 
-GMM_INITS = ("kmeans++", "random", "kmeans")
-RESIDUAL_MODES = ("hard", "soft")
-FLOOR_MODES = ("absolute", "relative")
 # reg_covar_mode="relative": a dimension's variance counts as at least this share of the mean one
 RELATIVE_FLOOR_MIN = 1e-6
 
@@ -54,49 +51,6 @@ KMEANS_INIT_MAX_ITER = 20
 class RQGMM(ResidualTokenizer):
     """Residual Gaussian-mixture tokenizer (RQ-GMM).
 
-    Parameters
-    ----------
-    n_levels: number of residual levels L.
-    codebook_size: mixture components per level, an int or a list of L ints (any size).
-    max_iter: EM iterations per level at most (after initialization).
-    tol: stop when the mean log-likelihood per row changes by less than ``tol`` (nats), as
-        scikit-learn's ``GaussianMixture``.
-    reg_covar: variance floor added to every variance: in the units of the squared embedding
-        (``reg_covar_mode="absolute"``) or as a fraction of the level's per-dimension residual
-        variance (``"relative"``, measured on the initialization sample; a dimension's variance
-        counts as at least 1e-6 of the mean one, so a constant dimension gets a usable floor).
-    reg_covar_mode: "absolute" or "relative", see ``reg_covar``.
-    covariance_type: "diag" (the default and the paper's: one diagonal per component), "tied"
-        (one diagonal shared by the level's components; its EM products are half as wide) or
-        "spherical" (one variance per component). In the variants study
-        (``experiments/variants.yaml``; README "Which tokenizer should I use?") "tied" was the best
-        variant on MiniLM embeddings of two real catalogues (RMSE within 0.7% of RQ-KMeans, higher
-        label lift, where "diag" was 1-3% worse on RMSE with lower lift), but the study's rule,
-        fixed in advance, did not make it the default: its unique-ID rate fell 0.006 below
-        RQ-KMeans' beyond seed noise on one of six catalogue-shape cells.
-    init: "kmeans++" (k-means++ centers on a sample, then weights and variances of the hard
-        assignment, as scikit-learn), "random" (random sample rows as centers) or "kmeans"
-        (k-means++ then Lloyd to convergence, so EM starts where RQ-KMeans ends).
-    residual: "hard" (x - mean of the chosen component) or "soft" (x - posterior-weighted mean).
-        ``decode`` always returns the sum of the chosen means.
-    weight_prior: concentration a >= 1 of a symmetric Dirichlet prior on the mixture weights
-        (MAP-EM: a - 1 pseudo-rows per component); 1 is maximum likelihood.
-    balance: strength b in [0, 1] of the capacity-aware E-step. After every E-step the weights
-        become the E-step's weights times ``target / soft count`` (target n / K), blended
-        geometrically with the maximum-likelihood weights: ``w_ml^(1 - b) * (w * target /
-        count)^b``. At b = 1 this is one Sinkhorn column-scaling step per EM pass (the next
-        E-step's posterior is the row normalization), whose fixed point gives every component
-        the same soft usage. The stored weights are the balanced ones, so ``encode`` uses them.
-        0 is plain EM.
-    anneal_temperature: start temperature T0 >= 1 of the E-step (deterministic annealing):
-        responsibilities proportional to ``(w N)^(1/T)``, T decaying geometrically from T0 to 1
-        over the first ``anneal_iter`` iterations; convergence is checked only at T = 1.
-    anneal_iter: EM iterations the annealing lasts (ignored when anneal_temperature is 1).
-    cache_mib: memory budget (MiB) for keeping a level's E-step features ``[x^2, x]`` (n x 2 dim
-        in the compute dtype) between EM iterations; larger inputs (e.g. a big ``np.memmap``)
-        are re-read chunk by chunk every iteration, so memory stays bounded. 0 never caches.
-    seed, device, batch_size, max_samples, precision, progress: as in :class:`RQKMeans`.
-
     Attributes
     ----------
     weights_: list of L arrays (K_l,) float64 mixture weights.
@@ -108,58 +62,12 @@ class RQGMM(ResidualTokenizer):
 
     Example::
 
-        tokenizer = RQGMM(n_levels=2, codebook_size=128, seed=0)
+        tokenizer = RQGMM(n_levels=2, codebook_size=128, random_state=0)
         codes = tokenizer.fit_encode(X)            # (n, 2) int64
         posterior = tokenizer.predict_proba(X, 0)  # (n, 128) float32
     """
 
-    _parameter_constraints = {
-        "init": (lambda v: v in GMM_INITS, f"one of {GMM_INITS}"),
-        "residual": (lambda v: v in RESIDUAL_MODES, f"one of {RESIDUAL_MODES}"),
-        "covariance_type": (lambda v: v in COVARIANCE_TYPES, f"one of {COVARIANCE_TYPES}"),
-        "reg_covar": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0,
-                      "a number > 0"),
-        "reg_covar_mode": (lambda v: v in FLOOR_MODES, f"one of {FLOOR_MODES}"),
-        "weight_prior": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1,
-                         "a number >= 1 (1: no prior)"),
-        "balance": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
-                    "a number in [0, 1] (0: plain EM)"),
-        "anneal_temperature": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 1,
-                               "a number >= 1 (1: no annealing)"),
-        "anneal_iter": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an int >= 0"),
-        "cache_mib": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0,
-                      "a number of MiB >= 0"),
-    }
-
-    def __init__(self, n_levels: int = 3, codebook_size: int | list[int] = 256, *, max_iter: int = 100,
-                 tol: float = 1e-3, reg_covar: float = 1e-6, reg_covar_mode: str = "absolute",
-                 covariance_type: str = "diag", init: str = "kmeans++", residual: str = "hard",
-                 weight_prior: float = 1.0, balance: float = 0.0, anneal_temperature: float = 1.0,
-                 anneal_iter: int = 10, seed: int | None = 0, random_state=None, device: str = "cpu",
-                 batch_size: int = 16384, max_samples: int | None = None, precision: str = "float32",
-                 cache_mib: float = 1024,
-                 progress: bool | None = None):
-        self.n_levels = n_levels
-        self.codebook_size = codebook_size
-        self.max_iter = max_iter
-        self.tol = tol
-        self.reg_covar = reg_covar
-        self.reg_covar_mode = reg_covar_mode
-        self.covariance_type = covariance_type
-        self.init = init
-        self.residual = residual
-        self.weight_prior = weight_prior
-        self.balance = balance
-        self.anneal_temperature = anneal_temperature
-        self.anneal_iter = anneal_iter
-        self.seed = seed
-        self.random_state = random_state
-        self.device = device
-        self.batch_size = batch_size
-        self.max_samples = max_samples
-        self.precision = precision
-        self.cache_mib = cache_mib
-        self.progress = progress
+    parameters = RQGMM_PARAMETERS
 
     @property
     def _dtype(self) -> torch.dtype:
@@ -275,7 +183,7 @@ class RQGMM(ResidualTokenizer):
             warnings.warn(
                 f"RQGMM level {level}: EM did not converge in max_iter={self.max_iter} iterations (last change"
                 f" of the mean log-likelihood {change:.3g} > tol={self.tol}); raise max_iter, raise tol,"
-                " or raise reg_covar if components keep collapsing", ConvergenceWarning, stacklevel=3)
+                " or raise reg_covar if components keep collapsing", convergence_warning(), stacklevel=3)
         if n_reseeded:
             warnings.warn(
                 f"RQGMM level {level}: re-seeded {n_reseeded} empty component(s) (less than"

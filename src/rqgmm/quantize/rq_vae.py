@@ -22,44 +22,19 @@ import torch.nn.functional as F
 
 from rqgmm.progress import progress_bar
 from rqgmm.quantize.base import ResidualTokenizer
+from rqgmm.quantize.declarations import RQVAE_PARAMETERS, VQVAE_PARAMETERS
 from rqgmm.quantize.kmeans import CentroidScorer, kmeans_in_memory
 from rqgmm.quantize.rowops import resolve_device
 from rqgmm.quantize.vae_network import ResidualAutoencoder
-from rqgmm.validation import EmbeddingMatrix, positive_int
+from rqgmm.validation import EmbeddingMatrix
 
-CODEBOOK_UPDATES = ("loss", "ema")
-CODEBOOK_INITS = ("kmeans", "random")
 IN_MEMORY_BYTES = 2 << 30  # training rows up to this size are read once; larger ones per batch
 
 
-# widest layer allowed: bounds what a (possibly edited) manifest can make us allocate
-MAX_WIDTH = 1 << 16
-
-
-def _fraction(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 0.5
 
 
 class RQVAE(ResidualTokenizer):
     """Residual-quantized variational autoencoder tokenizer (TIGER's RQ-VAE).
-
-    Parameters
-    ----------
-    n_levels, codebook_size: residual levels L and codes per level (int or list of L ints).
-    latent_dim: width of the quantized latent (TIGER: 32).
-    hidden_dims: encoder hidden widths; the decoder mirrors them (TIGER: 512, 256, 128).
-    beta: weight of the commitment loss (TIGER: 0.25).
-    codebook_update: "loss" (codebook loss, the paper's RQ-VAE) or "ema" (exponential moving
-        averages of assigned residuals, decay ``ema_decay``; no codebook loss).
-    dead_code_steps: re-seed a code with a residual of the current batch once it has gone unused
-        for this many consecutive training steps; 0 disables (the plain baseline).
-    codebook_init: "kmeans" (k-means on the latents of the first training batch, TIGER) or
-        "random" (standard normal codewords).
-    learning_rate: Adam step size. train_batch_size: rows per training step.
-    max_epochs: passes over the training rows at most. patience: stop after this many epochs
-        without a better held-out reconstruction error (relative improvement 1e-4).
-    validation_fraction: share of items held out for early stopping (0: train ``max_epochs``).
-    seed, device, batch_size (rows per encode chunk), progress: as for every tokenizer.
 
     Attributes
     ----------
@@ -70,61 +45,20 @@ class RQVAE(ResidualTokenizer):
 
     Example::
 
-        tokenizer = RQVAE(n_levels=3, codebook_size=256, seed=0)
+        tokenizer = RQVAE(n_levels=3, codebook_size=256, random_state=0)
         codes = tokenizer.fit_encode(X)      # (n, 3) int64
         X_hat = tokenizer.decode(codes)      # (n, dim): decoder(sum of codewords)
     """
 
+    parameters = RQVAE_PARAMETERS
+
     _levels_fitted_in_order = False  # encoder, decoder and codebooks are trained jointly
 
-    _parameter_constraints = {
-        "latent_dim": (lambda v: positive_int(v) and v <= MAX_WIDTH, f"a positive int up to {MAX_WIDTH}"),
-        "hidden_dims": (lambda v: isinstance(v, (list, tuple)) and len(v) <= 16
-                        and all(positive_int(x) and x <= MAX_WIDTH for x in v),
-                        f"a list of at most 16 positive ints up to {MAX_WIDTH} (may be empty)"),
-        "beta": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0, "a number >= 0"),
-        "codebook_update": (lambda v: v in CODEBOOK_UPDATES, f"one of {CODEBOOK_UPDATES}"),
-        "ema_decay": (lambda v: isinstance(v, float) and 0 < v < 1, "a float in (0, 1)"),
-        "dead_code_steps": (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0,
-                            "an int >= 0 (0 disables re-seeding)"),
-        "codebook_init": (lambda v: v in CODEBOOK_INITS, f"one of {CODEBOOK_INITS}"),
-        "learning_rate": (lambda v: isinstance(v, float) and v > 0, "a float > 0"),
-        "train_batch_size": (positive_int, "a positive int"),
-        "max_epochs": (positive_int, "a positive int"),
-        "patience": (positive_int, "a positive int"),
-        "validation_fraction": (_fraction, "a number in [0, 0.5)"),
-    }
-
-    def __init__(self, n_levels: int = 3, codebook_size: int | list[int] = 256, *, latent_dim: int = 32,
-                 hidden_dims: tuple[int, ...] = (512, 256, 128), beta: float = 0.25, codebook_update: str = "loss",
-                 ema_decay: float = 0.99, dead_code_steps: int = 0, codebook_init: str = "kmeans",
-                 learning_rate: float = 1e-3, train_batch_size: int = 256, max_epochs: int = 200,
-                 patience: int = 20, validation_fraction: float = 0.1, seed: int | None = 0, random_state=None, device: str = "cpu",
-                 batch_size: int = 16384, progress: bool | None = None):
-        self.n_levels = n_levels
-        self.codebook_size = codebook_size
-        self.latent_dim = latent_dim
-        self.hidden_dims = hidden_dims
-        self.beta = beta
-        self.codebook_update = codebook_update
-        self.ema_decay = ema_decay
-        self.dead_code_steps = dead_code_steps
-        self.codebook_init = codebook_init
-        self.learning_rate = learning_rate
-        self.train_batch_size = train_batch_size
-        self.max_epochs = max_epochs
-        self.patience = patience
-        self.validation_fraction = validation_fraction
-        self.seed = seed
-        self.random_state = random_state
-        self.device = device
-        self.batch_size = batch_size
-        self.progress = progress
-
     # ------------------------------------------------------------------ network
-    def _build_network(self, dim: int) -> ResidualAutoencoder:
+    def _build_network(self, dim: int, seed: int) -> ResidualAutoencoder:
+        """A fresh network for ``dim``-wide inputs, its weights drawn from ``seed``."""
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self._seed_for_fit())
+            torch.manual_seed(seed)
             network = ResidualAutoencoder(dim, self.latent_dim, list(self.hidden_dims), self.codebook_sizes,
                                           ema=self.codebook_update == "ema", decay=self.ema_decay)
         return network.to(self.device_)
@@ -166,10 +100,11 @@ class RQVAE(ResidualTokenizer):
         self.mean_ = moments.mean.astype(np.float32)
         self.scale_ = float(math.sqrt(max(float(moments.variance.mean()), 1e-30)))
         self._mean_tensor = torch.from_numpy(self.mean_).to(self.device_)
-        generator = torch.Generator().manual_seed(self._seed_for_fit())
+        self.seed_ = self._draw_seed()
+        generator = torch.Generator().manual_seed(self.seed_)
         train, held_out = self._split(matrix.n_rows, generator)
         rows = _RowSource(matrix, self.device_)
-        self.network_ = self._build_network(matrix.dim)
+        self.network_ = self._build_network(matrix.dim, self.seed_)
         self._train(rows, train, held_out, generator)
         self.network_.eval()
         self.codebooks_ = [self.network_.codebooks.codebook(level).detach().cpu().numpy().copy()
@@ -286,7 +221,7 @@ class RQVAE(ResidualTokenizer):
         self.device_ = resolve_device(self.device)
         self.mean_ = arrays["input.mean"]
         self._mean_tensor = torch.from_numpy(self.mean_).to(self.device_)
-        self.network_ = self._build_network(self.n_features_in_)
+        self.network_ = self._build_network(self.n_features_in_, 0)  # weights restored next
         for prefix, module in (("encoder", self.network_.encoder), ("decoder", self.network_.decoder)):
             state = {name: torch.from_numpy(arrays[f"{prefix}.{name}"]) for name in module.state_dict()}
             module.load_state_dict(state)
@@ -294,22 +229,10 @@ class RQVAE(ResidualTokenizer):
 
 
 class VQVAE(RQVAE):
-    """VQ-VAE tokenizer: :class:`RQVAE` with a single codebook (one code per item).
+    """VQ-VAE tokenizer: :class:`RQVAE` with a single codebook (one code per item)."""
 
-    Same parameters as :class:`RQVAE` except ``n_levels`` (always 1)."""
-
-    def __init__(self, codebook_size: int = 256, *, latent_dim: int = 32,
-                 hidden_dims: tuple[int, ...] = (512, 256, 128), beta: float = 0.25, codebook_update: str = "loss",
-                 ema_decay: float = 0.99, dead_code_steps: int = 0, codebook_init: str = "kmeans",
-                 learning_rate: float = 1e-3, train_batch_size: int = 256, max_epochs: int = 200,
-                 patience: int = 20, validation_fraction: float = 0.1, seed: int | None = 0, random_state=None, device: str = "cpu",
-                 batch_size: int = 16384, progress: bool | None = None):
-        super().__init__(1, codebook_size, latent_dim=latent_dim, hidden_dims=hidden_dims, beta=beta,
-                         codebook_update=codebook_update, ema_decay=ema_decay, dead_code_steps=dead_code_steps,
-                         codebook_init=codebook_init, learning_rate=learning_rate,
-                         train_batch_size=train_batch_size, max_epochs=max_epochs, patience=patience,
-                         validation_fraction=validation_fraction, seed=seed, device=device,
-                         batch_size=batch_size, progress=progress)
+    n_levels = 1
+    parameters = VQVAE_PARAMETERS
 
 
 class _RowSource:
