@@ -47,7 +47,7 @@ class _Group(click.Group):
                                        " traceback)") from None
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"max_content_width": 110})
 @click.version_option(package_name="rqgmm")
 @click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
 @click.pass_context

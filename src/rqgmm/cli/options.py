@@ -76,7 +76,8 @@ def tokenizer_parameters() -> dict[str, dict]:
             entry["kinds"].add(param.kind)
     for entry in table.values():
         texts = list(dict.fromkeys(entry["helps"].values()))
-        entry["help"] = texts[0] if len(texts) == 1 else "; ".join(f"{m}: {h}" for m, h in entry["helps"].items())
+        entry["help"] = texts[0] if len(texts) == 1 else " | ".join(f"{m}: {h.rstrip('.')}"
+                                                                     for m, h in entry["helps"].items())
         # one option may mean different types for different methods (RQ-GMM's balance is a strength,
         # RQ-KMeans' deprecated balance a mode name): such an option is read as text, converted per method
         entry["kind"] = entry["kinds"].pop() if len(entry["kinds"]) == 1 else str
@@ -88,8 +89,11 @@ def tokenizer_options(function):
     then the methods that take it with their defaults."""
     for name, entry in sorted(tokenizer_parameters().items(), reverse=True):
         kind = entry["kind"]
-        defaults = "; ".join(f"{m}: {','.join(map(str, d)) if isinstance(d, (tuple, list)) else d}"
-                             for m, d in entry["methods"].items())
+        shown = {m: ",".join(map(str, d)) if isinstance(d, (tuple, list)) else str(d) for m, d in entry["methods"].items()}
+        by_default = {}
+        for method, default in shown.items():
+            by_default.setdefault(default, []).append(method)
+        defaults = "; ".join(f"{', '.join(methods)}: {default}" for default, methods in by_default.items())
         click_type = {int: int, float: float, bool: bool}.get(kind, str)
         function = click.option(f"--{name.replace('_', '-')}", name, type=click_type, default=None,
                                 help=f"{entry['help']} [{defaults}]")(function)

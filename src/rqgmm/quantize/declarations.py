@@ -91,8 +91,7 @@ RQGMM_PARAMETERS = (
           " anneal_iter iterations; convergence is checked only at T = 1."),
     Param("anneal_iter", 10, *in_range(0, integer=True), "EM iterations the annealing lasts."),
     RANDOM_STATE, SEED, DEVICE, BATCH_SIZE, MAX_SAMPLES, PRECISION,
-    CACHE_MIB.but(help="Memory (MiB) for keeping a level's E-step features [x^2, x] between EM iterations;"
-                  " larger inputs are re-read chunk by chunk."),
+    CACHE_MIB.but(details="RQ-GMM keeps the E-step features [x^2, x] (n x 2 dim)."),
     PROGRESS,
 )
 

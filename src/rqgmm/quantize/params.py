@@ -35,10 +35,13 @@ class Param:
     details: str = ""
     positional: bool = False
     alias_of: str | None = None
+    value_type: type | None = None  # what a command-line value is read as, when the default does not say
 
     @property
     def kind(self) -> type:
         """The type a command-line value is read as."""
+        if self.value_type is not None:
+            return self.value_type
         if isinstance(self.default, (list, tuple)):
             return list
         if self.default is None or isinstance(self.default, str):
@@ -122,11 +125,12 @@ SEED = Param("seed", None, lambda v: v is None or _seed(v), "None or an int in [
 DEVICE = Param("device", "cpu", _device, "'cpu', 'cuda', 'cuda:N' or 'auto'", "Where to compute.")
 BATCH_SIZE = Param("batch_size", 16384, positive_int, "a positive int", "Rows per chunk (bounds memory).")
 MAX_SAMPLES = Param("max_samples", None, lambda v: v is None or positive_int(v), "None (all rows) or a positive int",
-                    "Fit each level on a seeded sample of this many rows, then encode all (None: all rows).")
+                    "Fit each level on a seeded sample of this many rows, then encode all (None: all rows).",
+                    value_type=int)
 PRECISION = Param("precision", "float32", *one_of("float32", "float64"),
                   "Compute dtype of the distance products (statistics are always float64).")
 CACHE_MIB = Param("cache_mib", 1024, *in_range(0), "Memory (MiB) for keeping a level's working rows between"
-                  " iterations; larger inputs are re-read chunk by chunk.")
+                  " iterations; larger inputs are re-read chunk by chunk.", value_type=float)
 PROGRESS = Param("progress", None, lambda v: v is None or isinstance(v, bool), "True, False or None (auto)",
                  "Show progress bars (None: only on a terminal).")
 
@@ -233,10 +237,10 @@ def _parameters_section(parameters: tuple[Param, ...]) -> str:
     return "\n".join(lines)
 
 
-def parameter_table(klass) -> str:
-    """A Markdown table of a tokenizer class's hyperparameters (name, default, allowed, meaning)."""
+def parameter_table(parameters: tuple[Param, ...]) -> str:
+    """A Markdown table of hyperparameter declarations (name, default, allowed, meaning)."""
     rows = ["| parameter | default | allowed | meaning |", "|---|---|---|---|"]
-    for p in klass.parameters:
+    for p in parameters:
         meaning = f"{p.help} {p.details}".strip().replace("|", "\\|")
         rows.append(f"| `{p.name}` | `{p.default!r}` | {p.allowed.replace('|', '/')} | {meaning} |")
     return "\n".join(rows)
