@@ -245,7 +245,7 @@ def test_sinkhorn_repair_makes_ids_unique_moves_only_colliding_items_and_ignores
     perm = np.random.default_rng(3).permutation(len(X))
     np.testing.assert_array_equal(model.encode(X[perm], collisions="sinkhorn"), codes[perm])
     # a balanced assignment costs little: the moved items mostly land on likely codes
-    scores = model._last_level_scores(X.astype(np.float32))
+    scores = model.last_level_scores(X.astype(np.float32))
     chosen = scores[np.arange(len(X)), codes[:, -1]]
     best = scores.max(axis=1)
     moved = (codes != plain).any(1)

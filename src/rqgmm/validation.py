@@ -220,3 +220,21 @@ def positive_int(value) -> bool:
 def nonnegative_number(value) -> bool:
     """True for a real number >= 0 (not a bool)."""
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and value >= 0
+
+
+# magnitudes (root mean square of the largest coordinate) float32 distance products handle safely
+MAX_SCALE, MIN_SCALE = 1e12, 1e-12
+
+
+def check_scale(moments, name: str) -> None:
+    """Refuse data whose magnitude float32 arithmetic cannot handle (squares overflow or vanish),
+    saying how to rescale it. ``moments``: the matrix's per-column mean and variance."""
+    scale = float(np.sqrt(np.max(moments.variance + moments.mean**2)))
+    if not np.isfinite(scale) or scale > MAX_SCALE:
+        raise InvalidInputError(
+            f"{name}: values reach a magnitude of ~{scale:.1e}; float32 products of numbers above ~{MAX_SCALE:.0e}"
+            f" overflow. Divide the embeddings by a constant (e.g. {scale:.0e}) before fitting")
+    if scale < MIN_SCALE:
+        raise InvalidInputError(
+            f"{name}: values are all below ~{scale:.1e}; their squares vanish in float32. Multiply the"
+            f" embeddings by a constant (e.g. {1 / max(scale, 1e-300):.0e}) before fitting")

@@ -79,8 +79,16 @@ def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch
         raise click.BadParameter("applies with --previous only", param_hint="--alignment")
     if anchor is None and not warm_start:
         raise click.BadParameter("applies with --previous only", param_hint="--no-warm-start")
-    tokenizer.fit(EmbeddingMatrix(table.embeddings, name=str(embeddings)), drop_invalid=drop_invalid, previous=anchor,
-                  alignment=alignment, warm_start=warm_start)
+    from rqgmm.quantize.levelwise import LevelwiseTokenizer
+
+    matrix = EmbeddingMatrix(table.embeddings, name=str(embeddings))
+    if anchor is None:
+        tokenizer.fit(matrix, drop_invalid=drop_invalid)
+    elif not isinstance(tokenizer, LevelwiseTokenizer):
+        raise click.BadParameter(f"{method} trains its levels jointly; aligned refits are for rq-kmeans and rq-gmm",
+                                 param_hint="--previous")
+    else:
+        tokenizer.fit(matrix, drop_invalid=drop_invalid, previous=anchor, alignment=alignment, warm_start=warm_start)
     tokenizer.save(output, overwrite=overwrite)
     if not quiet:
         click.echo(f"fitted {type(tokenizer).__name__} {tokenizer.codebook_sizes} on"

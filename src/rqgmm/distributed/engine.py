@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from rqgmm.errors import InvalidInputError, RqgmmError
-from rqgmm.quantize.residuals import sample_positions
+from rqgmm.quantize.residuals import ResidualSource, sample_positions
 
 # Test hook, fault injection: when set to a path that does not exist yet, the first block task to
 # see it creates the file and kills its own worker process (the engine must retry the task).
@@ -210,7 +210,7 @@ class RayBlocks:
         return int(self.offsets[-1])
 
 
-class RayResidualStream:
+class RayResidualStream(ResidualSource):
     """A :class:`rqgmm.quantize.residuals.ResidualSource` over Ray blocks: every reduction is one
     task per block that recomputes the block's residuals (codes of earlier levels are not kept)."""
 
@@ -240,9 +240,6 @@ class RayResidualStream:
         for part in parts:  # block order: a fixed summation order for a given dataset
             total = part if total is None else total + part
         return total
-
-    def local_chunks(self):
-        return None  # the rows live in the object store: statistics come through reduce
 
     def sample(self, size: int, rng: np.random.Generator) -> torch.Tensor:
         """The rows a single-machine fit with the same ``rng`` state would draw: (m, dim)."""

@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from rqgmm.errors import InvalidInputError
+
 COLLISION_MODES = ("none", "suffix", "relocate", "sinkhorn")
 SINKHORN_TEMPERATURE = 0.1   # relative to the spread of a group's scores
 SINKHORN_ITERATIONS = 200
@@ -158,3 +160,26 @@ def sinkhorn_repair(codes: np.ndarray, keys: np.ndarray, last_level_scores: Call
                       f" (capacity {capacity}); they keep colliding IDs. Raise capacity or the last codebook size.",
                       UserWarning, stacklevel=3)
     return codes
+
+
+def repair_collisions(codes: np.ndarray, matrix, last_level_scores: Callable[[np.ndarray], np.ndarray],
+                      mode: str, capacity: int, codebook_sizes: list[int]) -> np.ndarray:
+    """Codes (n, L) of the rows of ``matrix`` (an :class:`~rqgmm.validation.EmbeddingMatrix`) made
+    unique by ``mode`` ("suffix", "relocate" or "sinkhorn", see ``ResidualTokenizer.encode``): a
+    step applied to codes, after encoding. ``last_level_scores(rows (m, dim)) -> (m, K_last)``
+    ranks a colliding item's alternative last-level codes."""
+    keys = np.concatenate([content_keys(matrix.read(s, min(s + 65536, matrix.n_rows)))
+                           for s in range(0, matrix.n_rows, 65536)])
+    if mode == "suffix":
+        return add_suffix(codes, keys)
+    scores = lambda positions: last_level_scores(matrix.take(positions))  # noqa: E731
+    if mode == "sinkhorn":
+        if len(codebook_sizes) == 1 and matrix.n_rows > codebook_sizes[0] * capacity:
+            largest = int(np.unique(codes[:, 0], return_counts=True)[1].max())
+            raise InvalidInputError(
+                f"collisions='sinkhorn' on a one-level tokenizer: {matrix.n_rows} items cannot have unique"
+                f" IDs among {codebook_sizes[0]} codes x capacity {capacity} (largest collision group:"
+                f" {largest}); raise capacity to at least {-(-matrix.n_rows // codebook_sizes[0])},"
+                " use more levels, or collisions='suffix'")
+        return sinkhorn_repair(codes, keys, scores, capacity)
+    return relocate(codes, keys, scores, capacity)

@@ -135,6 +135,18 @@ PROGRESS = Param("progress", None, lambda v: v is None or isinstance(v, bool), "
                  "Show progress bars (None: only on a terminal).")
 
 
+def draw_seed(state) -> int:
+    """The seed of one fit from ``random_state``: an int as it is, one draw from a numpy
+    RandomState / Generator (as scikit-learn does), fresh entropy for None."""
+    if isinstance(state, np.random.RandomState):
+        return int(state.randint(0, 2**31 - 1))
+    if isinstance(state, np.random.Generator):
+        return int(state.integers(0, 2**63 - 1))
+    if state is not None:
+        return int(state)
+    return int(np.random.SeedSequence().entropy % (2**63 - 1))
+
+
 class Declared:
     """Mixin: builds ``__init__`` and ``get_params`` from the class's ``parameters``."""
 

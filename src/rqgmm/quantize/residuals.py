@@ -10,47 +10,70 @@ cluster (``ResidualTokenizer.fit_source``).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 
+from rqgmm.errors import InvalidInputError
 from rqgmm.progress import progress_bar
 from rqgmm.validation import EmbeddingMatrix
 
 
-@runtime_checkable
-class ResidualSource(Protocol):
+class ResidualSource:
     """The residuals of ``n_rows`` training rows of width ``dim`` at the level being fitted.
 
     The tokenizer sets ``level`` before fitting each level and calls ``store_codes(level)`` once
     the level is fitted (a source may keep the codes so later levels need not recompute them).
+    Every member is declared here: the required ones raise ``NotImplementedError``; the optional
+    ones say "not available" (None, or a named error), so a fit never probes a source with
+    ``hasattr``.
     """
 
-    level: int
+    level: int = 0
 
     @property
-    def n_rows(self) -> int: ...
+    def n_rows(self) -> int:
+        raise NotImplementedError
 
     @property
-    def dim(self) -> int: ...
+    def dim(self) -> int:
+        raise NotImplementedError
 
     def sample(self, size: int, rng: np.random.Generator) -> torch.Tensor:
         """Residuals of ``min(size, n_rows)`` rows drawn uniformly without replacement by
         ``rng`` (positions sorted): (m, dim). Same ``rng`` state, same rows on every source."""
+        raise NotImplementedError
 
     def reduce(self, function: Callable[[torch.Tensor], Any]) -> Any:
         """``function(chunk)`` summed (``+``) over residual chunks (m, dim) in row order."""
-
-    def local_chunks(self) -> Callable[[], Iterator[torch.Tensor]] | None:
-        """A function that re-reads every residual chunk in this process, or None when the rows
-        live elsewhere (then statistics can only be taken through ``reduce``)."""
+        raise NotImplementedError
 
     def store_codes(self, level: int) -> None:
         """Called once level ``level`` is fitted."""
 
+    # optional: what only a source holding its rows in this process can offer
+    def local_chunks(self) -> Callable[[], Iterator[torch.Tensor]] | None:
+        """A function that re-reads every residual chunk in this process, or None when the rows
+        live elsewhere (then statistics can only be taken through ``reduce``)."""
+        return None
 
-class MatrixResiduals:
+    def training_rows(self) -> EmbeddingMatrix | None:
+        """The training rows themselves (to encode them with another version), or None."""
+        return None
+
+    def rows(self, positions: np.ndarray) -> torch.Tensor:
+        """Residuals (p, dim) of the rows at sorted ``positions`` (sources with local rows)."""
+        raise InvalidInputError(f"a {type(self).__name__} cannot read rows by position; this needs the rows in"
+                                " this process (the local engine)")
+
+    def sample_source(self, size: int, rng: np.random.Generator) -> "ResidualSource":
+        """A source over a uniform sample of ``size`` rows (sources with local rows)."""
+        raise InvalidInputError(f"max_samples is not supported by a {type(self).__name__} source; fit on all"
+                                " rows (max_samples=None)")
+
+
+class MatrixResiduals(ResidualSource):
     """A :class:`ResidualSource` over a validated matrix (array or memmap), read in chunks.
 
     The codes of finished levels are kept in memory ((n, n_levels) int64, 8 bytes per row and
@@ -96,6 +119,9 @@ class MatrixResiduals:
 
     def local_chunks(self) -> Callable[[], Iterator[torch.Tensor]]:
         return lambda: (chunk for _, chunk in self.chunks())
+
+    def training_rows(self) -> EmbeddingMatrix:
+        return self.matrix
 
     def sample(self, size: int, rng: np.random.Generator) -> torch.Tensor:
         return self.rows(sample_positions(self.n_rows, size, rng))

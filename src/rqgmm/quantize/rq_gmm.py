@@ -19,7 +19,6 @@ import torch
 
 from rqgmm.errors import ComponentReseedWarning, InvalidInputError, convergence_warning
 from rqgmm.progress import progress_bar
-from rqgmm.quantize.base import ResidualTokenizer
 from rqgmm.quantize.declarations import GMM_INITS, RESIDUAL_MODES, RQGMM_PARAMETERS  # noqa: F401 - re-exported
 from rqgmm.quantize.gaussian_mixture import (
     FeatureCache,
@@ -30,6 +29,7 @@ from rqgmm.quantize.gaussian_mixture import (
     m_step,
 )
 from rqgmm.quantize.kmeans import CentroidScorer, init_sample_size, lloyd, seed_centers
+from rqgmm.quantize.levelwise import LevelwiseTokenizer
 from rqgmm.quantize.reseed import split_heaviest
 from rqgmm.validation import check_embeddings
 
@@ -48,7 +48,7 @@ EMPTY_COMPONENT_MASS = 1.0
 KMEANS_INIT_MAX_ITER = 20
 
 
-class RQGMM(ResidualTokenizer):
+class RQGMM(LevelwiseTokenizer):
     """Residual Gaussian-mixture tokenizer (RQ-GMM).
 
     Attributes
@@ -85,7 +85,7 @@ class RQGMM(ResidualTokenizer):
         self.__dict__.pop("_scorers", None)
 
     # ------------------------------------------------------------------ fitting one level
-    def _initial_params(self, level, residuals, generator, rng) -> tuple[MixtureParams, int]:
+    def _initial_params(self, level, residuals, generator, rng, start) -> tuple[MixtureParams, int]:
         """Start of EM: centers by ``init``, weights and variances of their hard assignment.
         Returns ``(params, number of empty components re-seeded)``; sets the level's floor."""
         n_codes = self.codebook_sizes[level]
@@ -98,10 +98,10 @@ class RQGMM(ResidualTokenizer):
             self._floor = self.reg_covar * variance.clamp_min(RELATIVE_FLOOR_MIN * float(variance.mean()) + 1e-30)
         else:
             self._floor = self.reg_covar
-        centers = self._warm_start(level)  # an aligned refit starts from the previous version's means
+        centers = start  # an aligned refit starts from the previous version's means
         if centers is None:
             centers = seed_centers(sample, n_codes, "random" if self.init == "random" else "kmeans++", generator)
-        if self.init == "kmeans" and self._warm_start(level) is None:
+        if self.init == "kmeans" and start is None:
             centers = lloyd(residuals, centers, max_iter=KMEANS_INIT_MAX_ITER, tol=1e-4, dtype=self._dtype,
                             generator=generator, spread=spread, progress=self.progress,
                             desc=f"k-means init level {level}", cache_bytes=int(self.cache_mib * 2**20)).centroids
@@ -145,8 +145,8 @@ class RQGMM(ResidualTokenizer):
         params.weights /= params.weights.sum()
         return len(pairs)
 
-    def _fit_level(self, level, residuals, generator, rng) -> None:
-        params, n_reseeded = self._initial_params(level, residuals, generator, rng)
+    def _fit_level(self, level, residuals, generator, rng, start) -> None:
+        params, n_reseeded = self._initial_params(level, residuals, generator, rng, start)
         # one origin for the whole level (the start's mean, which every M-step keeps as the
         # mixture mean up to sampling), so the features [x^2, x] can be computed once
         shift = (params.weights[:, None] * params.means).sum(0)

@@ -9,7 +9,6 @@ import torch
 
 from rqgmm.errors import ComponentReseedWarning, InvalidInputError, convergence_warning
 from rqgmm.quantize.balanced import balanced_lloyd
-from rqgmm.quantize.base import ResidualTokenizer
 from rqgmm.quantize.declarations import RQKMEANS_PARAMETERS
 from rqgmm.quantize.kmeans import (
     CentroidScorer,
@@ -17,9 +16,10 @@ from rqgmm.quantize.kmeans import (
     lloyd,
     seed_centers,
 )
+from rqgmm.quantize.levelwise import LevelwiseTokenizer
 
 
-class RQKMeans(ResidualTokenizer):
+class RQKMeans(LevelwiseTokenizer):
     """Residual k-means tokenizer.
 
     Level ``l`` runs k-means (Lloyd, k-means++ seeding on a sample) on the residuals left by
@@ -54,10 +54,10 @@ class RQKMeans(ResidualTokenizer):
     def _dtype(self) -> torch.dtype:
         return torch.float64 if self.precision == "float64" else torch.float32
 
-    def _fit_level(self, level, residuals, generator, rng) -> None:
+    def _fit_level(self, level, residuals, generator, rng, start) -> None:
         n_codes = self.codebook_sizes[level]
         sample = residuals.sample(init_sample_size(n_codes), rng)
-        centroids = self._warm_start(level)
+        centroids = start  # an aligned refit starts from the previous version's centroids
         if centroids is None:
             centroids = seed_centers(sample, n_codes, self.init, generator)
         spread = sample.double().std(0)
@@ -84,7 +84,7 @@ class RQKMeans(ResidualTokenizer):
 
     def _fit_balanced(self, level, residuals, centroids, generator, spread):
         read_chunks = residuals.local_chunks()
-        rows_of = getattr(residuals, "rows", None)
+        rows_of = residuals.rows if residuals.training_rows() is not None else None
         if read_chunks is None or rows_of is None:
             raise InvalidInputError(f"RQKMeans(balance_mode={self._param('balance_mode')!r}) needs the rows in this process; it is not"
                                     " available on the Ray engine (fit with the local engine, or without balance)")

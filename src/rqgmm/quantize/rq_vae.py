@@ -52,7 +52,6 @@ class RQVAE(ResidualTokenizer):
 
     parameters = RQVAE_PARAMETERS
 
-    _levels_fitted_in_order = False  # encoder, decoder and codebooks are trained jointly
 
     # ------------------------------------------------------------------ network
     def _build_network(self, dim: int, seed: int) -> ResidualAutoencoder:

@@ -1,0 +1,79 @@
+"""Saving, loading and naming fitted tokenizers (the artifact format is :mod:`rqgmm.io.artifacts`).
+
+A load verifies everything before building anything: the format version and checksums
+(:func:`rqgmm.io.artifacts.load_artifact`), the manifest's structure, every hyperparameter
+against its declaration, the array names and shapes the hyperparameters imply, and values no
+fit can produce (NaN/Inf, non-positive variances).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rqgmm.errors import ArtifactError, InvalidInputError
+from rqgmm.io.artifacts import array_sha256, content_version, load_artifact, save_artifact
+from rqgmm.quantize.params import positive_int
+
+# largest embedding width a saved tokenizer may declare (bounds allocation before any check)
+MAX_FEATURES = 1 << 20
+
+
+def tokenizer_version(tokenizer) -> str:
+    """The content version of a fitted tokenizer (the same before a save and after a load)."""
+    tokenizer.check_fitted()
+    return content_version(type(tokenizer).__name__, tokenizer._json_params(), tokenizer._fitted_attributes(),
+                           {name: array_sha256(np.ascontiguousarray(array))
+                            for name, array in tokenizer._fitted_arrays().items()})
+
+
+def save_tokenizer(tokenizer, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a fitted tokenizer to directory ``path`` atomically."""
+    tokenizer.check_fitted()
+    return save_artifact(path, kind=type(tokenizer).__name__, params=tokenizer._json_params(),
+                         attributes=tokenizer._fitted_attributes(), arrays=tokenizer._fitted_arrays(),
+                         overwrite=overwrite)
+
+
+def load_tokenizer(path: str | Path, expected: type):
+    """The tokenizer saved at ``path``, an instance of ``expected`` (or a subclass)."""
+    from rqgmm.quantize import TOKENIZERS  # noqa: F401 - imports every class, so the registry knows them
+    from rqgmm.quantize.base import ResidualTokenizer
+
+    manifest, arrays = load_artifact(path)
+    kind = manifest.get("kind")
+    klass = ResidualTokenizer._registry.get(kind) if isinstance(kind, str) else None
+    if klass is None or not issubclass(klass, expected):
+        raise ArtifactError(f"{path}: holds a {kind!r}, not a {expected.__name__}")
+    params, attributes = manifest.get("params"), manifest.get("attributes")
+    if not isinstance(params, dict) or not isinstance(attributes, dict):
+        raise ArtifactError(f"{path}: manifest needs 'params' and 'attributes' mappings")
+    unknown = sorted(set(params) - set(klass._param_names()))
+    if unknown:
+        raise ArtifactError(f"{path}: manifest names parameter(s) {unknown} that {kind} does not have")
+    try:
+        tokenizer = klass(**params)
+        tokenizer.validate_params(warn=False)
+        n_features = attributes.get("n_features_in_")
+        if not positive_int(n_features) or n_features > MAX_FEATURES:
+            raise InvalidInputError(f"n_features_in_ must be an int in [1, {MAX_FEATURES}], got {n_features!r}")
+        expected_shapes = {name: tuple(shape) for name, shape in tokenizer._expected_shapes(int(n_features)).items()}
+        stored = {name: tuple(array.shape) for name, array in arrays.items()}
+        if expected_shapes != stored:
+            wrong = (sorted(set(expected_shapes) ^ set(stored))
+                     or sorted(n for n in expected_shapes if expected_shapes[n] != stored[n]))
+            raise InvalidInputError(
+                f"the arrays do not fit the hyperparameters (first difference: {wrong[0]}: expected"
+                f" {expected_shapes.get(wrong[0])}, stored {stored.get(wrong[0])})")
+        for name, array in arrays.items():
+            if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+                raise InvalidInputError(f"array {name} holds NaN or Inf")
+        tokenizer._check_fitted_values(arrays)
+        tokenizer._restore(arrays, attributes)
+    except InvalidInputError as exc:
+        raise ArtifactError(f"{path}: not a valid {kind}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RecursionError) as exc:
+        raise ArtifactError(f"{path}: manifest does not describe a valid {kind}: {type(exc).__name__}:"
+                            f" {exc}") from None
+    return tokenizer
