@@ -83,7 +83,6 @@ def test_a_prefix_of_the_levels_is_the_fit_with_fewer_levels(klass, params, blob
 
 def test_jointly_trained_levels_have_no_prefix(blobs):
     from rqgmm import RQVAE
-
     from rqgmm.quantize.levelwise import LevelwiseTokenizer
 
     model = RQVAE(n_levels=2, codebook_size=4, latent_dim=4, hidden_dims=[8], max_epochs=1, progress=False)
