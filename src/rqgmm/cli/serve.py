@@ -35,7 +35,8 @@ def serve(tokenizer, registry, ctr_run, host, port, token_file, max_body_mib, ma
     try:
         import uvicorn
 
-        from rqgmm.serve.app import ServiceSettings, build_app, is_loopback, read_token
+        from rqgmm.serve.app import build_app
+        from rqgmm.serve.http import ServiceSettings, is_loopback, read_token
     except ImportError as exc:
         raise click.ClickException(f"rqgmm serve needs the serve extra ({exc.name} is missing):"
                                    " pip install 'rqgmm[serve]'") from None
