@@ -213,8 +213,14 @@ def test_predictions_are_probabilities(synthetic, tmp_path):
     train_run(config, tmp_path / "run", progress=False)
     _, encoder, model = load_run(tmp_path / "run")
     dataset = load_parquet_dataset(ParquetDatasetConfig.from_yaml(synthetic["config"]))
-    p = predict(model, encoder.transform(dataset, np.arange(50)))
-    assert p.shape == (50,) and ((p > 0) & (p < 1)).all()
+    inputs = encoder.transform(dataset, np.arange(50))
+    p = predict(model, inputs)
+    import torch
+
+    with torch.inference_mode():  # the probability of the model's own logit, row by row
+        logits = model({k: torch.from_numpy(v) for k, v in inputs.items() if k != "label"})["logit"]
+    np.testing.assert_allclose(p, torch.sigmoid(logits).double().numpy(), rtol=1e-6)
+    assert p.std() > 0  # the rows are told apart
 
 
 # ---------------------------------------------------------------- command line

@@ -300,7 +300,10 @@ def test_a_study_without_ctr_models_reports_quality_only(tmp_path):
                       "models: {}\n")
     result = cli("experiment", config, "-o", tmp_path / "runs", "-q")
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "runs" / "q" / "report.html").is_file()
+    report = (tmp_path / "runs" / "q" / "report.md").read_text()
+    assert "RQKMeans" in report or "rq-kmeans" in report  # the tokenizer's quality table is there ...
+    assert "## CTR" not in report and "RQ-GMM against RQ-KMeans" not in report  # ... and no empty CTR section
+    assert not (tmp_path / "runs" / "q" / "ctr").exists()
 
 
 def test_empty_seeds_and_escaping_names_are_refused(tmp_path):

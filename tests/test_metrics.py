@@ -120,7 +120,8 @@ def test_compare_reports_differences(blobs):
     assert result["difference"]["unique_id_rate"] == b["unique_id_rate"] - a["unique_id_rate"]
     # lists are compared level by level, as far as both reports go
     assert result["difference"]["perplexity"] == [b["perplexity"][0] - a["perplexity"][0]]
-    assert all(v == 0 for v in compare(first, first)["difference"].values() if not isinstance(v, list))
+    swapped = compare(second, first)["difference"]  # the difference is signed: after minus before
+    assert swapped["rmse"] == -result["difference"]["rmse"] and swapped["rmse"] > 0
 
 
 def test_accumulator_rejects_mismatched_chunks(blobs):

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from rqgmm import RQKMeans
+from rqgmm import RQKMeans, load
 from rqgmm.cli import main
 from rqgmm.errors import InvalidInputError
 from rqgmm.io.tables import write_matrix
@@ -145,4 +145,8 @@ def test_command_line_assign_check_export(tmp_path):
     table = pq.read_table(tmp_path / "ids.parquet")
     assert table.num_rows == 200 and {"item_id", "level_0", "level_1", "suffix", "sid"} <= set(table.column_names)
     sids = table.column("sid").to_pylist()
-    assert len(set(sids)) == 200
+    codes = load(tmp_path / "tok").encode(X)  # each exported ID is the item's codes plus its suffix
+    for row, item in enumerate(table.column("item_id").to_pylist()):
+        levels = [table.column(f"level_{j}")[row].as_py() for j in range(2)]
+        suffix = table.column("suffix")[row].as_py()
+        assert levels == codes[int(item[4:])].tolist() and sids[row] == "-".join(map(str, [*levels, suffix]))

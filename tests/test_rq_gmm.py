@@ -206,11 +206,20 @@ def test_convergence_warning_names_the_fix(blobs):
         RQGMM(n_levels=1, codebook_size=12, max_iter=2, tol=0.0, random_state=0, progress=False).fit(blobs)
 
 
-def test_bic_and_score_shapes(blobs):
+def test_score_is_a_log_likelihood_that_ranks_the_data_it_was_fitted_on_above_other_data(blobs):
+    """RQGMM.score is the mean log-likelihood per row (higher is better), not a negative MSE: a
+    mixture scores its own data above the same data shifted away from it, and the second level's
+    score is that of the residuals, against scikit-learn's mixture built from the same parameters."""
     model = RQGMM(n_levels=2, codebook_size=6, random_state=0, progress=False).fit(blobs)
-    assert model.score_levels(blobs).shape == (2,) and isinstance(model.score(blobs), float)
-    assert model.bic_levels(blobs).shape == (2,) and model.bic(blobs) == pytest.approx(model.bic_levels(blobs).sum())
+    assert model.score(blobs) > model.score(blobs + 5.0 * blobs.std())
     assert model.score_levels(blobs)[0] == pytest.approx(model.lower_bound_[0], abs=0.05)
+    residual = blobs.astype(np.float64) - model.means_[0][model.encode(blobs)[:, 0]]
+    reference = GaussianMixture(n_components=6, covariance_type="diag")
+    reference.weights_, reference.means_ = model.weights_[1], model.means_[1]
+    reference.covariances_ = model.variances_[1]
+    reference.precisions_cholesky_ = 1.0 / np.sqrt(model.variances_[1])
+    assert model.score_levels(blobs)[1] == pytest.approx(reference.score(residual), rel=1e-4)
+    assert model.bic_levels(blobs)[1] == pytest.approx(reference.bic(residual), rel=1e-4)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")

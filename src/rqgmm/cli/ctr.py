@@ -124,10 +124,10 @@ def ctr_remap(run_dir, registry, output, overwrite, quiet):
     """Carry RUN_DIR's semantic-ID item rows through the registry's migrations to its current
     version: unchanged items keep their exact scores, moved items get the rows of their new IDs."""
     from rqgmm.ctr.run import remap_run
-    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.atomic import check_output
 
     if output is not None:
-        refuse_existing(output, overwrite, "run")
+        check_output(output, overwrite, "run")
     done = remap_run(run_dir, registry, output, overwrite=overwrite)
     if not quiet:
         click.echo(f"remapped {run_dir} from tokenizer version {done['from']} to {done['to']}: {done['changed']} of"

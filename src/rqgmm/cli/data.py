@@ -25,9 +25,9 @@ def data_movielens(output, overwrite, quiet):
     import pyarrow.parquet as pq
 
     from rqgmm.data.movielens import items_table
-    from rqgmm.io.atomic import atomic_path, refuse_existing
+    from rqgmm.io.atomic import atomic_path, check_output
 
-    refuse_existing(output, overwrite)
+    check_output(output, overwrite)
     table = items_table(progress=False if quiet else None)
     with atomic_path(output, overwrite=overwrite) as tmp:
         pq.write_table(table, tmp)

@@ -79,10 +79,10 @@ def registry_migrate(database, tokenizer_dir, embeddings, column, id_column):
 @overwrite_option
 def registry_mapping(database, old_version, new_version, output, overwrite):
     """Export the old -> new ID mapping a migration recorded (what `rqgmm ctr remap` applies)."""
-    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.atomic import check_output
     from rqgmm.registry import IDRegistry
 
-    refuse_existing(output, overwrite)
+    check_output(output, overwrite)
     with IDRegistry(database) as store:
         old_version, new_version = store.migration(old_version, new_version)
         written = store.export_mapping(old_version, new_version, output, overwrite=overwrite)
@@ -106,10 +106,10 @@ def registry_retire(database, item_ids):
 @overwrite_option
 def registry_export(database, output, overwrite):
     """Write the active items and their IDs as Parquet."""
-    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.atomic import check_output
     from rqgmm.registry import IDRegistry
 
-    refuse_existing(output, overwrite)
+    check_output(output, overwrite)
     with IDRegistry(database) as store:
         store.export(output, overwrite=overwrite)
     click.echo(f"wrote {output}")

@@ -44,13 +44,13 @@ def stream(dataset, numeric, seeds, events, batch_size, learning_rate, markdown,
     for option, value in (("--events", events), ("--batch-size", batch_size)):
         if value < 1:
             raise click.BadParameter(f"must be a positive int, got {value}", param_hint=option)
-    from rqgmm.io.atomic import atomic_path, refuse_existing
+    from rqgmm.io.atomic import atomic_path, check_output
     from rqgmm.stream import compare, drifting_stream, movielens_stream
     from rqgmm.stream.train import format_comparison
 
     for target in (output, markdown):
         if target is not None:
-            refuse_existing(target, overwrite)
+            check_output(target, overwrite)
     data = movielens_stream() if dataset == "ml-100k" else drifting_stream(events, seed=0)
     results = compare(data, methods, seed_list, progress=False if quiet else None, batch_size=batch_size,
                       learning_rate=learning_rate, device=device)

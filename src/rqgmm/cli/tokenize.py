@@ -53,12 +53,12 @@ from rqgmm.quantize.declarations import METHODS
 def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch_size, column, id_column,
         drop_invalid, previous, alignment, warm_start, engine, address, verbose, overwrite, quiet, **given):
     """Fit a tokenizer on EMBEDDINGS (.npy or .parquet; with --engine ray, Parquet files) and save it to OUTPUT."""
-    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.atomic import check_output
     from rqgmm.io.tables import read_embeddings
     from rqgmm.validation import EmbeddingMatrix
 
     show_warnings(quiet)
-    refuse_existing(output, overwrite, "artifact")  # fail before the (long) fit, not after
+    check_output(output, overwrite, "artifact")  # fail before the (long) fit, not after
     common = {"random_state": seed, "device": device, "batch_size": batch_size, "progress": False if quiet else None}
     tokenizer = tokenizer_from_options(method, n_levels, codebook_sizes(codebook_size), common, given)
     if engine == "ray":
@@ -136,7 +136,7 @@ def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_inva
 def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_invalid, collisions, capacity,
            engine, address, verbose, overwrite, quiet):
     """Encode EMBEDDINGS with a saved tokenizer; write id + level_0..level_{L-1} to OUTPUT."""
-    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.atomic import check_output
 
     if engine == "ray":
         if collisions != "none" or drop_invalid:
@@ -155,7 +155,7 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
         raise click.BadParameter("a .npy of codes has no id column, so dropped rows would leave its rows out of line"
                                  " with the input; write .parquet (it keeps the id of every kept row)",
                                  param_hint="--drop-invalid")
-    refuse_existing(output, overwrite)
+    check_output(output, overwrite)
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
     tokenizer.progress = False if quiet else None
     if device:
@@ -210,11 +210,11 @@ def _encode_on_ray(tokenizer_dir, pattern: str, output: Path, column, id_column,
 def decode(tokenizer_dir, codes, output, ignore_version, overwrite, quiet):
     """Reconstruct embeddings from CODES (.parquet or .npy) written by `rqgmm encode` with this tokenizer."""
     from rqgmm.io.artifacts import require_version
-    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.atomic import check_output
     from rqgmm.io.tables import read_codes, write_matrix
     from rqgmm.quantize import ResidualTokenizer
 
-    refuse_existing(output, overwrite)
+    check_output(output, overwrite)
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
     table = read_codes(codes, tokenizer.n_levels)
     if table.tokenizer_version is None:

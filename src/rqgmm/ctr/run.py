@@ -144,10 +144,10 @@ def prepare_run(config: RunConfig, progress: bool | None = None) -> PreparedData
 def train_run(config: RunConfig, output: str | Path | None = None, *, overwrite: bool = False,
               progress: bool | None = None) -> dict:
     """Run ``config``; write the run directory when ``output`` is given; return metrics.json's content."""
-    from rqgmm.io.atomic import refuse_existing
+    from rqgmm.io.atomic import check_output
 
     if output is not None:
-        refuse_existing(Path(output), overwrite, "run")
+        check_output(Path(output), overwrite, "run")
     data = prepare_run(config, progress)
     model, record, metrics = fit_and_evaluate(data, config.model, config.model_params, config.training_config(),
                                               progress)

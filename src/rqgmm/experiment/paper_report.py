@@ -233,9 +233,9 @@ def write_paper_report(directory: Path, results: dict) -> dict:
         ("table", *tokenizer_table(results["tokenizers"])),
         ("img", "quality/reconstruction.png", "reconstruction error by level"),
         ("img", "quality/code_usage.png", "items per code"),
-        ("h", 2, "CTR"),
-        ("p", CTR_DEFINITIONS),
     ]
+    if rows:  # a study without CTR models reports quality only
+        blocks += [("h", 2, "CTR"), ("p", CTR_DEFINITIONS)]
     headlines = {}
     for split in config["splits"]:
         if not any(r["split"] == split for r in rows):
@@ -250,12 +250,13 @@ def write_paper_report(directory: Path, results: dict) -> dict:
                    ("table", *headline_table(headlines[split])),
                    ("table", *ctr_table(rows, split)),
                    ("img", f"auc_{split}.png", f"AUC {split}")]
-    blocks += [("h", 2, "RQ-GMM against RQ-KMeans"),
-               ("p", f"Test AUC comparisons with the same backbone, features and split: RQ-GMM ahead significantly"
-                     f" in {len(verdict['wins'])}, behind significantly in {len(verdict['losses'])}, no significant"
-                     f" difference in {len(verdict['ties'])}."),
-               *[("p", f"{key}: " + ("; ".join(items) or "none")) for key, items in verdict.items()],
-               ("h", 2, "The paper's figures (different data: Amazon reviews, BERT embeddings)"),
+    if rows:
+        blocks += [("h", 2, "RQ-GMM against RQ-KMeans"),
+                   ("p", f"Test AUC comparisons with the same backbone, features and split: RQ-GMM ahead"
+                         f" significantly in {len(verdict['wins'])}, behind significantly in {len(verdict['losses'])},"
+                         f" no significant difference in {len(verdict['ties'])}."),
+                   *[("p", f"{key}: " + ("; ".join(items) or "none")) for key, items in verdict.items()]]
+    blocks += [("h", 2, "The paper's figures (different data: Amazon reviews, BERT embeddings)"),
                ("table", ["figure", "reported"], [list(item) for item in PAPER_FIGURES])]
     write_pages(directory, blocks, f"rqgmm study {config['name']}")
     return {"ctr": rows, "rq_gmm_vs_rq_kmeans": verdict, "headline": headlines,

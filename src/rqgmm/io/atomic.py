@@ -28,14 +28,7 @@ from typing import Iterator
 
 from rqgmm.errors import InvalidInputError, OutputExistsError
 
-OUTPUT_KINDS = ("file", "artifact", "run", "parquet-directory", "report")
 _MAGIC = {".npy": b"\x93NUMPY", ".parquet": b"PAR1"}
-
-
-def refuse_existing(path: Path, overwrite: bool, kind: str = "file") -> None:
-    """Fail early: ``path`` exists and ``overwrite`` is off, or it cannot be replaced or written
-    (see :func:`check_output`)."""
-    check_output(path, overwrite, kind)
 
 
 def check_output(path: str | Path, overwrite: bool, kind: str = "file") -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -65,7 +66,31 @@ class Refit:
 
 
 class LevelwiseTokenizer(ResidualTokenizer):
-    """A residual tokenizer whose levels are fitted one after the other (RQ-KMeans, RQ-GMM)."""
+    """A residual tokenizer whose levels are fitted one after the other (RQ-KMeans, RQ-GMM).
+
+    ``level_records`` names the fitted per-level lists (one entry appended per level) that the
+    engine resets before a fit and saves and restores with the artifact."""
+
+    level_records: ClassVar[tuple[str, ...]] = ("n_iter_", "converged_", "n_reseeded_")
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        """The compute dtype of distance products (``precision``)."""
+        return torch.float64 if self.precision == "float64" else torch.float32
+
+    def _reset_fit_state(self) -> None:
+        """Clear the per-level records and cached scorers before a new fit (subclasses extend)."""
+        self.__dict__.pop("_scorers", None)
+        for name in self.level_records:
+            setattr(self, name, [])
+
+    def _fitted_attributes(self) -> dict:
+        return {**super()._fitted_attributes(), **{name: getattr(self, name) for name in self.level_records}}
+
+    def _restore(self, arrays, attributes) -> None:
+        super()._restore(arrays, attributes)
+        for name in self.level_records:  # a record added later is absent from older artifacts
+            setattr(self, name, [list(v) if isinstance(v, list) else v for v in attributes.get(name, [])])
 
     # ------------------------------------------------------------------ per-level model
     def _fit_level(self, level: int, residuals: ResidualSource, generator: torch.Generator,
@@ -73,9 +98,6 @@ class LevelwiseTokenizer(ResidualTokenizer):
         """Fit level ``level`` on the residual source and append its parameters; ``start``: the
         codewords (K, dim) float64 to start from in an aligned refit (None: the model's seeding)."""
         raise NotImplementedError
-
-    def _reset_fit_state(self) -> None:
-        """Clear per-level learned lists before a new fit (subclasses extend)."""
 
     def _permute_level(self, level: int, order: np.ndarray) -> None:
         """Reorder level ``level``'s components: new code j is old component ``order[j]``."""

@@ -69,20 +69,13 @@ class RQGMM(LevelwiseTokenizer):
 
     parameters = RQGMM_PARAMETERS
 
-    @property
-    def _dtype(self) -> torch.dtype:
-        return torch.float64 if self.precision == "float64" else torch.float32
+    level_records = (*LevelwiseTokenizer.level_records, "lower_bound_", "log_likelihood_history_")
 
     def _reset_fit_state(self) -> None:
+        super()._reset_fit_state()
         self.weights_: list[np.ndarray] = []
         self.means_: list[np.ndarray] = []
         self.variances_: list[np.ndarray] = []
-        self.lower_bound_: list[float] = []
-        self.log_likelihood_history_: list[list[float]] = []
-        self.n_iter_: list[int] = []
-        self.converged_: list[bool] = []
-        self.n_reseeded_: list[int] = []
-        self.__dict__.pop("_scorers", None)
 
     # ------------------------------------------------------------------ fitting one level
     def _initial_params(self, level, residuals, generator, rng, start) -> tuple[MixtureParams, int]:
@@ -289,11 +282,6 @@ class RQGMM(LevelwiseTokenizer):
             arrays[f"level_{level}.variances"] = self.variances_[level]
         return arrays
 
-    def _fitted_attributes(self):
-        return {**super()._fitted_attributes(), "lower_bound_": self.lower_bound_,
-                "log_likelihood_history_": self.log_likelihood_history_, "n_iter_": self.n_iter_,
-                "converged_": self.converged_, "n_reseeded_": self.n_reseeded_}
-
     def _check_scale(self, moments, name):
         super()._check_scale(moments, name)
         mean_variance = float(np.mean(moments.variance))
@@ -330,5 +318,3 @@ class RQGMM(LevelwiseTokenizer):
         self.weights_ = [arrays[f"level_{level}.weights"] for level in range(self.n_levels)]
         self.means_ = [arrays[f"level_{level}.means"] for level in range(self.n_levels)]
         self.variances_ = [arrays[f"level_{level}.variances"] for level in range(self.n_levels)]
-        for name in ("lower_bound_", "log_likelihood_history_", "n_iter_", "converged_", "n_reseeded_"):
-            setattr(self, name, list(attributes[name]))

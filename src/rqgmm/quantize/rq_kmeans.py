@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import torch
 
 from rqgmm.errors import ComponentReseedWarning, InvalidInputError, convergence_warning
 from rqgmm.quantize.balanced import balanced_lloyd
@@ -42,17 +41,7 @@ class RQKMeans(LevelwiseTokenizer):
 
     parameters = RQKMEANS_PARAMETERS
 
-    def _reset_fit_state(self) -> None:
-        self.__dict__.pop("_scorers", None)
-        self.inertia_: list[float] = []
-        self.n_iter_: list[int] = []
-        self.converged_: list[bool] = []
-        self.n_reseeded_: list[int] = []
-        self.fit_cluster_sizes_: list[list[int]] = []
-
-    @property
-    def _dtype(self) -> torch.dtype:
-        return torch.float64 if self.precision == "float64" else torch.float32
+    level_records = (*LevelwiseTokenizer.level_records, "inertia_", "fit_cluster_sizes_")
 
     def _fit_level(self, level, residuals, generator, rng, start) -> None:
         n_codes = self.codebook_sizes[level]
@@ -103,14 +92,3 @@ class RQKMeans(LevelwiseTokenizer):
             scorer = CentroidScorer(self._device_codebooks[level].to(residual.device).double(), self._dtype)
             scorers[level] = scorer
         return scorer.scores(residual)
-
-    def _fitted_attributes(self):
-        return {**super()._fitted_attributes(), "inertia_": self.inertia_, "n_iter_": self.n_iter_,
-                "converged_": self.converged_, "n_reseeded_": self.n_reseeded_,
-                "fit_cluster_sizes_": self.fit_cluster_sizes_}
-
-    def _restore(self, arrays, attributes):
-        super()._restore(arrays, attributes)
-        for name in ("inertia_", "n_iter_", "converged_", "n_reseeded_"):
-            setattr(self, name, list(attributes[name]))
-        self.fit_cluster_sizes_ = [list(sizes) for sizes in attributes.get("fit_cluster_sizes_", [])]
