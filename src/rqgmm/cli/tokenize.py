@@ -25,10 +25,12 @@ from rqgmm.quantize.declarations import METHODS
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Tokenizer directory to write.")
 @click.option("--method", type=click.Choice(METHODS), default="rq-gmm", show_default=True,
               help="Tokenizer: RQ-GMM (the paper's method), RQ-KMeans, RQ-VAE or VQ-VAE.")
-@click.option("--levels", "n_levels", type=int, default=3, show_default=True, help="Residual levels L (vq-vae: 1).")
+@click.option("--n-levels", "--levels", "n_levels", type=int, default=3, show_default=True,
+              help="Residual levels L (n_levels; vq-vae: 1).")
 @click.option("--codebook-size", default="256", show_default=True, help="Codes per level: K or K1,K2,...")
 @tokenizer_options
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
+@click.option("--random-state", "--seed", "seed", type=int, default=0, show_default=True,
+              help="Seed of every random choice (random_state).")
 @device_option
 @click.option("--batch-size", type=int, default=16384, show_default=True, help="Rows per chunk.")
 @click.option("--column", default=None, help="Parquet embedding column (auto-detected if only one list column).")

@@ -95,7 +95,7 @@ def write_report(reports: Sequence[QualityReport], directory: str | Path, *, ext
                 axis.plot(np.arange(1, len(counts) + 1) / len(counts), share, label=report.method,
                           color=colours[report.method])
         axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="perfectly even")
-        _label(axis, "share of codes (most used first)", "share of items", f"level {level}: code usage")
+        _label(axis, "share of codes (most used first)", "share of items", f"level {level + 1}: code usage")  # 1-based, as in tables
     _save_figure(figure, directory / "code_usage.png")
     written.append(directory / "code_usage.png")
 
