@@ -118,6 +118,6 @@ def test_cli_fit_and_encode_with_the_ray_engine(tmp_path):
 def test_the_ray_engine_refuses_what_it_cannot_do(tmp_path):
     result = CliRunner().invoke(main, ["fit", "x.parquet", "--engine", "ray", "--method", "rq-vae", "-o",
                                        str(tmp_path / "t")])
-    assert result.exit_code != 0 and "--engine ray fits rq-gmm and rq-kmeans, not rq-vae" in result.output
+    assert result.exit_code != 0 and "fitted in order (rq-gmm, rq-kmeans), not rq-vae" in result.output
     result = CliRunner().invoke(main, ["fit", "x.npy", "--address", "auto", "-o", str(tmp_path / "t")])
     assert result.exit_code != 0 and "--address applies to --engine ray only" in result.output

@@ -98,8 +98,11 @@ def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch
 
 
 def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_invalid: bool, verbose: bool) -> None:
-    if method not in ("rq-gmm", "rq-kmeans"):
-        raise click.BadParameter(f"--engine ray fits rq-gmm and rq-kmeans, not {method}", param_hint="--method")
+    from rqgmm.quantize.levelwise import LevelwiseTokenizer
+
+    if not isinstance(tokenizer, LevelwiseTokenizer):
+        raise click.BadParameter(f"--engine ray fits tokenizers whose levels are fitted in order (rq-gmm,"
+                                 f" rq-kmeans), not {method}", param_hint="--method")
     if drop_invalid:
         raise click.BadParameter("--drop-invalid is not available with --engine ray; clean the data first",
                                  param_hint="--drop-invalid")

@@ -261,10 +261,11 @@ def fit_on_ray(tokenizer, dataset, column: str, *, max_retries: int = 3, runtime
 
     max_retries: times Ray re-runs a block task whose worker died; runtime_env: Ray runtime
     environment of the block tasks (e.g. environment variables)."""
-    from rqgmm.quantize import RQGMM, RQKMeans
+    from rqgmm.quantize.levelwise import LevelwiseTokenizer
 
-    if not isinstance(tokenizer, (RQGMM, RQKMeans)):
-        raise InvalidInputError(f"the Ray engine fits RQGMM and RQKMeans, not {type(tokenizer).__name__}")
+    if not isinstance(tokenizer, LevelwiseTokenizer):  # levels fitted one after the other, from a source
+        raise InvalidInputError(f"the Ray engine fits tokenizers whose levels are fitted in order (RQGMM,"
+                                f" RQKMeans), not {type(tokenizer).__name__}")
     tokenizer.validate_params()
     if str(tokenizer.device) != "cpu":
         raise InvalidInputError("the Ray engine runs block tasks on CPU workers; use device='cpu'")
