@@ -20,6 +20,23 @@ from rqgmm.quantize.params import positive_int
 MAX_FEATURES = 1 << 20
 
 
+def json_params(tokenizer) -> dict:
+    """A tokenizer's :meth:`get_params` as JSON values for the manifest: tuples as lists, a device
+    as its name, a numpy random state as the seed it gave."""
+    params = {}
+    for name, value in tokenizer.get_params().items():
+        if isinstance(value, tuple):
+            value = [int(v) if isinstance(v, (int, np.integer)) else v for v in value]
+        elif type(value).__name__ == "device":  # a torch.device
+            value = str(value)
+        elif isinstance(value, np.integer):
+            value = int(value)
+        elif name == "random_state" and value is not None and not isinstance(value, int):
+            value = int(tokenizer.seed_)
+        params[name] = value
+    return params
+
+
 def tokenizer_version(tokenizer) -> str:
     """The content version of a fitted tokenizer (the same before a save and after a load)."""
     tokenizer.check_fitted()

@@ -41,20 +41,10 @@ class ResidualTokenizer(Declared, ResidualChain):
         ResidualTokenizer._registry[cls.__name__] = cls
 
     def _json_params(self) -> dict[str, Any]:
-        """:meth:`get_params` as JSON values for the manifest (tuples as lists, a device as its
-        name, a numpy random state as the seed it gave)."""
-        params = {}
-        for name, value in self.get_params().items():
-            if isinstance(value, tuple):
-                value = [int(v) if isinstance(v, (int, np.integer)) else v for v in value]
-            elif isinstance(value, torch.device):
-                value = str(value)
-            elif isinstance(value, np.integer):
-                value = int(value)
-            elif name == "random_state" and value is not None and not isinstance(value, int):
-                value = int(self.seed_)
-            params[name] = value
-        return params
+        """:meth:`get_params` as the manifest's JSON values (:func:`~rqgmm.quantize.artifact.json_params`)."""
+        from rqgmm.quantize.artifact import json_params
+
+        return json_params(self)
 
     def validate_params(self, *, warn: bool = True) -> None:
         """Check every hyperparameter (raises :class:`InvalidInputError` naming the first bad one)."""
