@@ -72,6 +72,7 @@ class LevelwiseTokenizer(ResidualTokenizer):
     engine resets before a fit and saves and restores with the artifact."""
 
     level_records: ClassVar[tuple[str, ...]] = ("n_iter_", "converged_", "n_reseeded_")
+    optional_records: ClassVar[tuple[str, ...]] = ()
 
     @property
     def _dtype(self) -> torch.dtype:
@@ -89,8 +90,9 @@ class LevelwiseTokenizer(ResidualTokenizer):
 
     def _restore(self, arrays, attributes) -> None:
         super()._restore(arrays, attributes)
-        for name in self.level_records:  # a record added later is absent from older artifacts
-            setattr(self, name, [list(v) if isinstance(v, list) else v for v in attributes.get(name, [])])
+        for name in self.level_records:  # a record added later (optional_records) is absent from older artifacts
+            values = attributes.get(name, []) if name in self.optional_records else attributes[name]
+            setattr(self, name, [list(v) if isinstance(v, list) else v for v in values])
 
     # ------------------------------------------------------------------ per-level model
     def _fit_level(self, level: int, residuals: ResidualSource, generator: torch.Generator,

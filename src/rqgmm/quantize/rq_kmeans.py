@@ -42,6 +42,7 @@ class RQKMeans(LevelwiseTokenizer):
     parameters = RQKMEANS_PARAMETERS
 
     level_records = (*LevelwiseTokenizer.level_records, "inertia_", "fit_cluster_sizes_")
+    optional_records = ("fit_cluster_sizes_",)  # artifacts written before balanced k-means lack it
 
     def _fit_level(self, level, residuals, generator, rng, start) -> None:
         n_codes = self.codebook_sizes[level]
