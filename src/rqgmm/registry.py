@@ -20,6 +20,7 @@ URL schemes (e.g. ``postgresql://``) are refused with a named error.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import sqlite3
@@ -72,6 +73,27 @@ class Assignment:
     sid: tuple[int, ...]
     version: str
     new: bool
+
+
+class _SuffixAllocator:
+    """Smallest free suffixes within one transaction: each prefix's taken suffixes are read once,
+    then handed out in order, so assigning n items under one code is linear, not quadratic."""
+
+    def __init__(self, db):
+        self._db = db
+        self._taken: dict[str, set[int]] = {}
+        self._next: dict[str, int] = {}
+
+    def take(self, prefix: str) -> int:
+        if prefix not in self._taken:
+            self._taken[prefix] = IDRegistry._taken_suffixes(self._db, prefix)
+            self._next[prefix] = 0
+        taken, suffix = self._taken[prefix], self._next[prefix]
+        while suffix in taken:
+            suffix += 1
+        taken.add(suffix)
+        self._next[prefix] = suffix + 1
+        return suffix
 
 
 def _now() -> str:
@@ -188,12 +210,13 @@ class IDRegistry:
         codes = np.asarray(codes)
         if codes.ndim != 2 or len(codes) != len(ids):
             raise InvalidInputError(f"codes must be (n_items, n_levels) for {len(ids)} items, got shape {codes.shape}")
-        duplicates = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
-        if duplicates:
+        if len(set(ids)) != len(ids):  # a counter, not ids.count per id: linear in the call's size
+            duplicates = sorted(item for item, count in collections.Counter(ids).items() if count > 1)
             raise InvalidInputError(f"item id(s) {duplicates[:5]} appear more than once in one assign call")
         out = []
         with self._transaction() as db:
             self._use_version(db, version, codes.shape[1])
+            free = _SuffixAllocator(db)  # one query per prefix, not one per item
             for item_id, row in zip(ids, codes):
                 known = db.execute("SELECT sid, version FROM items WHERE item_id=?", (item_id,)).fetchone()
                 if known is not None:
@@ -202,7 +225,7 @@ class IDRegistry:
                 if db.execute("SELECT 1 FROM retired WHERE item_id=?", (item_id,)).fetchone():
                     raise RegistryError(f"item {item_id!r} was retired; its ID is never reused (use a new item id)")
                 prefix = _text(row)
-                suffix = self._free_suffix(db, prefix)
+                suffix = free.take(prefix)
                 sid = f"{prefix}-{suffix}"
                 stamp = _now()
                 db.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -211,14 +234,10 @@ class IDRegistry:
         return out
 
     @staticmethod
-    def _free_suffix(db, prefix: str) -> int:
-        taken = {row[0] for row in db.execute(
+    def _taken_suffixes(db, prefix: str) -> set[int]:
+        return {row[0] for row in db.execute(
             "SELECT suffix FROM items WHERE prefix=? UNION SELECT suffix FROM retired WHERE prefix=?",
             (prefix, prefix))}
-        suffix = 0
-        while suffix in taken:
-            suffix += 1
-        return suffix
 
     def lookup(self, item_id) -> Assignment | None:
         row = self._db.execute("SELECT sid, version FROM items WHERE item_id=?", (str(item_id),)).fetchone()
@@ -270,6 +289,7 @@ class IDRegistry:
             moving = [i for i in ids if i not in keep]
             for item_id in moving:
                 db.execute("DELETE FROM items WHERE item_id=?", (item_id,))
+            free = _SuffixAllocator(db)
             for item_id in ids:
                 old_sid = active[item_id][0]
                 if item_id in keep:
@@ -277,7 +297,7 @@ class IDRegistry:
                     new_sid = old_sid
                 else:
                     prefix = new_prefix[item_id]
-                    suffix = self._free_suffix(db, prefix)
+                    suffix = free.take(prefix)
                     new_sid = f"{prefix}-{suffix}"
                     first_seen = active[item_id][3]  # the item is not new: it keeps its first-seen time
                     db.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
