@@ -368,3 +368,24 @@ def test_describe_lists_every_setting():
     assert result.exit_code == 0
     for key in ("training.learning_rate", "features.prefix_buckets", "item_id_dropouts", "tail_threshold"):
         assert key in result.output
+
+
+# ---------------------------------------------------------------- third round
+def test_an_output_that_is_one_of_the_inputs_is_refused_even_with_overwrite(tmp_path):
+    X = np.random.default_rng(0).normal(size=(500, 8)).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    (tmp_path / "link.npy").symlink_to(tmp_path / "x.npy")
+    assert cli("fit", tmp_path / "x.npy", "-o", tmp_path / "tok", "--method", "rq-kmeans", "--levels", 1,
+               "--codebook-size", 4, "-q").exit_code == 0
+    for target in ("x.npy", "link.npy"):  # the same file, also through a link
+        result = cli("encode", tmp_path / "tok", tmp_path / "x.npy", "-o", tmp_path / target, "--overwrite")
+        assert result.exit_code == 1 and "is also an input of this command" in result.output
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), X)  # the input is untouched
+    items = pa.table({"id": [f"i{k}" for k in range(500)],
+                      "embedding": pa.FixedSizeListArray.from_arrays(pa.array(X.reshape(-1)), 8)})
+    pq.write_table(items, tmp_path / "items.parquet")
+    assert cli("registry", "assign", tmp_path / "ids.db", tmp_path / "tok", tmp_path / "items.parquet").exit_code == 0
+    for target in ("ids.db", "ids.db-wal"):
+        result = cli("registry", "export", tmp_path / "ids.db", "-o", tmp_path / target, "--overwrite")
+        assert result.exit_code == 1 and "is also an input" in result.output
+    assert "consistent: 500" in cli("registry", "check", tmp_path / "ids.db").output

@@ -127,7 +127,7 @@ def ctr_remap(run_dir, registry, output, overwrite, quiet):
     from rqgmm.io.atomic import check_output
 
     if output is not None:
-        check_output(output, overwrite, "run")
+        check_output(output, overwrite, "run", inputs=[run_dir])
     done = remap_run(run_dir, registry, output, overwrite=overwrite)
     if not quiet:
         click.echo(f"remapped {run_dir} from tokenizer version {done['from']} to {done['to']}: {done['changed']} of"

@@ -82,7 +82,7 @@ def registry_mapping(database, old_version, new_version, output, overwrite):
     from rqgmm.io.atomic import check_output
     from rqgmm.registry import IDRegistry
 
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=[database])
     with IDRegistry(database) as store:
         old_version, new_version = store.migration(old_version, new_version)
         written = store.export_mapping(old_version, new_version, output, overwrite=overwrite)
@@ -109,7 +109,7 @@ def registry_export(database, output, overwrite):
     from rqgmm.io.atomic import check_output
     from rqgmm.registry import IDRegistry
 
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=[database])
     with IDRegistry(database) as store:
         store.export(output, overwrite=overwrite)
     click.echo(f"wrote {output}")

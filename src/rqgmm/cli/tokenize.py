@@ -60,7 +60,7 @@ def fit(embeddings, output, method, n_levels, codebook_size, seed, device, batch
     from rqgmm.validation import EmbeddingMatrix
 
     show_warnings(quiet)
-    check_output(output, overwrite, "artifact")  # fail before the (long) fit, not after
+    check_output(output, overwrite, "artifact", inputs=[embeddings, previous])  # before the (long) fit
     common = {"random_state": seed, "device": device, "batch_size": batch_size, "progress": False if quiet else None}
     tokenizer = tokenizer_from_options(method, n_levels, codebook_sizes(codebook_size), common, given)
     if engine == "ray":
@@ -160,7 +160,7 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
         raise click.BadParameter("a .npy of codes has no id column, so dropped rows would leave its rows out of line"
                                  " with the input; write .parquet (it keeps the id of every kept row)",
                                  param_hint="--drop-invalid")
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=[tokenizer_dir, embeddings])
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
     tokenizer.progress = False if quiet else None
     if device:
@@ -219,7 +219,7 @@ def decode(tokenizer_dir, codes, output, ignore_version, overwrite, quiet):
     from rqgmm.io.tables import read_codes, write_matrix
     from rqgmm.quantize import ResidualTokenizer
 
-    check_output(output, overwrite)
+    check_output(output, overwrite, inputs=[tokenizer_dir, codes])
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
     table = read_codes(codes, tokenizer.n_levels)
     if table.tokenizer_version is None:
@@ -279,7 +279,7 @@ def report(tokenizer_dir, embeddings, output, others, labels, label_column, embe
     from rqgmm.validation import check_embeddings
 
     show_warnings(quiet)
-    check_output(output, overwrite, "report")
+    check_output(output, overwrite, "report", inputs=[tokenizer_dir, embeddings, *others, labels, previous])
     table = read_embeddings(embeddings, column=embedding_column, id_column=id_column)
     item_labels = None
     if labels is not None:

@@ -31,8 +31,10 @@ from rqgmm.errors import InvalidInputError, OutputExistsError
 _MAGIC = {".npy": b"\x93NUMPY", ".parquet": b"PAR1"}
 
 
-def check_output(path: str | Path, overwrite: bool, kind: str = "file") -> None:
-    """Check, before any work, that ``path`` can receive an output of ``kind``:
+def check_output(path: str | Path, overwrite: bool, kind: str = "file", *, inputs=()) -> None:
+    """Check, before any work, that ``path`` can receive an output of ``kind`` and is none of the
+    command's ``inputs`` (the same file or directory after resolving links: always refused, even
+    with ``overwrite``). Kinds:
 
     "file" (a file; an existing one must be a regular file, of the same format for .npy and
     .parquet), "artifact" (a tokenizer / model directory with an rqgmm manifest), "run" (a CTR run
@@ -40,6 +42,10 @@ def check_output(path: str | Path, overwrite: bool, kind: str = "file") -> None:
     directory written by rqgmm). Raises :class:`OutputExistsError` or :class:`InvalidInputError`
     naming the problem."""
     path = Path(path)
+    for source in inputs:
+        if source is not None and _same_place(path, Path(source)):
+            raise InvalidInputError(f"{path}: is also an input of this command ({source}); writing there would"
+                                    " destroy the input: write the output elsewhere")
     if path.is_symlink():
         raise InvalidInputError(f"{path}: is a symbolic link; rqgmm does not write through links (give the real path)")
     if path.exists():
@@ -59,6 +65,18 @@ def check_output(path: str | Path, overwrite: bool, kind: str = "file") -> None:
         os.rmdir(probe)
     except OSError as exc:
         raise InvalidInputError(f"{path}: cannot write in {ancestor} ({exc.strerror or exc})") from None
+
+
+def _same_place(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file or directory (links resolved; also for an SQLite
+    database's -wal / -shm companions, which belong to it)."""
+    try:
+        if a.exists() and b.exists() and os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    a, b = a.resolve(), b.resolve()
+    return a == b or any(a == b.with_name(b.name + tail) for tail in ("-wal", "-shm", "-journal"))
 
 
 def _check_ours(path: Path, kind: str) -> None:
