@@ -247,3 +247,30 @@ def test_cli_trains_and_evaluates_a_run(synthetic, tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "need semantic IDs: pass a tokenizer" in result.output
     assert not (tmp_path / "other").exists()
+
+
+def test_a_nan_item_embedding_or_a_diverging_loss_stops_training_and_writes_nothing(tmp_path):
+    """One NaN item embedding used to train to NaN weights and still report AUC 0.52."""
+    interactions, items, content = synthetic_tables(n_users=20, rows_per_user=40)
+    bad = content.copy()
+    bad[7, 3] = np.nan
+    interactions.to_parquet(tmp_path / "interactions.parquet")
+    items.assign(embedding=list(bad)).to_parquet(tmp_path / "items.parquet")
+    (tmp_path / "data.yaml").write_text(
+        "name: nan\ninteractions: interactions.parquet\nitems: items.parquet\n"
+        "columns: {user_id: uid, item_id: sku, label: clicked, timestamp: ts}\nembedding_column: embedding\n")
+    config = RunConfig(dataset=str(tmp_path / "data.yaml"), features="emb", model_params=SMALL_MODEL, training=FAST)
+    with pytest.raises(InvalidInputError, match="content embedding of item '7'.*NaN or Inf"):
+        train_run(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    interactions["price"] = 1e30  # a numeric feature that makes the loss overflow
+    interactions.to_parquet(tmp_path / "interactions.parquet")
+    items.to_parquet(tmp_path / "items.parquet")
+    (tmp_path / "data.yaml").write_text(
+        "name: huge\ninteractions: interactions.parquet\nitems: items.parquet\nnumeric: [price]\n"
+        "columns: {user_id: uid, item_id: sku, label: clicked, timestamp: ts}\nembedding_column: embedding\n")
+    diverging = RunConfig(dataset=str(tmp_path / "data.yaml"), features="id", model_params=SMALL_MODEL,
+                          training={**FAST, "learning_rate": 1e12})
+    with pytest.raises(InvalidInputError, match="training diverged: the loss is"):
+        train_run(diverging, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

@@ -171,6 +171,11 @@ class FeatureEncoder:
         if self.uses_content:
             if content is None:
                 raise InvalidInputError(f"feature set {self.feature_set!r} needs item content embeddings")
+            bad = np.flatnonzero(~np.isfinite(np.asarray(content, np.float32)).all(axis=1))
+            if bad.size:
+                raise InvalidInputError(f"{dataset.name}: the content embedding of item {self.item_ids[bad[0]]!r}"
+                                        f" (item row {int(bad[0])}) holds NaN or Inf ({bad.size} such item(s));"
+                                        " clean the item embeddings before training")
             self.item_content = np.concatenate([np.zeros((1, content.shape[1]), np.float32),
                                                 np.asarray(content, np.float32)])
         return self

@@ -181,6 +181,10 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
                     shared = summed.detach().clone()
                     dist.all_reduce(shared)
                     batch_loss = float(shared) / len(index)
+                if not math.isfinite(batch_loss):  # NaN/Inf weights would make every figure meaningless
+                    raise InvalidInputError(f"training diverged: the loss is {batch_loss} at epoch {epoch + 1},"
+                                            f" rows {start}..{start + len(index) - 1} of the shuffled training set"
+                                            " (non-finite inputs, or a learning rate too high); nothing was written")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
