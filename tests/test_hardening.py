@@ -177,14 +177,27 @@ def test_rewritten_arrays_with_matching_checksums_are_checked_for_values(tmp_pat
         warnings.simplefilter("ignore")
         model.fit(data)
     model.save(tmp_path / "gmm")
-    for name, value in (("level_0.variances", -1.0), ("level_0.means", np.nan)):
+    cases = [  # (array, rewrite, what the refusal names); the checksums are recomputed each time
+        ("level_0.variances", lambda a: np.full_like(a, -1.0), "variances below 1e-30"),
+        ("level_0.variances", lambda a: np.full_like(a, 1e-45), "variances below 1e-30"),
+        ("level_0.means", lambda a: np.full_like(a, np.nan), "NaN or Inf"),
+        ("level_0.codebook", lambda a: np.full_like(a, 1e38), "beyond the 1e\\+12"),
+        ("level_0.codebook", lambda a: a.astype(np.int32), "is int32; rqgmm writes float32 or float64"),
+        ("level_0.codebook", lambda a: a > 0, "is bool"),
+    ]
+    for name, rewrite, message in cases:
         arrays = load_file(str(tmp_path / "gmm" / "arrays.safetensors"))
-        arrays[name] = np.full_like(arrays[name], value)
+        arrays[name] = np.ascontiguousarray(rewrite(arrays[name]))
         save_file(arrays, str(tmp_path / "gmm" / "arrays.safetensors"))
-        _edit(tmp_path / "gmm", lambda m: m["arrays"][name].update(sha256=array_sha256(arrays[name])))
-        with pytest.raises(ArtifactError, match="variances <= 0|NaN or Inf"):
+        _edit(tmp_path / "gmm", lambda m: m["arrays"][name].update(sha256=array_sha256(arrays[name]),
+                                                                    dtype=str(arrays[name].dtype)))
+        with pytest.raises(ArtifactError, match=message):
             load(tmp_path / "gmm")
         model.save(tmp_path / "gmm", overwrite=True)
+    # covariance_type switched to tied while the variances stay one diagonal per component
+    _edit(tmp_path / "gmm", lambda m: m["params"].update(covariance_type="tied"))
+    with pytest.raises(ArtifactError, match="covariance_type='tied' but the components' variances differ"):
+        load(tmp_path / "gmm")
 
 
 # ------------------------------------------------------------ 4. magnitudes

@@ -15,6 +15,7 @@ import numpy as np
 from rqgmm.errors import ArtifactError, InvalidInputError
 from rqgmm.io.artifacts import array_sha256, content_version, load_artifact, save_artifact
 from rqgmm.quantize.params import positive_int
+from rqgmm.validation import MAX_SCALE
 
 # largest embedding width a saved tokenizer may declare (bounds allocation before any check)
 MAX_FEATURES = 1 << 20
@@ -83,9 +84,14 @@ def load_tokenizer(path: str | Path, expected: type):
             raise InvalidInputError(
                 f"the arrays do not fit the hyperparameters (first difference: {wrong[0]}: expected"
                 f" {expected_shapes.get(wrong[0])}, stored {stored.get(wrong[0])})")
-        for name, array in arrays.items():
-            if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        for name, array in arrays.items():  # values no fit writes: other dtypes, NaN/Inf, absurd magnitudes
+            if array.dtype not in (np.float32, np.float64):
+                raise InvalidInputError(f"array {name} is {array.dtype}; rqgmm writes float32 or float64")
+            if not np.isfinite(array).all():
                 raise InvalidInputError(f"array {name} holds NaN or Inf")
+            if array.size and float(np.abs(array).max()) > MAX_SCALE:
+                raise InvalidInputError(f"array {name} holds values up to {float(np.abs(array).max()):.1e}, beyond"
+                                        f" the {MAX_SCALE:.0e} float32 products handle")
         tokenizer._check_fitted_values(arrays)
         tokenizer._restore(arrays, attributes)
     except InvalidInputError as exc:
