@@ -373,3 +373,37 @@ def test_readyz_says_why_a_service_is_not_ready(tmp_path, tokenizers, catalogue)
         assert reload.status_code == 200 and httpx.get(f"{running.url}/readyz").status_code == 200
     finally:
         running.stop()
+
+
+def test_hostile_bodies_get_a_named_4xx_never_a_500(tmp_path, tokenizers, catalogue):
+    """Deeply nested JSON, .npy bodies of text / bytes / structured / complex / datetime dtypes, a
+    JSON body labelled .npy, an item id that is not valid Unicode: each a one-line 4xx."""
+    from starlette.testclient import TestClient
+
+    from rqgmm.serve.app import build_app
+    from rqgmm.serve.http import ServiceSettings
+
+    def npy(array) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        return buffer.getvalue()
+
+    app = build_app(ServiceSettings(str(tokenizers[0]), registry=str(tmp_path / "ids.db")))
+    with TestClient(app) as client:
+        nested = client.post("/v1/encode", content=b"[" * 200_000, headers={"content-type": "application/json"})
+        assert nested.status_code == 400 and ("not valid JSON" in nested.json()["error"]
+                                              or "nested too deeply" in nested.json()["error"])
+        for array in (np.array([["a"] * 16]), np.array([[b"a"] * 16]), np.zeros(2, dtype=[("x", "f4")]),
+                      np.zeros((2, 16), dtype=np.complex64), np.zeros((2, 16), dtype="datetime64[s]"),
+                      np.zeros((2, 16), dtype="V4")):
+            reply = client.post("/v1/encode", content=npy(array), headers={"content-type": "application/x-npy"})
+            assert reply.status_code == 422 and "expected a .npy of real numbers" in reply.json()["error"], reply.text
+        labelled = client.post("/v1/encode", content=b'{"embeddings": [[0]]}',
+                               headers={"content-type": "application/x-npy"})
+        assert labelled.status_code == 400 and "does not start with the .npy magic" in labelled.json()["error"]
+        surrogate = client.post("/v1/items", content=b'{"items": [{"item_id": "\\ud800", "embedding": '
+                                + str(catalogue[0].tolist()).encode() + b"}]}",
+                                headers={"content-type": "application/json"})
+        assert surrogate.status_code == 422 and "not valid Unicode" in surrogate.json()["error"]
+        fine = client.post("/v1/encode", content=npy(catalogue[:3]), headers={"content-type": "application/x-npy"})
+        assert fine.status_code == 200

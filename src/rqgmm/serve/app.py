@@ -134,7 +134,9 @@ class Service:
             try:  # the standard library also reads NaN / Infinity, which the checks then name by row
                 payload = json.loads(raw)
             except (ValueError, UnicodeDecodeError) as exc:
-                raise HTTPError(400, f"request body is not valid JSON ({exc})") from None
+                raise HTTPError(400, f"request body is not valid JSON ({str(exc)[:200]})") from None
+            except RecursionError:
+                raise HTTPError(400, "request body is JSON nested too deeply to be a request") from None
         if not isinstance(payload, dict):
             raise HTTPError(400, "request body must be a JSON object")
         return payload
@@ -167,12 +169,16 @@ class Service:
     async def encode(self, request: Request) -> Response:
         version = self.versions.current
         if request.headers.get("content-type", "").split(";")[0].strip() == NPY:
+            raw = await self.body(request)
+            if not raw.startswith(b"\x93NUMPY"):
+                raise HTTPError(400, f"body is not a .npy file (Content-Type is {NPY}, but the body does not start"
+                                     " with the .npy magic bytes; send JSON as application/json)")
             try:
-                rows = np.load(io.BytesIO(await self.body(request)), allow_pickle=False)
-            except HTTPError:
-                raise
+                rows = np.load(io.BytesIO(raw), allow_pickle=False)
             except Exception as exc:  # noqa: BLE001 - any unreadable body is the client's
-                raise HTTPError(400, f"body is not a .npy array ({type(exc).__name__}: {exc})") from None
+                raise HTTPError(400, f"body is not a readable .npy array ({type(exc).__name__}: {exc})") from None
+            if rows.dtype.kind not in "fiub":  # complex, datetime, text, bytes, structured: not embeddings
+                raise HTTPError(422, f"body: expected a .npy of real numbers, got dtype {rows.dtype}")
             codes = await self.batcher.encode(self.checked(rows, "body"), version)
             buffer = io.BytesIO()
             np.save(buffer, codes.astype(np.int64))
@@ -201,7 +207,7 @@ class Service:
         for index, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("item_id"), (str, int)):
                 raise HTTPError(422, f"items[{index}]: expected an object with an item_id (string) and an embedding")
-            ids.append(str(item["item_id"]))
+            ids.append(checked_item_id(item["item_id"], f"items[{index}].item_id"))
         version = self.versions.current
         known = await self.on_registry(_lookup_many, registry, ids)
         new = [i for i, item_id in enumerate(ids) if known[item_id] is None]
@@ -308,7 +314,7 @@ class Service:
         for index, candidate in enumerate(candidates):
             if not isinstance(candidate, dict) or not isinstance(candidate.get("item_id"), (str, int)):
                 raise HTTPError(422, f"candidates[{index}]: expected an object with an item_id")
-            candidate["item_id"] = str(candidate["item_id"])
+            candidate["item_id"] = checked_item_id(candidate["item_id"], f"candidates[{index}].item_id")
         unseen = [c for c in candidates if not scorer.knows(c["item_id"])]
         sids = await self._sids_of_new_items(scorer, unseen, version)
         for candidate in candidates:
@@ -354,6 +360,16 @@ class Service:
         if self.registry is None:
             raise HTTPError(404, "this service was started without --registry; /v1/items is off")
         return self.registry
+
+
+def checked_item_id(value, where: str) -> str:
+    """An item id as text that the registry can store (valid UTF-8), else a 422 naming it."""
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HTTPError(422, f"{where}: not valid Unicode text (a lone surrogate?): {text!r}") from None
+    return text
 
 
 def _lookup_many(registry, ids: list[str]) -> dict:
