@@ -168,3 +168,38 @@ def test_many_items_under_one_code_read_the_prefix_once(tmp_path):
         ids = [f"j{k}" for k in range(60_000)] + ["j17"]
         with pytest.raises(InvalidInputError, match=r"\['j17'\] appear more than once"):
             store.assign(ids, np.zeros((len(ids), 2), dtype=int), "v1")
+
+
+def test_damaged_locked_or_missing_registries_are_named(tmp_path):
+    runner = CliRunner()
+    missing = runner.invoke(main, ["registry", "export", str(tmp_path / "none.db"), "-o", str(tmp_path / "x.parquet")])
+    assert missing.exit_code == 1 and "rqgmm registry init" in missing.output
+    assert runner.invoke(main, ["registry", "init", str(tmp_path / "none.db")]).exit_code == 0  # the advice works
+    with IDRegistry(tmp_path / "none.db") as store:
+        assert store.items() == [] and store.check() == []
+    for damage, message in (("UPDATE meta SET value='abc' WHERE key='schema_version'", "schema_version is 'abc'"),
+                            ("DROP TABLE items", r"table\(s\) \['items'\] are missing")):
+        path = tmp_path / f"{len(message)}.db"
+        IDRegistry(path, create=True).close()
+        with sqlite3.connect(path) as db:
+            db.execute(damage)
+        with pytest.raises(RegistryError, match=message):
+            IDRegistry(path)
+    holder = sqlite3.connect(tmp_path / "none.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's write lock, held
+    with IDRegistry(tmp_path / "none.db", timeout=0.2) as store:
+        with pytest.raises(RegistryError, match="held the registry's write lock for longer than the 0.2 s"):
+            store.assign(["a"], np.zeros((1, 2), dtype=int), "v1")
+    holder.execute("ROLLBACK")
+
+
+def test_two_processes_creating_one_registry_at_once_both_succeed(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from rqgmm.registry import IDRegistry
+        with IDRegistry({str(tmp_path / 'race.db')!r}, create=True) as store:
+            store.check()
+    """)
+    runs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    errors = [run.communicate()[1] for run in runs]
+    assert all(run.returncode == 0 for run in runs), errors

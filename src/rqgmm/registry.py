@@ -120,8 +120,10 @@ class IDRegistry:
 
     def __init__(self, url: str | Path, *, create: bool = False, timeout: float = 30.0):
         self.path = _path_of(url)
+        self._timeout = timeout
         if not self.path.exists() and not create:
-            raise RegistryError(f"{self.path}: no registry here (create one with create=True / `registry init`)")
+            raise RegistryError(f"{self.path}: no registry here (create one with `rqgmm registry init {self.path}`,"
+                                " `registry assign`, or IDRegistry(..., create=True))")
         if self.path.exists() and not self.path.is_file():
             raise RegistryError(f"{self.path}: is not a file")
         try:
@@ -135,11 +137,11 @@ class IDRegistry:
         if not tables:
             if not create:
                 raise RegistryError(f"{self.path}: empty database, not an rqgmm registry")
-            with self._transaction() as db:
+            with self._transaction() as db:  # two processes creating at once: the second finds it done
                 for statement in _SCHEMA.strip().split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute("INSERT INTO meta VALUES ('format', ?), ('schema_version', ?)",
+                db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('schema_version', ?)",
                            (_FORMAT, str(SCHEMA_VERSION)))
         self._check_ours()
 
@@ -150,7 +152,15 @@ class IDRegistry:
             raise RegistryError(f"{self.path}: an SQLite database, but not an rqgmm registry") from None
         if meta.get("format") != _FORMAT:
             raise RegistryError(f"{self.path}: an SQLite database, but not an rqgmm registry")
-        version = int(meta.get("schema_version", "0"))
+        try:
+            version = int(meta.get("schema_version", "0"))
+        except ValueError:
+            raise RegistryError(f"{self.path}: damaged registry: schema_version is"
+                                f" {meta.get('schema_version')!r}, not a number") from None
+        present = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = sorted({"versions", "items", "retired", "mappings"} - present)
+        if missing:
+            raise RegistryError(f"{self.path}: damaged registry: table(s) {missing} are missing")
         if version > SCHEMA_VERSION:
             raise RegistryError(f"{self.path}: registry schema version {version} is newer than this rqgmm"
                                 f" understands ({SCHEMA_VERSION}); upgrade rqgmm")
@@ -167,7 +177,13 @@ class IDRegistry:
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: taken with the write lock, committed whole or rolled back."""
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            raise RegistryError(f"{self.path}: another process has held the registry's write lock for longer than"
+                                f" the {self._timeout:g} s this call waits; try again when it is done") from None
         try:
             yield self._db
         except BaseException:
@@ -383,8 +399,12 @@ class IDRegistry:
         that do not match their prefix and suffix, items on an unknown version."""
         problems = []
         db = self._db
-        if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-            problems.append("SQLite integrity check failed")
+        try:
+            integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:  # a page too damaged for the check itself
+            return [f"SQLite integrity check failed: {exc}"]
+        if integrity != "ok":
+            problems.append(f"SQLite integrity check failed: {integrity}")
         for sid, count in db.execute("SELECT sid, COUNT(*) FROM items GROUP BY sid HAVING COUNT(*) > 1"):
             problems.append(f"ID {sid} is held by {count} items")
         for (sid,) in db.execute("SELECT items.sid FROM items JOIN retired ON items.sid = retired.sid"):

@@ -42,6 +42,16 @@ def _data_options(function):
     return click.argument("database")(function)
 
 
+@registry.command("init")
+@click.argument("database")
+def registry_init(database):
+    """Create an empty registry at DATABASE (a path or sqlite:/// URL); an existing one is kept."""
+    from rqgmm.registry import IDRegistry
+
+    with IDRegistry(database, create=True) as store:
+        click.echo(f"registry {database}: {len(store.items())} active item(s), versions {store.versions()}")
+
+
 @registry.command("assign")
 @_data_options
 def registry_assign(database, tokenizer_dir, embeddings, column, id_column):
