@@ -407,3 +407,17 @@ def test_hostile_bodies_get_a_named_4xx_never_a_500(tmp_path, tokenizers, catalo
         assert surrogate.status_code == 422 and "not valid Unicode" in surrogate.json()["error"]
         fine = client.post("/v1/encode", content=npy(catalogue[:3]), headers={"content-type": "application/x-npy"})
         assert fine.status_code == 200
+
+
+def test_serve_refuses_impossible_settings_in_one_line(tokenizers, tmp_path):
+    from click.testing import CliRunner
+
+    from rqgmm.cli import main
+
+    runner = CliRunner()
+    for args, message in ((["--port", "70000"], "70000 is not in the range 0<=x<=65535"),
+                          (["--threads", "100000"], "100000 is not in the range 1<=x<=256"),
+                          (["--token-file", str(tmp_path / "absent")], "no such token file")):
+        result = runner.invoke(main, ["serve", str(tokenizers[0]), *args])
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert "nothing was replaced" not in result.output and "unexpected" not in result.output

@@ -15,7 +15,8 @@ import click
               help="A saved CTR run (`rqgmm ctr train -o RUN`): enables /v1/score.")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; anything but loopback needs --token-file.")
-@click.option("--port", type=int, default=8000, show_default=True, help="TCP port (0: any free port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="TCP port (0: any free port).")
 @click.option("--token-file", type=click.Path(path_type=Path), default=None,
               help="File holding the bearer token that write and admin endpoints require.")
 @click.option("--max-body-mib", type=float, default=64.0, show_default=True, help="Largest request body.")
@@ -23,7 +24,7 @@ import click
 @click.option("--batch-wait-ms", type=float, default=2.0, show_default=True,
               help="How long an encode waits for concurrent requests to batch with.")
 @click.option("--max-batch", type=int, default=4096, show_default=True, help="Most rows per encode batch.")
-@click.option("--threads", type=int, default=1, show_default=True,
+@click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="torch threads for encoding and scoring: 1 keeps many small concurrent requests fast (the"
                    " event loop and the batches do not fight over cores); raise it for few large batches.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info"]), default="warning",

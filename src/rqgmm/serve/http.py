@@ -73,7 +73,14 @@ def is_loopback(host: str) -> bool:
 
 
 def read_token(path: str | Path) -> str:
-    token = Path(path).read_text().strip()
+    """The bearer token in the file ``path`` (one line of at least 16 non-space characters)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such token file (--token-file names a file holding the bearer token)")
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{path}: cannot read the token file ({exc})") from None
     if len(token) < 16 or any(c.isspace() for c in token):
         raise InvalidInputError(f"{path}: the token must be one line of at least 16 non-space characters")
     return token
