@@ -274,3 +274,30 @@ def test_a_nan_item_embedding_or_a_diverging_loss_stops_training_and_writes_noth
     with pytest.raises(InvalidInputError, match="training diverged: the loss is"):
         train_run(diverging, tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_unusable_training_data_is_named_before_training(tmp_path):
+    from click.testing import CliRunner
+
+    from rqgmm.cli import main
+
+    interactions, items, _ = synthetic_tables(n_users=10, rows_per_user=20)
+    items.to_parquet(tmp_path / "items.parquet")
+    yaml = ("name: t\ninteractions: {file}\nitems: items.parquet\nembedding_column: embedding\n"
+            "columns: {{user_id: uid, item_id: sku, label: clicked, timestamp: ts}}\n")
+    cases = [("one-class.parquet", interactions.assign(clicked=1), "every training row has label 1"),
+             ("stamps.parquet", interactions.assign(ts=["yesterday"] * len(interactions)),
+              "column timestamp must hold numbers.*row 0 has 'yesterday'"),
+             ("csv.parquet", None, "the interactions file is not readable Parquet")]
+    for file, frame, message in cases:
+        if frame is None:
+            interactions.to_csv(tmp_path / file)  # a CSV given as the interactions file
+        else:
+            frame.to_parquet(tmp_path / file)
+        (tmp_path / "d.yaml").write_text(yaml.format(file=file))
+        config = RunConfig(dataset=str(tmp_path / "d.yaml"), features="id", model_params=SMALL_MODEL, training=FAST)
+        with pytest.raises(InvalidInputError, match=message):
+            train_run(config, progress=False)
+    result = CliRunner().invoke(main, ["ctr", "train", "--dataset", str(tmp_path / "d.yaml"), "--embed-dim", "0",
+                                       "-o", str(tmp_path / "run")])
+    assert result.exit_code == 2 and "0 is not in the range 1<=x<=4096" in result.output

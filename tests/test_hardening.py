@@ -402,3 +402,19 @@ def test_an_output_that_is_one_of_the_inputs_is_refused_even_with_overwrite(tmp_
         result = cli("registry", "export", tmp_path / "ids.db", "-o", tmp_path / target, "--overwrite")
         assert result.exit_code == 1 and "is also an input" in result.output
     assert "consistent: 500" in cli("registry", "check", tmp_path / "ids.db").output
+
+
+def test_odd_input_files_are_named_not_unexpected(tmp_path):
+    X = np.random.default_rng(0).normal(size=(100, 4)).astype(np.float32)
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(X.reshape(-1)), 4)
+    pq.write_table(pa.table({"id": [str(i) for i in range(100)], "embedding": vectors}), tmp_path / "items[v2].parquet")
+    fitted = cli("fit", tmp_path / "items[v2].parquet", "-o", tmp_path / "tok", "--method", "rq-kmeans",
+                 "--levels", 1, "--codebook-size", 4, "-q")
+    assert fitted.exit_code == 0, fitted.output  # a file named like a glob is that file
+    (tmp_path / "empty.npy").write_bytes(b"")
+    empty = cli("fit", tmp_path / "empty.npy", "-o", tmp_path / "t2", "-q")
+    assert empty.exit_code == 1 and "empty.npy: not a readable .npy matrix" in empty.output
+    pq.write_table(pa.table({"id": pa.array([], pa.string()), "embedding": pa.array([], pa.list_(pa.float32()))}),
+                   tmp_path / "zero.parquet")
+    zero = cli("fit", tmp_path / "zero.parquet", "-o", tmp_path / "t3", "-q")
+    assert zero.exit_code == 1 and "zero.parquet: holds no rows" in zero.output and "feature(s)" not in zero.output

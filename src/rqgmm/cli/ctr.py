@@ -44,7 +44,8 @@ def ctr() -> None:
 @click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam step size.")
 @click.option("--patience", type=int, default=2, show_default=True,
               help="Epochs without a better validation AUC before stopping.")
-@click.option("--embed-dim", type=int, default=16, show_default=True, help="Width of every field embedding.")
+@click.option("--embed-dim", type=click.IntRange(1, 4096), default=16, show_default=True,
+              help="Width of every field embedding.")
 @click.option("--min-count", type=int, default=1, show_default=True, help="Training rows a category needs.")
 @click.option("--missing-items", type=click.Choice(MISSING_ITEM_POLICIES), default="error", show_default=True,
               help="Interactions whose item has no content: stop, or use zero content.")

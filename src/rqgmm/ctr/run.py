@@ -110,6 +110,10 @@ def new_model(name: str, encoder: FeatureEncoder, params: dict, seed: int) -> CT
 def fit_and_evaluate(data: PreparedData, model_name: str, model_params: dict, training: TrainingConfig,
                      progress: bool | None = None) -> tuple[CTRModel, TrainingResult, dict]:
     """Train one model; return it, its training record and validation/test metrics."""
+    classes = np.unique(data.inputs["train"]["label"])
+    if len(classes) < 2:
+        raise InvalidInputError(f"{data.dataset.name}: every training row has label {int(classes[0])}; a CTR model"
+                                " needs clicks and non-clicks (check the label column or the split)")
     model = new_model(model_name, data.encoder, model_params, training.seed)
     record = train_model(model, data.inputs["train"], data.inputs["validation"], training, progress,
                          desc=f"{model_name} {data.encoder.feature_set}")

@@ -62,9 +62,13 @@ def validate_interactions(frame: pd.DataFrame, categorical, numeric, name: str) 
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise InvalidInputError(f"{name}: column label must hold 0 or 1; row {row} has {frame['label'].iloc[row]}"
                                 f" ({int(bad.sum())} such row(s)); binarize ratings first (e.g. rating >= 4)")
+    timestamps = pd.to_numeric(frame["timestamp"], errors="coerce")
+    if timestamps.isna().any():
+        row = int(np.flatnonzero(timestamps.isna().to_numpy())[0])
+        raise InvalidInputError(f"{name}: column timestamp must hold numbers (e.g. Unix seconds); row {row} has"
+                                f" {frame['timestamp'].iloc[row]!r} ({int(timestamps.isna().sum())} such row(s))")
     out = pd.DataFrame({"user_id": frame["user_id"].astype(str), "item_id": frame["item_id"].astype(str),
-                        "label": labels.astype(np.int8),
-                        "timestamp": pd.to_numeric(frame["timestamp"], errors="raise").astype(np.int64)})
+                        "label": labels.astype(np.int8), "timestamp": timestamps.astype(np.int64)})
     for column in categorical:
         out[column] = frame[column].astype(str)
     for column in numeric:
@@ -134,6 +138,17 @@ class ParquetDatasetConfig:
         return config
 
 
+def _read_parquet_frame(path: str, what: str) -> pd.DataFrame:
+    """A Parquet file as a DataFrame, or a named error (a CSV given by mistake, a damaged file)."""
+    import pyarrow as pa
+
+    try:
+        return pd.read_parquet(path)
+    except (pa.ArrowInvalid, OSError, ValueError) as exc:
+        raise InvalidInputError(f"{path}: the {what} file is not readable Parquet ({str(exc)[:160]}); data sets are"
+                                " Parquet files (convert a CSV with pandas: pd.read_csv(...).to_parquet(...))") from None
+
+
 def load_parquet_dataset(config: ParquetDatasetConfig) -> CTRDataset:
     """Read the files a :class:`ParquetDatasetConfig` names, renaming columns to the canonical ones."""
     from rqgmm.io.tables import read_embeddings
@@ -142,8 +157,8 @@ def load_parquet_dataset(config: ParquetDatasetConfig) -> CTRDataset:
         if not Path(path).is_file():
             raise InvalidInputError(f"{path}: no such file")
     renames = {source: target for target, source in config.columns.items()}
-    interactions = pd.read_parquet(config.interactions).rename(columns=renames)
-    items_frame = pd.read_parquet(config.items).rename(columns=renames)
+    interactions = _read_parquet_frame(config.interactions, "interactions").rename(columns=renames)
+    items_frame = _read_parquet_frame(config.items, "items").rename(columns=renames)
     embeddings = None
     if config.embedding_column is not None:
         embeddings = read_embeddings(config.items, column=config.embedding_column, id_column=None).embeddings

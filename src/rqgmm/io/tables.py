@@ -39,6 +39,8 @@ def parquet_paths(path: str | Path) -> list[Path]:
     import glob
 
     text = str(path)
+    if Path(text).is_file():  # a file whose name holds [, * or ? is that file, not a pattern
+        return [Path(text)]
     if glob.has_magic(text):
         paths = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
     elif Path(text).is_dir():
@@ -64,8 +66,8 @@ def read_embeddings(path: str | Path, *, column: str | None = None, id_column: s
             raise InvalidInputError(f"{path}: no such file")
         try:
             embeddings = np.load(path, mmap_mode="r", allow_pickle=False)
-        except ValueError as exc:
-            raise InvalidInputError(f"{path}: not a numeric .npy matrix ({exc})") from None
+        except (ValueError, EOFError, OSError) as exc:  # a zero-byte or truncated file included
+            raise InvalidInputError(f"{path}: not a readable .npy matrix ({exc or type(exc).__name__})") from None
         if embeddings.dtype.kind not in "fiub":
             raise InvalidInputError(f"{path}: expected real numbers, got dtype {embeddings.dtype}")
         if embeddings.ndim != 2:
@@ -148,7 +150,7 @@ def _read_parquet(path: Path, column: str | None, id_column: str | None, memory_
         done += batch.num_rows
     if out is None:
         if n_rows == 0:
-            return EmbeddingTable(np.zeros((0, 0), dtype=np.float32), np.arange(0), id_column or "row", str(path))
+            raise InvalidInputError(f"{path}: holds no rows (column {column!r} is empty); nothing to read")
         raise InvalidInputError(f"{path}: column {column!r} holds no embeddings (all {n_rows} rows are null)")
     all_ids = np.concatenate(ids) if ids else np.arange(n_rows)
     return EmbeddingTable(out, all_ids, id_column or "row", str(path))
