@@ -2,6 +2,7 @@
 traceback, silent garbage or lost data. One section per class of problem."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -418,3 +419,16 @@ def test_odd_input_files_are_named_not_unexpected(tmp_path):
                    tmp_path / "zero.parquet")
     zero = cli("fit", tmp_path / "zero.parquet", "-o", tmp_path / "t3", "-q")
     assert zero.exit_code == 1 and "zero.parquet: holds no rows" in zero.output and "feature(s)" not in zero.output
+
+
+def test_experiment_check_runs_the_checks_the_run_would_run(tmp_path):
+    """--check used to call `name: ../x` and a codebook of 10^9 valid; both failed only later."""
+    for text, message in (("name: ../x\nseeds: [0]\nmodels: {}\n", "name: must be a plain directory name"),
+                          ("name: big\nseeds: [0]\nmodels: {}\ntokenizers: [{method: rq-kmeans, levels: 2,"
+                           " codebook_size: 1000000000}]\n", "codebook_size must be a positive int up to 1048576"),
+                          ("name: deep\nseeds: [0]\nmodels: {}\ntokenizers: [{method: rq-kmeans, levels: 1000000000,"
+                           " codebook_size: 8}]\n", "n_levels must be an int in \\[1, 64\\]")):
+        (tmp_path / "c.yaml").write_text(text)
+        result = cli("experiment", tmp_path / "c.yaml", "--check")
+        assert result.exit_code == 1 and re.search(message, result.output), result.output
+    assert not (tmp_path / "runs").exists()

@@ -135,6 +135,10 @@ def parse_config(raw: dict, source: str, *, quick: bool = False):
     check_keys(overrides, klass, f"{source}: quick")
     full = load_settings(klass, raw, source)
     full.validate(source)
+    name = raw.get("name")
+    if isinstance(name, str) and (name in ("", ".", "..") or "/" in name or "\\" in name):
+        raise InvalidInputError(f"{source}: name: must be a plain directory name (no '/', not '.' or '..'),"
+                                f" got {name!r}")  # checked with the config, before anything is written
     shortened = {**copy.deepcopy(raw), **copy.deepcopy(overrides)}
     shortened["name"] = f"{raw.get('name', 'study')}-quick"
     reduced = load_settings(klass, shortened, f"{source} (quick)")
