@@ -74,18 +74,37 @@ def test_report_needs_overwrite(tmp_path, data):
 def test_a_crash_between_renames_is_recovered_and_temporaries_cleaned(tmp_path, data):
     target = fitted(tmp_path, data)
     # the state a kill between the two renames of the fallback leaves: the old one at its backup name
+    from rqgmm.io.atomic import WRITER_MARK
+
     dead_pid = 2**22 + 12345
     backup = tmp_path / f".tok.old-{dead_pid}"
+    (target / WRITER_MARK).touch()  # what atomic_path leaves in a directory it moves aside
     os.replace(target, backup)
     stale = tmp_path / f".tok.{dead_pid}.abcd.tmp"
     stale.mkdir()
+    (stale / WRITER_MARK).touch()
     assert not target.exists()
     with atomic_path(tmp_path / "tok", overwrite=True, directory=True) as tmp:
         # recovered before the new one is written: the old tokenizer is back at its path
-        assert load(target).n_levels == 2
+        assert load(target).n_levels == 2 and not (target / WRITER_MARK).exists()
         (tmp / "manifest.json").write_text(json.dumps({"format": "rqgmm-artifact"}))
     assert not backup.exists() and not stale.exists()
     assert json.loads((target / "manifest.json").read_text()) == {"format": "rqgmm-artifact"}
+    assert not (target / WRITER_MARK).exists()
+
+
+def test_leftovers_rqgmm_cannot_prove_it_wrote_are_never_touched(tmp_path, data):
+    """A user's own `.NAME.<pid>.tmp` file and `.NAME.old-<pid>` directory (no writer mark) stay
+    where they are: writing NAME neither deletes the one nor moves the other into NAME."""
+    dead_pid = 2**22 + 54321
+    own_file = tmp_path / f".tok.{dead_pid}.notes.tmp"
+    own_file.write_text("mine")
+    own_dir = tmp_path / f".tok.old-{dead_pid}"
+    own_dir.mkdir()
+    (own_dir / "data.txt").write_text("also mine")
+    fitted(tmp_path, data)
+    assert own_file.read_text() == "mine" and (own_dir / "data.txt").read_text() == "also mine"
+    assert (tmp_path / "tok" / "manifest.json").is_file()
 
 
 def test_a_failed_write_leaves_the_previous_tokenizer(tmp_path, data):

@@ -158,6 +158,9 @@ def _follow_umask(root: Path) -> None:
             os.chmod(os.path.join(directory, name), 0o666 & ~umask)
 
 
+WRITER_MARK = ".rqgmm-writer"  # inside every temporary and backup atomic_path makes
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -183,10 +186,13 @@ def recover(path: Path) -> None:
         pid_text = rest.split(".", 1)[0].removeprefix("old-")
         if not pid_text.isdigit() or _pid_alive(int(pid_text)):
             continue
+        if not (entry.is_dir() and not entry.is_symlink() and (entry / WRITER_MARK).is_file()):
+            continue  # not provably ours (a user's own file of that name): never touched
         if rest.startswith("old-") and not path.exists():
+            (entry / WRITER_MARK).unlink()
             os.replace(entry, path)  # the crash came after the old one moved away: put it back
         elif rest.startswith("old-") or name.endswith(".tmp"):
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -202,14 +208,18 @@ def atomic_path(path: str | Path, *, overwrite: bool = False, directory: bool = 
     check_output(path, overwrite, kind or ("artifact" if directory else "file"))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
+    (tmp / WRITER_MARK).touch()  # proves to a later recover() that rqgmm made this leftover
     target = tmp if directory else tmp / path.name
     try:
         yield target
+        if directory:
+            (tmp / WRITER_MARK).unlink()  # the output directory itself: no marker left inside
         _follow_umask(tmp)
         _fsync_tree(tmp)
         if path.is_dir() and not path.is_symlink():
             if not _exchange(tmp, path):  # two renames; recover() undoes a crash between them
                 backup = path.with_name(f".{path.name}.old-{os.getpid()}")
+                (path / WRITER_MARK).touch()
                 os.replace(path, backup)
                 os.replace(target, path)
                 shutil.rmtree(backup, ignore_errors=True)
