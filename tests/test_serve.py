@@ -421,3 +421,25 @@ def test_serve_refuses_impossible_settings_in_one_line(tokenizers, tmp_path):
         result = runner.invoke(main, ["serve", str(tokenizers[0]), *args])
         assert result.exit_code != 0 and message in result.output, result.output
         assert "nothing was replaced" not in result.output and "unexpected" not in result.output
+
+
+def test_a_request_waits_for_the_registry_within_a_budget(tmp_path, tokenizers, catalogue, monkeypatch):
+    """One slow registry call (a huge assignment, say) makes later requests answer 503 after the
+    budget instead of waiting without end."""
+    from starlette.testclient import TestClient
+
+    import rqgmm.serve.app as service_app
+    from rqgmm.serve.http import ServiceSettings
+
+    real = service_app._lookup_many
+
+    def slow(registry, ids):
+        time.sleep(1.5)
+        return real(registry, ids)
+
+    monkeypatch.setattr(service_app, "_lookup_many", slow)
+    app = service_app.build_app(ServiceSettings(str(tokenizers[0]), registry=str(tmp_path / "ids.db"),
+                                                registry_budget_s=0.3))
+    with TestClient(app) as client:
+        reply = client.post("/v1/items", json={"items": [{"item_id": "a", "embedding": catalogue[0].tolist()}]})
+        assert reply.status_code == 503 and "did not answer within 0.3 s" in reply.json()["error"]

@@ -92,8 +92,19 @@ class Service:
 
         return IDRegistry(path, create=True)
 
-    async def on_registry(self, function, *args):
-        return await asyncio.get_running_loop().run_in_executor(self._registry_thread, function, *args)
+    async def on_registry(self, function, *args, budget: float | None = -1):
+        """Run ``function(*args)`` on the registry thread. A request waits at most ``budget``
+        seconds (default: the service's ``registry_budget_s``; None: no limit, for admin actions)
+        and then answers 503, so one huge request cannot hold every other one indefinitely."""
+        budget = self.settings.registry_budget_s if budget == -1 else budget
+        work = asyncio.get_running_loop().run_in_executor(self._registry_thread, function, *args)
+        if budget is None:
+            return await work
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), timeout=budget)
+        except asyncio.TimeoutError:
+            raise HTTPError(503, f"the registry did not answer within {budget:g} s (busy with earlier requests);"
+                                 " retry later") from None
 
     def close(self) -> None:
         if self.registry is not None:
@@ -272,7 +283,7 @@ class Service:
             if path is not None and not isinstance(path, str):
                 raise HTTPError(422, "path: expected a string")
         candidate = await asyncio.to_thread(self.versions.load, path)
-        return FastJSONResponse(await self.on_registry(self.lifecycle.switch_to, candidate))
+        return FastJSONResponse(await self.on_registry(self.lifecycle.switch_to, candidate, budget=None))
 
     async def migrate(self, request: Request) -> Response:
         """Move the registry to a new tokenizer and serve it, as one step (see the module doc)."""
@@ -295,7 +306,7 @@ class Service:
             raise HTTPError(422, f"catalogue {payload['catalogue']}: no item id column (a .npy has none)")
         codes = await asyncio.to_thread(candidate.tokenizer.encode, table.embeddings)
         ids = [str(i) for i in table.ids]
-        return FastJSONResponse(await self.on_registry(self.lifecycle.migrate, candidate, ids, codes))
+        return FastJSONResponse(await self.on_registry(self.lifecycle.migrate, candidate, ids, codes, budget=None))
 
     async def score(self, request: Request) -> Response:
         self.authorize(request)

@@ -35,7 +35,8 @@ class ServiceSettings:
     """tokenizer: saved tokenizer directory; registry: SQLite registry path (None: no /v1/items);
     ctr_run: saved CTR run (None: no /v1/score); token: bearer token of write/admin endpoints
     (None: open, loopback only); limits on the body (bytes) and on rows per request; the batching
-    wait (ms) and largest batch (rows)."""
+    wait (ms) and largest batch (rows); registry_budget_s: the longest a request waits for the
+    registry (then 503)."""
 
     tokenizer: str
     registry: str | None = None
@@ -45,6 +46,7 @@ class ServiceSettings:
     max_items: int = 100_000
     batch_wait_ms: float = 2.0
     max_batch: int = 4096
+    registry_budget_s: float = 30.0
 
 
 class Metrics:
