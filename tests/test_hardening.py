@@ -2,8 +2,8 @@
 traceback, silent garbage or lost data. One section per class of problem."""
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import textwrap
