@@ -56,7 +56,8 @@ def registry_init(database):
 @_data_options
 def registry_assign(database, tokenizer_dir, embeddings, column, id_column):
     """Give the items of EMBEDDINGS their stable IDs (new items get the tokenizer's codes plus the
-    smallest free suffix; known items keep theirs). DATABASE is created if missing."""
+    smallest free suffix; known items keep theirs). DATABASE is created if missing. EMBEDDINGS is
+    Parquet with an item id column: a .npy is refused, since its row numbers are not item ids."""
     from rqgmm.registry import IDRegistry
 
     ids, codes, version = _items(tokenizer_dir, embeddings, column, id_column)

@@ -127,7 +127,8 @@ def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_inva
 @click.option("--column", default=None, help="Parquet embedding column (auto-detected if only one list column).")
 @click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the other column).")
 @click.option("--device", default=None, help="Override the tokenizer's device (cpu, cuda, cuda:N, auto).")
-@click.option("--drop-invalid", is_flag=True, help="Skip rows with NaN/Inf (they are left out of the output).")
+@click.option("--drop-invalid", is_flag=True, help="Skip rows with NaN/Inf (left out of the output, counted on"
+              " stderr; .parquet output only, which keeps the id of every kept row).")
 @click.option("--collisions", type=click.Choice(["none", "suffix", "relocate", "sinkhorn"]), default="none",
               show_default=True, help="Make IDs unique: a counting 'suffix' column, or move colliding items at the"
               " last level: greedily ('relocate') or by a Sinkhorn-balanced assignment ('sinkhorn').")
