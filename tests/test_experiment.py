@@ -80,7 +80,7 @@ def test_a_different_config_in_the_same_directory_is_refused(tmp_path):
     ({"quick": {"seedz": [0]}}, r"x.yaml: quick: unknown setting 'seedz'"),
     ({"quick": {"training": {"max_epoch": 1}}}, r"x.yaml \(quick\): training: unknown setting 'max_epoch'"),
     ({"seeds": []}, "seeds is empty"),
-    ({"name": "../outside"}, None),  # refused by the run directory, see the CLI test below
+    ({"name": "../outside"}, "name: must be a plain directory name"),  # with the config, before any write
     ({"ctr_tokenizers": ["rq-gmm-9x9"]}, "ctr_tokenizers: 'rq-gmm-9x9' is not among the tokenizers"),
     ({"models": {"fnn": {"features": ["sid:rq-gmm-3x256"]}}}, "features: 'sid:rq-gmm-3x256' must be id, emb"),
     ({"tokenizers": [{"method": "pq", "levels": 1, "codebook_size": 4}], "ctr_tokenizers": []},

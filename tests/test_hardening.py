@@ -446,8 +446,22 @@ def test_experiment_check_runs_the_checks_the_run_would_run(tmp_path):
                           ("name: big\nseeds: [0]\nmodels: {}\ntokenizers: [{method: rq-kmeans, levels: 2,"
                            " codebook_size: 1000000000}]\n", "codebook_size must be a positive int up to 1048576"),
                           ("name: deep\nseeds: [0]\nmodels: {}\ntokenizers: [{method: rq-kmeans, levels: 1000000000,"
-                           " codebook_size: 8}]\n", "n_levels must be an int in \\[1, 64\\]")):
+                           " codebook_size: 8}]\n", "n_levels must be an int in \\[1, 64\\]"),
+                          ("name: nd\nseeds: [0]\ndataset: nowhere.yaml\n", "nowhere.yaml: no such data set config"),
+                          ("name: nd\nseeds: [0]\ndataset: ml-10m\n", "dataset: expected one of")):
         (tmp_path / "c.yaml").write_text(text)
         result = cli("experiment", tmp_path / "c.yaml", "--check")
         assert result.exit_code == 1 and re.search(message, result.output), result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_manifest_asking_for_unbounded_work_is_refused_before_allocating(tmp_path, data):
+    """n_levels and codebook sizes are outside the checksums: a manifest claiming 10^9 levels
+    once made `rqgmm info` and a reload grow past 12 GB; the declared bounds refuse it first."""
+    target = fitted(tmp_path, data)
+    for change, message in (({"n_levels": 10**9}, r"n_levels must be an int in \[1, 64\]"),
+                            ({"codebook_size": [10**9, 4]}, "codebook_size must be a positive int up to")):
+        _edit(target, lambda m: m["params"].update(change))
+        result = cli("info", target)
+        assert result.exit_code == 1 and re.search(message, result.output), result.output
+        target = fitted(tmp_path, data, name=f"tok{len(message)}")

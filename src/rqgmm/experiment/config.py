@@ -61,6 +61,7 @@ class PaperStudyConfig:
         if self.kind != "paper":
             raise InvalidInputError(f"{source}: kind: expected 'paper', got {self.kind!r}")
         check_seeds(self.seeds, source)
+        check_dataset(self.dataset, source)
         names = []
         for index, entry in enumerate(self.tokenizers):
             check_tokenizer(entry, source, f"tokenizers[{index}]")
@@ -115,6 +116,18 @@ def study_kinds() -> dict[str, type]:
     from rqgmm.experiment.stable_ids import StableIDsConfig
 
     return {"paper": PaperStudyConfig, "variants": VariantsConfig, "stable-ids": StableIDsConfig}
+
+
+def check_dataset(dataset, source: str) -> None:
+    """A named error for a data set no run could load: an unknown name, or a .yaml that is missing."""
+    from pathlib import Path
+
+    known = ("ml-100k", "ml-100k-no-genres")
+    if not isinstance(dataset, str) or (dataset not in known and not dataset.endswith((".yaml", ".yml"))):
+        raise InvalidInputError(f"{source}: dataset: expected one of {known} or a Parquet data set .yaml,"
+                                f" got {dataset!r}")
+    if dataset.endswith((".yaml", ".yml")) and not Path(dataset).is_file():
+        raise InvalidInputError(f"{source}: dataset: {dataset}: no such data set config")
 
 
 def parse_config(raw: dict, source: str, *, quick: bool = False):
