@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rqgmm.errors import InvalidInputError
+from rqgmm.quantize.params import MAX_SCALE, MIN_SCALE
 
 _MAX_ROWS_NAMED = 5
 _TAKE_BLOCK_ROWS = 1024
@@ -221,9 +222,6 @@ def nonnegative_number(value) -> bool:
     """True for a real number >= 0 (not a bool)."""
     return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and value >= 0
 
-
-# magnitudes (root mean square of the largest coordinate) float32 distance products handle safely
-MAX_SCALE, MIN_SCALE = 1e12, 1e-12
 
 
 def check_scale(moments, name: str) -> None:

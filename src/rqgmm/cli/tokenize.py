@@ -237,13 +237,28 @@ def decode(tokenizer_dir, codes, output, ignore_version, overwrite, quiet):
 @click.command()
 @click.argument("tokenizer_dir", type=click.Path(path_type=Path))
 def info(tokenizer_dir):
-    """Print a saved tokenizer's manifest (class, hyperparameters, shapes) after verifying it as
-    ``load`` does (same checks, same verdict)."""
+    """Print a saved tokenizer's version and manifest (class, hyperparameters, shapes) after verifying
+    it with every check ``load`` makes before building a tokenizer (same verdict; torch not loaded)."""
+    from rqgmm.errors import ArtifactError, InvalidInputError
     from rqgmm.io.artifacts import load_artifact, manifest_version
-    from rqgmm.quantize import ResidualTokenizer
+    from rqgmm.quantize.specs import PARAMETERS, verify
 
-    ResidualTokenizer.load(tokenizer_dir)  # every check load makes
-    manifest, _ = load_artifact(tokenizer_dir)
+    manifest, arrays = load_artifact(tokenizer_dir)
+    kind, params = manifest.get("kind"), manifest.get("params")
+    if kind not in PARAMETERS:
+        raise ArtifactError(f"{tokenizer_dir}: holds a {kind!r}, not a tokenizer (one of {sorted(PARAMETERS)})")
+    if not isinstance(params, dict) or not isinstance(manifest.get("attributes"), dict):
+        raise ArtifactError(f"{tokenizer_dir}: manifest needs 'params' and 'attributes' mappings")
+    unknown = sorted(set(params) - {p.name for p in PARAMETERS[kind]})
+    if unknown:
+        raise ArtifactError(f"{tokenizer_dir}: manifest names parameter(s) {unknown} that {kind} does not have")
+    try:
+        verify(manifest, arrays)
+    except InvalidInputError as exc:
+        raise ArtifactError(f"{tokenizer_dir}: not a valid {kind}: {exc}") from None
+    except (KeyError, TypeError, ValueError, IndexError, RecursionError) as exc:
+        raise ArtifactError(f"{tokenizer_dir}: manifest does not describe a valid {kind}: {type(exc).__name__}:"
+                            f" {exc}") from None
     summary = {"version": manifest_version(manifest), **{k: manifest[k] for k in ("kind", "library_version", "params")}}
     summary["arrays"] = {name: meta["shape"] for name, meta in manifest["arrays"].items()}
     click.echo(json.dumps(summary, indent=2))

@@ -14,11 +14,7 @@ import numpy as np
 
 from rqgmm.errors import ArtifactError, InvalidInputError
 from rqgmm.io.artifacts import array_sha256, content_version, load_artifact, save_artifact
-from rqgmm.quantize.params import positive_int
-from rqgmm.validation import MAX_SCALE
-
-# largest embedding width a saved tokenizer may declare (bounds allocation before any check)
-MAX_FEATURES = 1 << 20
+from rqgmm.quantize.specs import verify
 
 
 def json_params(tokenizer) -> dict:
@@ -71,28 +67,9 @@ def load_tokenizer(path: str | Path, expected: type):
     if unknown:
         raise ArtifactError(f"{path}: manifest names parameter(s) {unknown} that {kind} does not have")
     try:
+        verify(manifest, arrays)  # everything that needs no tokenizer object, as `rqgmm info` checks it
         tokenizer = klass(**params)
         tokenizer.validate_params(warn=False)
-        n_features = attributes.get("n_features_in_")
-        if not positive_int(n_features) or n_features > MAX_FEATURES:
-            raise InvalidInputError(f"n_features_in_ must be an int in [1, {MAX_FEATURES}], got {n_features!r}")
-        expected_shapes = {name: tuple(shape) for name, shape in tokenizer._expected_shapes(int(n_features)).items()}
-        stored = {name: tuple(array.shape) for name, array in arrays.items()}
-        if expected_shapes != stored:
-            wrong = (sorted(set(expected_shapes) ^ set(stored))
-                     or sorted(n for n in expected_shapes if expected_shapes[n] != stored[n]))
-            raise InvalidInputError(
-                f"the arrays do not fit the hyperparameters (first difference: {wrong[0]}: expected"
-                f" {expected_shapes.get(wrong[0])}, stored {stored.get(wrong[0])})")
-        for name, array in arrays.items():  # values no fit writes: other dtypes, NaN/Inf, absurd magnitudes
-            if array.dtype not in (np.float32, np.float64):
-                raise InvalidInputError(f"array {name} is {array.dtype}; rqgmm writes float32 or float64")
-            if not np.isfinite(array).all():
-                raise InvalidInputError(f"array {name} holds NaN or Inf")
-            if array.size and float(np.abs(array).max()) > MAX_SCALE:
-                raise InvalidInputError(f"array {name} holds values up to {float(np.abs(array).max()):.1e}, beyond"
-                                        f" the {MAX_SCALE:.0e} float32 products handle")
-        tokenizer._check_fitted_values(arrays)
         tokenizer._restore(arrays, attributes)
     except InvalidInputError as exc:
         raise ArtifactError(f"{path}: not a valid {kind}: {exc}") from None

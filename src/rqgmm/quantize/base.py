@@ -231,14 +231,3 @@ class ResidualTokenizer(Declared, ResidualChain):
 
         return load_tokenizer(path, cls)
 
-    def _latent_dim(self, n_features: int) -> int:
-        """Width of the space the codebooks live in (the input width here)."""
-        return n_features
-
-    def _expected_shapes(self, n_features: int) -> dict[str, tuple[int, ...]]:
-        """Name -> shape of every fitted array of a tokenizer with these hyperparameters."""
-        latent = self._latent_dim(n_features)
-        return {f"level_{level}.codebook": (size, latent) for level, size in enumerate(self.codebook_sizes)}
-
-    def _check_fitted_values(self, arrays: dict[str, np.ndarray]) -> None:
-        """Raise :class:`InvalidInputError` for stored values no fit can produce (subclasses)."""

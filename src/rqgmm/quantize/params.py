@@ -86,6 +86,8 @@ def in_range(low: float, high: float = math.inf, *, integer: bool = False, low_o
     return check, f"{what} in {left}{low:g}, {high:g}{right}"
 
 
+# magnitudes (root mean square of the largest coordinate) float32 distance products handle safely
+MAX_SCALE, MIN_SCALE = 1e12, 1e-12
 MAX_LEVELS = 64  # residual levels a tokenizer may declare: bounds work before any allocation
 MAX_CODEBOOK = 1 << 20  # codes per level, likewise
 
@@ -147,6 +149,15 @@ def draw_seed(state) -> int:
     return int(np.random.SeedSequence().entropy % (2**63 - 1))
 
 
+def check_values(parameters: tuple[Param, ...], values: dict[str, Any], owner: str) -> None:
+    """Refuse a value outside what its declaration allows, naming it (a name that is not declared
+    is the caller's to refuse)."""
+    for param in parameters:
+        value = values.get(param.name, param.default)
+        if not param.check(value):
+            raise InvalidInputError(f"{owner}: parameter {param.name} must be {param.allowed}, got {value!r}")
+
+
 class Declared:
     """Mixin: builds ``__init__`` and ``get_params`` from the class's ``parameters``."""
 
@@ -183,11 +194,7 @@ class Declared:
     def validate_params(self, *, warn: bool = True) -> None:
         """Check every hyperparameter against its declaration; a deprecated spelling may not
         contradict the parameter it stands for (and warns, with ``warn``)."""
-        for param in self.parameters:
-            value = getattr(self, param.name)
-            if not param.check(value):
-                raise InvalidInputError(
-                    f"{type(self).__name__}: parameter {param.name} must be {param.allowed}, got {value!r}")
+        check_values(self.parameters, self.get_params(), type(self).__name__)
         for param in self.parameters:
             if param.alias_of is None or getattr(self, param.name) is None:
                 continue

@@ -42,9 +42,6 @@ def nearest_center_stats(chunk: torch.Tensor, *, scorer: CentroidScorer, n_codes
     """Mixture statistics of a chunk (m, dim) hard-assigned to its nearest center (EM's start)."""
     codes, _ = scorer.assign(chunk)
     return hard_assignment_stats(chunk, codes, n_codes, shift)
-# Smallest variance a loaded artifact may hold: far below any floor a fit applies, far above what
-# underflows float32 precisions (a tampered 1e-45 would make every score infinite).
-MIN_VARIANCE = 1e-30
 # A component holding less than one row's worth of responsibility has no usable estimate.
 EMPTY_COMPONENT_MASS = 1.0
 # Lloyd iterations of init="kmeans" before EM takes over.
@@ -300,28 +297,6 @@ class RQGMM(LevelwiseTokenizer):
         self.weights_[level] = self.weights_[level][order]
         self.means_[level] = self.means_[level][order]
         self.variances_[level] = self.variances_[level][order]
-
-    def _expected_shapes(self, n_features):
-        shapes = super()._expected_shapes(n_features)
-        for level, size in enumerate(self.codebook_sizes):
-            shapes.update({f"level_{level}.weights": (size,), f"level_{level}.means": (size, n_features),
-                           f"level_{level}.variances": (size, n_features)})
-        return shapes
-
-    def _check_fitted_values(self, arrays):
-        for level in range(self.n_levels):
-            variances = arrays[f"level_{level}.variances"]
-            if (variances < MIN_VARIANCE).any():
-                raise InvalidInputError(f"level {level} holds variances below {MIN_VARIANCE:g} (down to"
-                                        f" {float(variances.min()):.1e}); no fit with a variance floor writes them")
-            if self.covariance_type == "tied" and not (variances == variances[:1]).all():
-                raise InvalidInputError(f"level {level}: covariance_type='tied' but the components' variances differ")
-            if self.covariance_type == "spherical" and not (variances == variances[:, :1]).all():
-                raise InvalidInputError(f"level {level}: covariance_type='spherical' but a component's variances"
-                                        " differ across dimensions")
-            weights = arrays[f"level_{level}.weights"]
-            if (weights < 0).any() or abs(float(weights.sum()) - 1.0) > 1e-3:
-                raise InvalidInputError(f"level {level} weights are not a probability vector")
 
     def _restore(self, arrays, attributes):
         super()._restore(arrays, attributes)

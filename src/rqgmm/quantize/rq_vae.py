@@ -200,19 +200,6 @@ class RQVAE(ResidualTokenizer):
                 "validation_history_": self.validation_history_, "best_epoch_": self.best_epoch_,
                 "n_epochs_": self.n_epochs_, "n_reseeded_": self.n_reseeded_}
 
-    def _latent_dim(self, n_features):
-        return int(self.latent_dim)
-
-    def _expected_shapes(self, n_features):
-        shapes = super()._expected_shapes(n_features)
-        shapes["input.mean"] = (n_features,)
-        widths = [n_features, *self.hidden_dims, self.latent_dim]
-        for prefix, sequence in (("encoder", widths), ("decoder", widths[::-1])):
-            for index in range(len(sequence) - 1):
-                shapes[f"{prefix}.{2 * index}.weight"] = (sequence[index + 1], sequence[index])
-                shapes[f"{prefix}.{2 * index}.bias"] = (sequence[index + 1],)
-        return shapes
-
     def _restore(self, arrays, attributes):
         super()._restore(arrays, attributes)
         for name in ("scale_", "loss_history_", "validation_history_", "best_epoch_", "n_epochs_", "n_reseeded_"):
