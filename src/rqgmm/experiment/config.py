@@ -122,7 +122,7 @@ def check_dataset(dataset, source: str) -> None:
     """A named error for a data set no run could load: an unknown name, or a .yaml that is missing."""
     from pathlib import Path
 
-    known = ("ml-100k", "ml-100k-no-genres")
+    known = ("ml-100k", "ml-100k-no-genres", "ml-1m", "ml-1m-no-genres")
     if not isinstance(dataset, str) or (dataset not in known and not dataset.endswith((".yaml", ".yml"))):
         raise InvalidInputError(f"{source}: dataset: expected one of {known} or a Parquet data set .yaml,"
                                 f" got {dataset!r}")
