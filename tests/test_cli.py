@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -111,11 +113,16 @@ def test_wrong_dimension_and_missing_tokenizer(tmp_path, blobs):
     assert result.exit_code == 1 and "missing.npy: no such file" in result.output
 
 
-def test_info_prints_the_manifest(tmp_path, blobs):
+def test_info_summarizes_and_prints_the_manifest_as_json(tmp_path, blobs):
     np.save(tmp_path / "X.npy", blobs)
-    run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 1, "--codebook-size", 3, "-q")
-    result = run("info", tmp_path / "tok")
-    assert result.exit_code == 0 and '"kind": "RQGMM"' in result.output
+    run("fit", tmp_path / "X.npy", "-o", tmp_path / "tok", "--levels", 2, "--codebook-size", "3,5", "-q")
+    version = load(tmp_path / "tok").version
+    text = run("info", tmp_path / "tok")
+    assert text.exit_code == 0 and f"RQGMM, version {version}" in text.output
+    assert "levels 2 x codes 3 x 5, input width 8" in text.output and "covariance_type=diag" in text.output
+    result = run("info", tmp_path / "tok", "--json")
+    assert result.exit_code == 0 and json.loads(result.output)["version"] == version
+    assert json.loads(result.output)["arrays"]["level_1.codebook"] == [5, 8]
 
 
 @pytest.mark.parametrize("method, levels", [("rq-vae", 2), ("vq-vae", 1)])
@@ -246,3 +253,9 @@ def test_every_option_of_every_command_has_help_text():
 
     walk(root, ["rqgmm"])
     assert not missing, missing
+
+
+def test_experiment_without_a_config_is_refused_not_the_demo():
+    """It used to start the 16-minute MovieLens study silently while --help showed CONFIG."""
+    result = run("experiment")
+    assert result.exit_code == 2 and "give CONFIG" in result.output

@@ -53,7 +53,7 @@ def test_the_version_is_the_content_not_the_place(tmp_path, catalogue):
     assert tokenizer.version == artifact_version(tmp_path / "deploy-a") == loaded.version
     other = RQKMeans(n_levels=2, codebook_size=8, random_state=1, progress=False).fit(catalogue)
     assert other.version != tokenizer.version
-    info = CliRunner().invoke(main, ["info", str(tmp_path / "renamed")])
+    info = CliRunner().invoke(main, ["info", str(tmp_path / "renamed"), "--json"])
     assert f'"version": "{tokenizer.version}"' in info.output
 
 

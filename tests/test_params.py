@@ -84,7 +84,7 @@ def test_info_verifies_without_torch(tmp_path):
     X = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)
     RQGMM(n_levels=2, codebook_size=4, progress=False).fit(X).save(tmp_path / "tok")
     probe = ("import sys\nfrom rqgmm.cli import main\n"
-             f"main(['info', {str(tmp_path / 'tok')!r}], standalone_mode=False)\n"
+             f"main(['info', {str(tmp_path / 'tok')!r}, '--json'], standalone_mode=False)\n"
              "print(sorted(m for m in ('torch', 'pandas', 'sklearn') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().endswith("[]") and '"kind": "RQGMM"' in result.stdout, result.stdout + result.stderr

@@ -236,7 +236,7 @@ def run_week(workdir: str | Path, *, epochs: int = 3, new_share: float = 0.2, le
     import pyarrow.parquet as pq
 
     mapping = pq.read_table(workdir / "mapping.parquet").to_pandas().set_index("item_id")
-    v1, v2 = (json.loads(rqgmm("info", workdir / t).stdout)["version"] for t in ("tok-v1", "tok-v2"))
+    v1, v2 = (json.loads(rqgmm("info", workdir / t, "--json").stdout)["version"] for t in ("tok-v1", "tok-v2"))
     unchanged = [i for i in probe if not mapping.loc[i, "changed"]]
     moved = [i for i in probe if mapping.loc[i, "changed"]]
     lost, wrong = [], []

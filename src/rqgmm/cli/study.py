@@ -11,7 +11,7 @@ from rqgmm.cli.options import quiet_option, show_warnings
 
 
 @click.command()
-@click.argument("config_path", metavar="CONFIG", default="ml-100k")
+@click.argument("config_path", metavar="CONFIG", required=False, default=None)
 @click.option("--quick", is_flag=True, help="The config's reduced grid (its `quick:` overrides).")
 @click.option("-o", "--output", "--root", "root", type=click.Path(path_type=Path), default=Path("runs"),
               show_default=True, help="Runs are written to OUTPUT/<name>; finished stages there are reused.")
@@ -25,9 +25,10 @@ from rqgmm.cli.options import quiet_option, show_warnings
 @quiet_option
 def experiment(config_path, quick, root, workers, check, describe, device, quiet):
     """Run a study from CONFIG: a YAML file, or the name of a packaged config (an unknown name
-    lists them: ml-100k, variants, sid-ctr, ...). ``kind: paper`` (the default: tokenizers,
-    quality, CTR grid, report), ``kind: variants`` (tokenizer variants against RQ-KMeans) or ``kind:
-    stable-ids`` (refit strategies on a growing catalogue: churn, quality, CTR cost)."""
+    lists them: ml-100k, variants, sid-ctr, ...). Its kind: paper (the default: tokenizers,
+    quality, CTR grid, report), variants (tokenizer variants against RQ-KMeans) or stable-ids
+    (refit strategies on a growing catalogue: churn, quality, CTR cost). The main job is
+    `rqgmm experiment ml-100k` (make demo)."""
     from rqgmm.experiment.config import load_config
     from rqgmm.experiment.pages import text_table
     from rqgmm.experiment.paper import PaperStudy
@@ -41,6 +42,8 @@ def experiment(config_path, quick, root, workers, check, describe, device, quiet
         click.echo(text_table(["setting", "default", "meaning"], [list(row) for row in
                                                                   settings_of(study_kinds()[describe])]))
         return
+    if config_path is None:  # never start a long study nobody named
+        raise click.UsageError("give CONFIG: a study YAML or a packaged config's name (the main job: ml-100k)")
     config = load_config(config_path, quick=quick)
     if device is not None:
         config = with_training_device(config, device)

@@ -236,9 +236,11 @@ def decode(tokenizer_dir, codes, output, ignore_version, overwrite, quiet):
 
 @click.command()
 @click.argument("tokenizer_dir", type=click.Path(path_type=Path))
-def info(tokenizer_dir):
-    """Print a saved tokenizer's version and manifest (class, hyperparameters, shapes) after verifying
-    it with every check ``load`` makes before building a tokenizer (same verdict; torch not loaded)."""
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest's summary as JSON instead of text.")
+def info(tokenizer_dir, as_json):
+    """Summarize a saved tokenizer (version, method, levels, codes, width, fit, parameters) after
+    verifying it with every check `load` makes before building a tokenizer (same verdict; torch
+    is not loaded)."""
     from rqgmm.errors import ArtifactError, InvalidInputError
     from rqgmm.io.artifacts import load_artifact, manifest_version
     from rqgmm.quantize.specs import PARAMETERS, verify
@@ -261,7 +263,24 @@ def info(tokenizer_dir):
                             f" {exc}") from None
     summary = {"version": manifest_version(manifest), **{k: manifest[k] for k in ("kind", "library_version", "params")}}
     summary["arrays"] = {name: meta["shape"] for name, meta in manifest["arrays"].items()}
-    click.echo(json.dumps(summary, indent=2))
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    from rqgmm.quantize.specs import codebook_sizes
+
+    attributes = manifest["attributes"]
+    sizes = codebook_sizes(params)
+    lines = [f"{tokenizer_dir}: {kind}, version {summary['version']} (rqgmm {summary['library_version']})",
+             f"  levels {len(sizes)} x codes {' x '.join(map(str, sizes))}, input width {attributes['n_features_in_']}"]
+    if "n_iter_" in attributes:
+        converged = sum(bool(c) for c in attributes.get("converged_", []))
+        lines.append(f"  fit: iterations per level {attributes['n_iter_']}, converged {converged}/{len(sizes)},"
+                     f" re-seeded {attributes.get('n_reseeded_')}")
+    if "best_epoch_" in attributes:
+        lines.append(f"  fit: best epoch {attributes['best_epoch_'] + 1} of {attributes['n_epochs_']}")
+    shown = {k: v for k, v in params.items() if k not in ("progress", "seed") and v is not None}
+    lines.append("  parameters: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    click.echo("\n".join(lines))
 
 
 @click.command()
