@@ -96,7 +96,8 @@ def prepare_data(workdir: Path, new_share: float) -> dict:
     first_seen = frame.groupby("item_id")["timestamp"].min()
     cut = float(np.quantile(first_seen.to_numpy(), 1 - new_share))
     day0 = [i for i in item_ids if first_seen.get(i, np.inf) <= cut]
-    new = [i for i in item_ids if i not in set(day0)]
+    known = set(day0)
+    new = [i for i in item_ids if i not in known]
     position = {item: row for row, item in enumerate(item_ids)}
     rows = lambda items: embeddings[[position[i] for i in items]]  # noqa: E731
     write_catalogue(workdir / "day0.parquet", day0, rows(day0))

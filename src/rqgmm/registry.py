@@ -323,15 +323,44 @@ class IDRegistry:
                 mapping[item_id] = (old_sid, new_sid)
         return mapping
 
-    def mapping(self, old_version: str, new_version: str) -> dict[str, tuple[str, str]]:
-        """``item_id -> (old sid, new sid)`` recorded by the migration ``old_version -> new_version``
-        (a named error when no such migration happened)."""
+    def _require_migration(self, old_version: str, new_version: str) -> None:
+        """A named error unless the migration ``old_version -> new_version`` is recorded (one
+        indexed lookup: no mapping is read)."""
         if not self._db.execute("SELECT 1 FROM mappings WHERE old_version=? AND new_version=? LIMIT 1",
                                 (old_version, new_version)).fetchone():
             known = [f"{a} -> {b}" for a, b in self._db.execute(
                 "SELECT DISTINCT old_version, new_version FROM mappings")]
             raise RegistryError(f"{self.path}: no migration from version {old_version!r} to {new_version!r} is"
                                 f" recorded (recorded: {known or 'none'})")
+
+    def migration_chain(self, old_version: str, new_version: str | None = None) -> list[str]:
+        """The versions from ``old_version`` to ``new_version`` (default: the current one), each
+        step a recorded migration; a named error otherwise. What a CTR run trained on
+        ``old_version`` needs to be carried forward."""
+        versions = self.versions()
+        new_version = versions[-1] if new_version is None and versions else new_version
+        for version in (old_version, new_version):
+            if version not in versions:
+                raise RegistryError(f"{self.path}: tokenizer version {version!r} was never registered here"
+                                    f" (versions: {versions})")
+        if versions.index(old_version) > versions.index(new_version):
+            raise RegistryError(f"{self.path}: version {old_version!r} comes after {new_version!r}; versions only"
+                                " move forward")
+        chain = versions[versions.index(old_version):versions.index(new_version) + 1]
+        for old, new in zip(chain, chain[1:]):
+            self._require_migration(old, new)
+        return chain
+
+    def current_codes(self) -> dict[str, tuple[int, ...]]:
+        """``item_id -> codes`` (the current semantic IDs without the collision suffix) of every
+        active item."""
+        return {item_id: tuple(int(x) for x in sid.split("-"))[:-1]
+                for item_id, sid in self._db.execute("SELECT item_id, sid FROM items")}
+
+    def mapping(self, old_version: str, new_version: str) -> dict[str, tuple[str, str]]:
+        """``item_id -> (old sid, new sid)`` recorded by the migration ``old_version -> new_version``
+        (a named error when no such migration happened)."""
+        self._require_migration(old_version, new_version)
         rows = self._db.execute("SELECT item_id, old_sid, new_sid FROM mappings WHERE old_version=? AND"
                                 " new_version=?", (old_version, new_version))
         return {item_id: (old, new) for item_id, old, new in rows}
@@ -348,7 +377,7 @@ class IDRegistry:
             if position == 0:
                 raise RegistryError(f"{self.path}: version {new_version!r} was not reached by a migration")
             old_version = known[position - 1]
-        self.mapping(old_version, new_version)  # a named error when that migration is not recorded
+        self._require_migration(old_version, new_version)
         return old_version, new_version
 
     def export_mapping(self, old_version: str, new_version: str, path: str | Path, *, overwrite: bool = False) -> int:

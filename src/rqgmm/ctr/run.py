@@ -214,7 +214,7 @@ def remap_run(path: str | Path, registry: str | Path, output: str | Path | None 
     the registry migrated from (the whole chain of migrations to the current version must be
     recorded). Writes ``output`` (default: the run itself, replaced atomically); returns a
     summary (from, to, items, changed, not_in_registry)."""
-    from rqgmm.registry import IDRegistry, RegistryError
+    from rqgmm.registry import IDRegistry
 
     path = Path(path)
     config, encoder, model = load_run(path)
@@ -224,16 +224,11 @@ def remap_run(path: str | Path, registry: str | Path, output: str | Path | None 
         raise InvalidInputError(f"{path}: the run records no tokenizer version (trained before runs recorded it);"
                                 " retrain it to remap it")
     with IDRegistry(registry) as store:
-        versions, target = store.versions(), store.current_version
-        if config.tokenizer_version not in versions:
-            raise RegistryError(f"{path} was trained with tokenizer version {config.tokenizer_version}, which"
-                                f" registry {registry} never held (versions: {versions})")
-        chain = versions[versions.index(config.tokenizer_version):]
-        for old, new in zip(chain, chain[1:]):
-            store.mapping(old, new)  # a named error where a step of the chain was not a recorded migration
+        target = store.current_version
+        chain = store.migration_chain(config.tokenizer_version)  # named errors: never held, a step not recorded
         if len(chain) > 1:
             _check_run_matches(encoder, store.mapping(chain[0], chain[1]), path, chain[0])
-        current = {item_id: tuple(int(x) for x in sid.split("-"))[:-1] for item_id, sid, *_ in store.items()}
+        current = store.current_codes()
     new_codes = {item: current[item] for item in encoder.item_ids if item in current}
     changed = encoder.remap_items(new_codes) if len(chain) > 1 else 0
     summary_path = path / "metrics.json"

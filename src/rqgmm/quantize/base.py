@@ -21,7 +21,7 @@ import torch
 
 from rqgmm.errors import InvalidInputError, not_fitted
 from rqgmm.quantize.chain import ResidualChain
-from rqgmm.quantize.params import Declared, draw_seed
+from rqgmm.quantize.params import Declared, check_sizes, codebook_sizes, draw_seed
 from rqgmm.quantize.rowops import resolve_device
 from rqgmm.validation import EmbeddingMatrix, check_embeddings, check_scale
 
@@ -49,14 +49,7 @@ class ResidualTokenizer(Declared, ResidualChain):
     def validate_params(self, *, warn: bool = True) -> None:
         """Check every hyperparameter (raises :class:`InvalidInputError` naming the first bad one)."""
         super().validate_params(warn=warn)
-        sizes = self.codebook_sizes
-        max_samples = self.get_params().get("max_samples")
-        if max_samples is not None and max_samples < max(sizes):
-            raise InvalidInputError(f"{type(self).__name__}: max_samples={max_samples} is below the largest"
-                                    f" codebook_size={max(sizes)}; a level needs at least one sampled row per code")
-        if len(sizes) != self.n_levels:
-            raise InvalidInputError(
-                f"{type(self).__name__}: codebook_size lists {len(sizes)} sizes but n_levels={self.n_levels}")
+        check_sizes(self.get_params(), type(self).__name__)
 
     def _draw_seed(self) -> int:
         """The seed of one fit (drawn once, kept in ``seed_``): see :func:`~rqgmm.quantize.params.draw_seed`."""
@@ -92,9 +85,7 @@ class ResidualTokenizer(Declared, ResidualChain):
     @property
     def codebook_sizes(self) -> list[int]:
         """Codebook size of each level, a list of ``n_levels`` ints."""
-        if isinstance(self.codebook_size, (list, tuple)):
-            return [int(k) for k in self.codebook_size]
-        return [int(self.codebook_size)] * int(self.n_levels)
+        return codebook_sizes({"codebook_size": self.codebook_size, "n_levels": self.n_levels})
 
     def _fitted_arrays(self) -> dict[str, np.ndarray]:
         return {f"level_{level}.codebook": codebook for level, codebook in enumerate(self.codebooks_)}

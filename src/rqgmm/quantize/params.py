@@ -149,6 +149,24 @@ def draw_seed(state) -> int:
     return int(np.random.SeedSequence().entropy % (2**63 - 1))
 
 
+def codebook_sizes(values: dict[str, Any]) -> list[int]:
+    """Codes per level from hyperparameter values (no ``n_levels``, as VQ-VAE: one level)."""
+    size, n_levels = values["codebook_size"], values.get("n_levels", 1)
+    return [int(k) for k in size] if isinstance(size, (list, tuple)) else [int(size)] * int(n_levels)
+
+
+def check_sizes(values: dict[str, Any], owner: str) -> None:
+    """The checks spanning several parameters: one codebook size per level, and ``max_samples``
+    at least the largest codebook."""
+    sizes = codebook_sizes(values)
+    if len(sizes) != values.get("n_levels", 1):
+        raise InvalidInputError(f"{owner}: codebook_size lists {len(sizes)} sizes but n_levels={values['n_levels']}")
+    max_samples = values.get("max_samples")
+    if max_samples is not None and max_samples < max(sizes):
+        raise InvalidInputError(f"{owner}: max_samples={max_samples} is below the largest codebook_size={max(sizes)};"
+                                " a level needs at least one sampled row per code")
+
+
 def check_values(parameters: tuple[Param, ...], values: dict[str, Any], owner: str) -> None:
     """Refuse a value outside what its declaration allows, naming it (a name that is not declared
     is the caller's to refuse)."""
@@ -200,7 +218,7 @@ class Declared:
                 continue
             canonical = next(p for p in self.parameters if p.name == param.alias_of)
             if warn:
-                    warnings.warn(f"{type(self).__name__}: {param.name} is deprecated and will be removed in the next"
+                warnings.warn(f"{type(self).__name__}: {param.name} is deprecated and will be removed in the next"
                               f" release; use {param.alias_of}", FutureWarning, stacklevel=3)
             given = getattr(self, param.alias_of)
             if given is not canonical.default and given != canonical.default:

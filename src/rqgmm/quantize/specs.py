@@ -14,7 +14,7 @@ import numpy as np
 
 from rqgmm.errors import InvalidInputError
 from rqgmm.quantize.declarations import METHOD_PARAMETERS
-from rqgmm.quantize.params import MAX_SCALE, check_values, positive_int
+from rqgmm.quantize.params import MAX_SCALE, check_sizes, check_values, codebook_sizes, positive_int
 
 # largest embedding width a saved tokenizer may declare (bounds allocation before any check)
 MAX_FEATURES = 1 << 20
@@ -32,23 +32,10 @@ REQUIRED_ATTRIBUTES["VQVAE"] = REQUIRED_ATTRIBUTES["RQVAE"]
 PARAMETERS = {class_name: parameters for class_name, parameters in METHOD_PARAMETERS.values()}
 
 
-def codebook_sizes(params: dict[str, Any]) -> list[int]:
-    """Codes per level from hyperparameters (VQ-VAE: one level)."""
-    size = params["codebook_size"]
-    n_levels = params.get("n_levels", 1)
-    return [int(k) for k in size] if isinstance(size, (list, tuple)) else [int(size)] * int(n_levels)
-
-
 def check_params(kind: str, params: dict[str, Any]) -> None:
     """Every hyperparameter against its declaration, then the checks that span several."""
     check_values(PARAMETERS[kind], params, kind)
-    sizes = codebook_sizes(params)
-    if len(sizes) != params.get("n_levels", 1):
-        raise InvalidInputError(f"{kind}: codebook_size lists {len(sizes)} sizes but n_levels={params['n_levels']}")
-    max_samples = params.get("max_samples")
-    if max_samples is not None and max_samples < max(sizes):
-        raise InvalidInputError(f"{kind}: max_samples={max_samples} is below the largest codebook_size={max(sizes)};"
-                                " a level needs at least one sampled row per code")
+    check_sizes(params, kind)
 
 
 def expected_shapes(kind: str, params: dict[str, Any], n_features: int) -> dict[str, tuple[int, ...]]:

@@ -88,13 +88,8 @@ class Lifecycle:
         """Whether the registry recorded every migration from ``old`` to ``new``."""
         if self.registry is None or old is None:
             return False
-        versions = self.registry.versions()
-        if old not in versions or new not in versions or versions.index(old) > versions.index(new):
-            return False
-        chain = versions[versions.index(old):versions.index(new) + 1]
         try:
-            for a, b in zip(chain, chain[1:]):
-                self.registry.mapping(a, b)
+            self.registry.migration_chain(old, new)
         except RqgmmError:
             return False
         return True
@@ -105,9 +100,7 @@ class Lifecycle:
         scorer = self.scorer
         if scorer is None or not scorer.uses_sid or scorer.tokenizer_version == target.version:
             return scorer
-        codes = {item_id: np.array([int(x) for x in sid.split("-")[:-1]], dtype=np.int64)
-                 for item_id, sid, *_ in self.registry.items()}
-        return scorer.remapped(codes, target.version)
+        return scorer.remapped(self.registry.current_codes(), target.version)
 
     # ------------------------------------------------------------------ switches
     def switch_to(self, candidate: TokenizerVersion) -> dict:
