@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from rqgmm import RQKMeans
 from rqgmm.cli import main
 from rqgmm.ctr.features import FeatureEncoder, prefix_cardinalities, prefix_fields
+from rqgmm.ctr.item_tables import SemanticIDs
 from rqgmm.ctr.metrics import auc
 from rqgmm.ctr.run import RunConfig, fit_and_evaluate, prepare
 from rqgmm.ctr.splits import make_split
@@ -67,7 +68,7 @@ def test_prefix_beats_level_on_new_items_when_the_label_needs_the_parent():
         aucs = []
         for seed in (0, 1):
             encoder = FeatureEncoder("sid", history_length=0, sid_representation=representation)
-            data = prepare(dataset, split, encoder, codes=codes, codebook_sizes=tokenizer.codebook_sizes)
+            data = prepare(dataset, split, encoder, semantic=SemanticIDs(codes, tokenizer.codebook_sizes))
             training = TrainingConfig(max_epochs=8, batch_size=512, learning_rate=1e-2, patience=3, seed=seed)
             _, _, metrics = fit_and_evaluate(data, "fnn", SMALL_MODEL, training, progress=False)
             aucs.append(metrics["test"]["cold_auc"])

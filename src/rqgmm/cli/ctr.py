@@ -17,6 +17,7 @@ from rqgmm.ctr.names import (
     DEFAULT_PREFIX_BUCKETS,
     FEATURE_SETS,
     MISSING_ITEM_POLICIES,
+    SID_INITS,
     SID_REPRESENTATIONS,
     SPLITS,
 )
@@ -54,9 +55,18 @@ def ctr() -> None:
                    " or both.")
 @click.option("--prefix-buckets", type=int, default=DEFAULT_PREFIX_BUCKETS, show_default=True,
               help="Hash buckets of a prefix field whose prefix space is larger (exact vocabulary below).")
+@click.option("--sid-init", type=click.Choice(SID_INITS), default="random", show_default=True,
+              help="A level's code embedding: a learned row (random), or that row plus the code's codeword"
+                   " through a learned projection, the emb projection when there is one (codewords).")
+@click.option("--soft-top-k", type=click.IntRange(0), default=0, show_default=True,
+              help="Soft IDs (rq-gmm): each level's field is the posterior-weighted sum of its top-k"
+                   " components' embeddings; 0: hard codes.")
 @click.option("--item-id-dropout", type=float, default=0.1, show_default=True,
               help="Share of training rows whose item ID is replaced by the out-of-vocabulary index (trains the"
                    " unknown-item row; chosen on validation by the sid-ctr studies).")
+@click.option("--sid-dropout", type=float, default=0.0, show_default=True,
+              help="Share of training rows whose semantic-ID fields are all replaced by the out-of-vocabulary"
+                   " index (keeps sid+emb from leaning on the IDs).")
 @click.option("--tail-threshold", type=int, default=5, show_default=True,
               help="Tail AUC: test rows whose item has at most this many training rows.")
 @device_option
@@ -64,8 +74,8 @@ def ctr() -> None:
 @overwrite_option
 @quiet_option
 def ctr_train(dataset, model_name, features, tokenizer, split, seed, epochs, batch_size, learning_rate, patience,
-              embed_dim, min_count, missing_items, sid_representation, prefix_buckets, item_id_dropout,
-              tail_threshold, device, output, overwrite, quiet):
+              embed_dim, min_count, missing_items, sid_representation, prefix_buckets, sid_init, soft_top_k,
+              item_id_dropout, sid_dropout, tail_threshold, device, output, overwrite, quiet):
     """Train a CTR model and write OUTPUT (config.json, metrics.json, model/).
 
     Data-parallel under torchrun (``torchrun --nproc_per_node N -m rqgmm.cli ctr train ...``):
@@ -79,15 +89,18 @@ def ctr_train(dataset, model_name, features, tokenizer, split, seed, epochs, bat
     if tail_threshold < 0:
         raise click.BadParameter(f"must be an int >= 0, got {tail_threshold}", param_hint="--tail-threshold")
     training = {"max_epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                "patience": patience, "item_id_dropout": item_id_dropout, "device": device}
+                "patience": patience, "item_id_dropout": item_id_dropout, "sid_dropout": sid_dropout,
+                "device": device}
     TrainingConfig(**training)  # named errors before any data is read
-    FeatureEncoder(features, min_count=min_count, sid_representation=sid_representation, prefix_buckets=prefix_buckets)
+    FeatureEncoder(features, min_count=min_count, sid_representation=sid_representation, prefix_buckets=prefix_buckets,
+                   sid_init=sid_init, soft_top_k=soft_top_k)
     if dataset.endswith((".yaml", ".yml")):  # runs store absolute paths: evaluate works from any directory
         dataset = str(Path(dataset).resolve())
     config = RunConfig(dataset=dataset, split=split, model=model_name, features=features,
                        tokenizer=None if tokenizer is None else str(tokenizer.resolve()), seed=seed,
                        min_count=min_count, missing_items=missing_items, sid_representation=sid_representation,
-                       prefix_buckets=prefix_buckets, tail_threshold=tail_threshold,
+                       prefix_buckets=prefix_buckets, sid_init=sid_init, soft_top_k=soft_top_k,
+                       tail_threshold=tail_threshold,
                        model_params={"embed_dim": embed_dim}, training=training)
     with process_group() as (rank, world):
         summary = train_run(config, output if rank == 0 else None, overwrite=overwrite,

@@ -13,7 +13,9 @@ one column per level holding ``code + 1``; "prefix", one column per level holdin
 hashed into that many buckets above, as "Better Generalization with Semantic IDs", RecSys 2024);
 "level+prefix", both. Semantic IDs use the whole code space as vocabulary, so an item never seen
 in training still has meaningful content fields. ``item_content`` (n_items + 1, dim) holds raw content embeddings for
-feature sets with ``emb``.
+feature sets with ``emb``. With "level" fields, ``sid_init="codewords"`` keeps each level's codewords
+so a code's embedding starts at its codeword's projection, and ``soft_top_k`` > 0 keeps an RQ-GMM's
+top-k posterior components per level (soft IDs); see :mod:`rqgmm.ctr.item_tables`.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from rqgmm.ctr.item_tables import ItemTables
 from rqgmm.ctr.names import (  # also importable from here
     DEFAULT_PREFIX_BUCKETS,
     FEATURE_SETS,
     MISSING_ITEM_POLICIES,
+    SID_INITS,
     SID_REPRESENTATIONS,
 )
 from rqgmm.data.interactions import CTRDataset
@@ -113,11 +117,16 @@ class FeatureEncoder:
     training rows to get its own index. history_length: items kept for DIN (0: none).
     missing_items: "error" (an interaction whose item has no content stops the run) or "zero"
     (such items get zero content and out-of-vocabulary semantic IDs; their count is reported).
+    sid_init: "random" (a code's embedding is a learned row) or "codewords" (the learned row plus
+    the code's codeword through a learned projection, the ``emb`` projection when the feature set
+    has one of the same width). soft_top_k: 0 (hard codes) or k: each level's field is the
+    posterior-weighted sum of its top-k components' embeddings (RQ-GMM). Both need "level" fields.
     """
 
     def __init__(self, feature_set: str = "id", *, min_count: int = 1, history_length: int = 20,
                  missing_items: str = "error", sid_representation: str = "level",
-                 prefix_buckets: int = DEFAULT_PREFIX_BUCKETS):
+                 prefix_buckets: int = DEFAULT_PREFIX_BUCKETS, sid_init: str = "random",
+                 soft_top_k: int = 0):
         if feature_set not in FEATURE_SETS:
             raise InvalidInputError(f"feature set must be one of {FEATURE_SETS}, got {feature_set!r}")
         if missing_items not in MISSING_ITEM_POLICIES:
@@ -127,6 +136,13 @@ class FeatureEncoder:
                                     f" got {sid_representation!r}")
         if isinstance(prefix_buckets, bool) or not isinstance(prefix_buckets, int) or prefix_buckets < 1:
             raise InvalidInputError(f"prefix_buckets must be an int >= 1, got {prefix_buckets!r}")
+        if sid_init not in SID_INITS:
+            raise InvalidInputError(f"sid_init must be one of {SID_INITS}, got {sid_init!r}")
+        if isinstance(soft_top_k, bool) or not isinstance(soft_top_k, int) or soft_top_k < 0:
+            raise InvalidInputError(f"soft_top_k must be an int >= 0, got {soft_top_k!r}")
+        if (sid_init != "random" or soft_top_k) and sid_representation != "level":
+            raise InvalidInputError(f"sid_init={sid_init!r} and soft_top_k={soft_top_k} act on per-level code"
+                                    f" embeddings: they need sid_representation 'level', got {sid_representation!r}")
         if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
             raise InvalidInputError(f"min_count must be an int >= 1, got {min_count!r}")
         if isinstance(history_length, bool) or not isinstance(history_length, int) or history_length < 0:
@@ -137,6 +153,11 @@ class FeatureEncoder:
         self.missing_items = missing_items
         self.sid_representation = sid_representation
         self.prefix_buckets = prefix_buckets
+        self.sid_init = sid_init
+        self.soft_top_k = soft_top_k
+        self.sid_codewords: list[np.ndarray] | None = None
+        self.sid_soft_index: np.ndarray | None = None
+        self.sid_soft_weight: np.ndarray | None = None
 
     @property
     def uses_sid(self) -> bool:
@@ -147,9 +168,13 @@ class FeatureEncoder:
         return "emb" in self.feature_set
 
     def fit(self, dataset: CTRDataset, train_rows: np.ndarray, *, item_codes: np.ndarray | None = None,
-            codebook_sizes: list[int] | None = None, content: np.ndarray | None = None) -> "FeatureEncoder":
+            codebook_sizes: list[int] | None = None, content: np.ndarray | None = None,
+            codewords: list[np.ndarray] | None = None,
+            soft: tuple[np.ndarray, np.ndarray] | None = None) -> "FeatureEncoder":
         """item_codes: (n_items, L) semantic IDs aligned with ``dataset.items`` (needed for sid
-        sets); codebook_sizes: K per level; content: (n_items, dim) (needed for emb sets)."""
+        sets); codebook_sizes: K per level; content: (n_items, dim) (needed for emb sets);
+        codewords: L arrays (K_l, D) (needed with ``sid_init="codewords"``); soft: top-k
+        components and weights (n_items, L, k) each (needed with ``soft_top_k``)."""
         train = dataset.interactions.iloc[train_rows]
         self.categorical = list(dataset.categorical)
         self.numeric = list(dataset.numeric)
@@ -167,6 +192,8 @@ class FeatureEncoder:
                 raise InvalidInputError(f"feature set {self.feature_set!r} needs semantic IDs (pass a tokenizer)")
             self.sid_sizes = [int(k) for k in codebook_sizes]
         self.item_fields = self.item_field_table(item_codes if self.uses_sid else None)
+        if self.uses_sid:
+            self._keep_code_tables(codewords, soft)
         self.item_content = None
         if self.uses_content:
             if content is None:
@@ -179,6 +206,40 @@ class FeatureEncoder:
             self.item_content = np.concatenate([np.zeros((1, content.shape[1]), np.float32),
                                                 np.asarray(content, np.float32)])
         return self
+
+    def _keep_code_tables(self, codewords: list[np.ndarray] | None,
+                          soft: tuple[np.ndarray, np.ndarray] | None) -> None:
+        sizes = self.sid_sizes
+        if self.sid_init == "codewords":
+            if codewords is None or len(codewords) != len(sizes):
+                raise InvalidInputError(f"sid_init='codewords' needs the tokenizer's {len(sizes)} codebooks")
+            tables = []
+            for level, (codebook, size) in enumerate(zip(codewords, sizes)):
+                codebook = np.asarray(codebook, np.float32)
+                if codebook.ndim != 2 or len(codebook) != size:
+                    raise InvalidInputError(f"codewords of level {level}: expected ({size}, D), got {codebook.shape}")
+                tables.append(np.concatenate([np.zeros((1, codebook.shape[1]), np.float32), codebook]))
+            self.sid_codewords = tables
+        if self.soft_top_k:
+            n_items, k = len(self.item_ids), self.soft_top_k
+            if soft is None:
+                raise InvalidInputError(f"soft_top_k={k} needs soft semantic IDs (a probabilistic tokenizer)")
+            index, weight = (np.asarray(a) for a in soft)
+            if index.shape != (n_items, len(sizes), k) or weight.shape != index.shape:
+                raise InvalidInputError(f"soft semantic IDs: expected ({n_items}, {len(sizes)}, {k}) components and"
+                                        f" weights, got {index.shape} and {weight.shape}")
+            self.sid_columns(index[:, :, 0])  # range check, by the first component
+            unknown_index = np.zeros((1, len(sizes), k), np.int64)
+            unknown_weight = np.zeros((1, len(sizes), k), np.float32)
+            unknown_weight[..., 0] = 1.0  # the unknown item: all weight on the out-of-vocabulary 0
+            self.sid_soft_index = np.concatenate([unknown_index, index.astype(np.int64) + 1])
+            self.sid_soft_weight = np.concatenate([unknown_weight, weight.astype(np.float32)])
+
+    @property
+    def item_tables(self) -> ItemTables:
+        """The item-side tables of a fitted encoder, as a model reads them."""
+        return ItemTables(self.item_fields, self.item_content, self.sid_codewords, self.sid_soft_index,
+                          self.sid_soft_weight)
 
     def item_field_table(self, item_codes: np.ndarray | None) -> np.ndarray:
         """The item field table (n_items + 1, n_item_fields) int64 of a fitted encoder for the
@@ -277,6 +338,7 @@ class FeatureEncoder:
         attributes = {"feature_set": self.feature_set, "min_count": self.min_count,
                       "history_length": self.history_length, "missing_items": self.missing_items,
                       "sid_representation": self.sid_representation, "prefix_buckets": self.prefix_buckets,
+                      "sid_init": self.sid_init, "soft_top_k": self.soft_top_k,
                       "categorical": self.categorical, "numeric": self.numeric, "sid_sizes": self.sid_sizes,
                       "vocabularies": {name: vocab.values for name, vocab in self.vocabularies.items()},
                       "item_ids": self.item_ids.tolist(), "n_missing_items": self.n_missing_items}
@@ -284,6 +346,11 @@ class FeatureEncoder:
                   "features.item_fields": self.item_fields}
         if self.item_content is not None:
             arrays["features.item_content"] = self.item_content
+        for level, table in enumerate(self.sid_codewords or []):
+            arrays[f"features.sid_codewords.{level}"] = table
+        if self.sid_soft_index is not None:
+            arrays["features.sid_soft_index"] = self.sid_soft_index
+            arrays["features.sid_soft_weight"] = self.sid_soft_weight
         return attributes, arrays
 
     @classmethod
@@ -291,7 +358,8 @@ class FeatureEncoder:
         encoder = cls(attributes["feature_set"], min_count=attributes["min_count"],
                       history_length=attributes["history_length"], missing_items=attributes["missing_items"],
                       sid_representation=attributes.get("sid_representation", "level"),
-                      prefix_buckets=attributes.get("prefix_buckets", DEFAULT_PREFIX_BUCKETS))
+                      prefix_buckets=attributes.get("prefix_buckets", DEFAULT_PREFIX_BUCKETS),
+                      sid_init=attributes.get("sid_init", "random"), soft_top_k=attributes.get("soft_top_k", 0))
         encoder.categorical = list(attributes["categorical"])
         encoder.numeric = list(attributes["numeric"])
         encoder.sid_sizes = list(attributes["sid_sizes"])
@@ -302,6 +370,10 @@ class FeatureEncoder:
         encoder.numeric_scale = arrays["features.numeric_scale"]
         encoder.item_fields = arrays["features.item_fields"]
         encoder.item_content = arrays.get("features.item_content")
+        if encoder.sid_init == "codewords" and encoder.sid_sizes:
+            encoder.sid_codewords = [arrays[f"features.sid_codewords.{level}"] for level in range(len(encoder.sid_sizes))]
+        encoder.sid_soft_index = arrays.get("features.sid_soft_index")
+        encoder.sid_soft_weight = arrays.get("features.sid_soft_weight")
         return encoder
 
 

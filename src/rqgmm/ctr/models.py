@@ -3,7 +3,10 @@
 Every model embeds its inputs the same way (:class:`FieldEmbedding`): one ``embed_dim`` vector per
 context field (user id, categorical columns), per item field (item id, and one per semantic-ID
 level), one for the standardized numeric columns (a linear projection), and, with content, one for
-the raw item embedding (a learned linear projection, the paper's "w/ Emb"). ``forward(batch)``
+the raw item embedding (a learned linear projection, the paper's "w/ Emb"). A semantic-ID level's
+code embedding is a learned row, plus (codeword init) the code's codeword through a learned
+projection, and for soft IDs the posterior-weighted sum of the top-k codes' embeddings. Every
+model takes ``(layout, items: ItemTables, *, hyperparameters)``. ``forward(batch)``
 takes the dict of :class:`rqgmm.ctr.features.FeatureEncoder` tensors and returns
 ``{"logit": (B,), "y_pred": (B,) probability}``.
 """
@@ -17,6 +20,7 @@ import torch
 from torch import nn
 
 from rqgmm.ctr.features import FeatureLayout
+from rqgmm.ctr.item_tables import ItemTables
 
 
 def mlp_tower(in_dim: int, hidden_dims: tuple[int, ...], dropout: float) -> tuple[nn.Sequential, int]:
@@ -32,9 +36,9 @@ class FieldEmbedding(nn.Module):
     """Inputs -> (B, n_fields, embed_dim). Item-side fields come from the item tables (buffers), so
     the same item representation serves the target item and DIN's history."""
 
-    def __init__(self, layout: FeatureLayout, item_fields: np.ndarray, item_content: np.ndarray | None,
-                 embed_dim: int):
+    def __init__(self, layout: FeatureLayout, items: ItemTables, embed_dim: int):
         super().__init__()
+        item_fields, item_content = items.fields, items.content
         cards = [*layout.context_cardinalities, *layout.item_cardinalities]
         offsets = np.concatenate([[0], np.cumsum(cards)[:-1]]).astype(np.int64)
         self.n_context = len(layout.context_cardinalities)
@@ -51,15 +55,74 @@ class FieldEmbedding(nn.Module):
         self.n_item_fields = len(layout.item_cardinalities) + (1 if layout.content_dim else 0)
         self.n_fields = self.n_context + self.n_item_fields + (1 if layout.n_numeric else 0)
         self.embed_dim = embed_dim
+        self._code_tables(layout, items, embed_dim)
 
-    def items(self, item_rows: torch.Tensor, drop_item_id: torch.Tensor | None = None) -> torch.Tensor:
-        """(..., ) item rows -> (..., n_item_fields, embed_dim). ``drop_item_id`` (bool, same shape
-        as ``item_rows``, training only) replaces those rows' item ID by the out-of-vocabulary 0."""
+    def _code_tables(self, layout: FeatureLayout, items: ItemTables, embed_dim: int) -> None:
+        """Buffers and the projection of codeword init and soft IDs (per-level fields 1..L)."""
+        self.n_levels = len(items.codewords) if items.codewords is not None else \
+            (items.soft_index.shape[1] if items.soft_index is not None else 0)
+        self.codewords_projection = None
+        self.shared_projection = False
+        if items.codewords is not None:
+            for level, table in enumerate(items.codewords):
+                self.register_buffer(f"sid_codewords_{level}", torch.from_numpy(np.ascontiguousarray(table, np.float32)))
+            width = items.codewords[0].shape[1]
+            # the emb feature's projection when there is one of the same width: a code starts where
+            # its codeword's content would be
+            self.shared_projection = self.content is not None and width == layout.content_dim
+            if not self.shared_projection:
+                self.codewords_projection = nn.Linear(width, embed_dim, bias=False)
+        soft = items.soft_index is not None  # None buffers: absent from the state dict
+        self.register_buffer("sid_soft_index", torch.from_numpy(np.ascontiguousarray(items.soft_index, np.int64))
+                             if soft else None)
+        self.register_buffer("sid_soft_weight", torch.from_numpy(np.ascontiguousarray(items.soft_weight, np.float32))
+                             if soft else None)
+
+    def code_vectors(self, level: int) -> torch.Tensor:
+        """Embeddings of level ``level``'s codes, row 0 the unknown code: (K_l + 1, embed_dim)."""
+        offset = int(self.item_offsets[1 + level])
+        size = int(self.item_offsets[2 + level]) - offset if 2 + level < len(self.item_offsets) else \
+            self.table.num_embeddings - offset
+        rows = self.table.weight[offset:offset + size]
+        codewords = getattr(self, f"sid_codewords_{level}", None)
+        if codewords is not None:
+            weight = self.content.weight if self.shared_projection else self.codewords_projection.weight
+            rows = rows + codewords @ weight.T
+        return rows
+
+    def _level_fields(self, item_rows: torch.Tensor, fields: torch.Tensor,
+                      drop_sid: torch.Tensor | None) -> torch.Tensor:
+        """(..., L, embed_dim) level-field embeddings from code vectors (codeword init, soft IDs)."""
+        levels = []
+        for level in range(self.n_levels):
+            vectors = self.code_vectors(level)
+            if self.sid_soft_index is None:
+                levels.append(vectors[fields[..., 1 + level]])
+                continue
+            index, weight = self.sid_soft_index[item_rows, level], self.sid_soft_weight[item_rows, level]
+            if drop_sid is not None:  # all weight on the unknown code
+                index = index.masked_fill(drop_sid.unsqueeze(-1), 0)
+                weight = torch.where(drop_sid.unsqueeze(-1), torch.zeros_like(weight), weight)
+                weight[..., 0] = torch.where(drop_sid, torch.ones_like(weight[..., 0]), weight[..., 0])
+            levels.append((vectors[index] * weight.unsqueeze(-1)).sum(-2))
+        return torch.stack(levels, dim=-2)
+
+    def items(self, item_rows: torch.Tensor, drop_item_id: torch.Tensor | None = None,
+              drop_sid: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., ) item rows -> (..., n_item_fields, embed_dim). ``drop_item_id`` / ``drop_sid``
+        (bool, same shape as ``item_rows``, training only) replace those rows' item ID / every
+        semantic-ID field by the out-of-vocabulary 0."""
         fields = self.item_fields[item_rows]
-        if drop_item_id is not None:
+        if drop_item_id is not None or drop_sid is not None:
             fields = fields.clone()
+        if drop_item_id is not None:
             fields[..., 0] = fields[..., 0].masked_fill(drop_item_id, 0)
+        if drop_sid is not None:
+            fields[..., 1:] = fields[..., 1:].masked_fill(drop_sid.unsqueeze(-1), 0)
         embedded = self.table(fields + self.item_offsets)
+        if self.n_levels:
+            embedded = torch.cat([embedded[..., :1, :], self._level_fields(item_rows, fields, drop_sid),
+                                  embedded[..., 1 + self.n_levels:, :]], dim=-2)
         if self.content is not None:
             if item_rows.numel() > self.item_content.shape[0]:  # project the table once, then gather
                 projected = self.content(self.item_content)[item_rows]
@@ -70,7 +133,7 @@ class FieldEmbedding(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = [self.table(batch["context"] + self.context_offsets),
-                 self.items(batch["item"], batch.get("drop_item_id"))]
+                 self.items(batch["item"], batch.get("drop_item_id"), batch.get("drop_sid"))]
         if self.numeric is not None:
             parts.append(self.numeric(batch["numeric"]).unsqueeze(1))
         return torch.cat(parts, dim=1)
@@ -87,11 +150,10 @@ class CTRModel(nn.Module):
         if cls.name:
             CTRModel.registry[cls.name] = cls
 
-    def __init__(self, layout: FeatureLayout, item_fields: np.ndarray, item_content: np.ndarray | None,
-                 embed_dim: int):
+    def __init__(self, layout: FeatureLayout, items: ItemTables, embed_dim: int):
         super().__init__()
         self.layout = layout
-        self.embedding = FieldEmbedding(layout, item_fields, item_content, embed_dim)
+        self.embedding = FieldEmbedding(layout, items, embed_dim)
 
     def logit(self, fields: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
@@ -106,9 +168,9 @@ class FNN(CTRModel):
 
     name = "fnn"
 
-    def __init__(self, layout, item_fields, item_content=None, *, embed_dim: int = 16,
+    def __init__(self, layout, items, *, embed_dim: int = 16,
                  hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.0):
-        super().__init__(layout, item_fields, item_content, embed_dim)
+        super().__init__(layout, items, embed_dim)
         self.tower, width = mlp_tower(self.embedding.n_fields * embed_dim, hidden_dims, dropout)
         self.head = nn.Linear(width, 1)
 
@@ -121,9 +183,9 @@ class IPNN(CTRModel):
 
     name = "ipnn"
 
-    def __init__(self, layout, item_fields, item_content=None, *, embed_dim: int = 16,
+    def __init__(self, layout, items, *, embed_dim: int = 16,
                  hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.0):
-        super().__init__(layout, item_fields, item_content, embed_dim)
+        super().__init__(layout, items, embed_dim)
         n = self.embedding.n_fields
         rows, cols = torch.triu_indices(n, n, offset=1)
         self.register_buffer("pair_rows", rows)
@@ -141,9 +203,9 @@ class DeepFM(CTRModel):
 
     name = "deepfm"
 
-    def __init__(self, layout, item_fields, item_content=None, *, embed_dim: int = 16,
+    def __init__(self, layout, items, *, embed_dim: int = 16,
                  hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.0):
-        super().__init__(layout, item_fields, item_content, embed_dim)
+        super().__init__(layout, items, embed_dim)
         self.first_order = nn.Linear(self.embedding.n_fields * embed_dim, 1)
         self.tower, width = mlp_tower(self.embedding.n_fields * embed_dim, hidden_dims, dropout)
         self.head = nn.Linear(width, 1)
@@ -160,9 +222,9 @@ class DCNv2(CTRModel):
 
     name = "dcnv2"
 
-    def __init__(self, layout, item_fields, item_content=None, *, embed_dim: int = 16,
+    def __init__(self, layout, items, *, embed_dim: int = 16,
                  hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.0, cross_layers: int = 3):
-        super().__init__(layout, item_fields, item_content, embed_dim)
+        super().__init__(layout, items, embed_dim)
         width_in = self.embedding.n_fields * embed_dim
         self.cross = nn.ModuleList([nn.Linear(width_in, width_in) for _ in range(cross_layers)])
         self.tower, width = mlp_tower(width_in, hidden_dims, dropout)
@@ -183,10 +245,10 @@ class DIN(CTRModel):
 
     name = "din"
 
-    def __init__(self, layout, item_fields, item_content=None, *, embed_dim: int = 16,
+    def __init__(self, layout, items, *, embed_dim: int = 16,
                  hidden_dims: tuple[int, ...] = (256, 128), dropout: float = 0.0,
                  attention_dims: tuple[int, ...] = (64, 32)):
-        super().__init__(layout, item_fields, item_content, embed_dim)
+        super().__init__(layout, items, embed_dim)
         item_width = self.embedding.n_item_fields * embed_dim
         attention, width = mlp_tower(4 * item_width, attention_dims, 0.0)
         self.attention = nn.Sequential(attention, nn.Linear(width, 1))
@@ -207,8 +269,7 @@ class DIN(CTRModel):
 MODELS = tuple(CTRModel.registry)
 
 
-def build_model(name: str, layout: FeatureLayout, item_fields: np.ndarray, item_content: np.ndarray | None,
-                **params) -> CTRModel:
+def build_model(name: str, layout: FeatureLayout, items: ItemTables, **params) -> CTRModel:
     from rqgmm.errors import InvalidInputError
 
     klass = CTRModel.registry.get(name)
@@ -216,7 +277,7 @@ def build_model(name: str, layout: FeatureLayout, item_fields: np.ndarray, item_
         raise InvalidInputError(f"model must be one of {MODELS}, got {name!r}")
     if name == "din" and not layout.history_length:
         raise InvalidInputError("din needs user histories (history_length > 0)")
-    return klass(layout, item_fields, item_content, **params)
+    return klass(layout, items, **params)
 
 
 def check_model_params(name: str, params: dict, where: str = "model params") -> None:

@@ -15,13 +15,20 @@ import numpy as np
 import torch
 
 from rqgmm.ctr.features import DEFAULT_PREFIX_BUCKETS, FeatureEncoder
+from rqgmm.ctr.item_tables import SemanticIDs, semantic_ids
 from rqgmm.ctr.models import CTRModel, build_model
 from rqgmm.ctr.splits import Split, make_split
 from rqgmm.ctr.training import TrainingConfig, TrainingResult, evaluate, train_model
 from rqgmm.data.interactions import CTRDataset, item_content, load_dataset
 from rqgmm.errors import ArtifactError, InvalidInputError
 
-_EXTERNAL_BUFFERS = ("embedding.item_fields", "embedding.item_content")
+# item tables the feature encoder saves: not saved twice with the weights
+_EXTERNAL_BUFFERS = ("embedding.item_fields", "embedding.item_content", "embedding.sid_soft_index",
+                     "embedding.sid_soft_weight")
+
+
+def _external(name: str) -> bool:
+    return name in _EXTERNAL_BUFFERS or name.startswith("embedding.sid_codewords_")
 # tail items: at most this many training interactions (cold items, with none, included)
 DEFAULT_TAIL_THRESHOLD = 5
 
@@ -45,25 +52,14 @@ class RunConfig:
     missing_items: str = "error"
     sid_representation: str = "level"
     prefix_buckets: int = DEFAULT_PREFIX_BUCKETS
+    sid_init: str = "random"
+    soft_top_k: int = 0
     tail_threshold: int = DEFAULT_TAIL_THRESHOLD
     model_params: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
 
     def training_config(self) -> TrainingConfig:
         return TrainingConfig(**{"seed": self.seed, **self.training})
-
-
-def semantic_ids(tokenizer_dir: str | Path, content: np.ndarray) -> tuple[np.ndarray, list[int], str]:
-    """Codes (n_items, L) of the item content from a saved tokenizer, its codebook sizes and
-    its version."""
-    from rqgmm.quantize import ResidualTokenizer
-
-    tokenizer = ResidualTokenizer.load(tokenizer_dir)
-    if tokenizer.n_features_in_ != content.shape[1]:
-        raise InvalidInputError(f"tokenizer {tokenizer_dir} was fitted on {tokenizer.n_features_in_}-d embeddings,"
-                                f" but the item embeddings are {content.shape[1]}-d; fit it on the same encoder")
-    tokenizer.progress = False
-    return tokenizer.encode(content), tokenizer.codebook_sizes, tokenizer.version
 
 
 @dataclass
@@ -80,14 +76,19 @@ class PreparedData:
 
 
 def prepare(dataset: CTRDataset, split: Split, encoder: FeatureEncoder, *, content: np.ndarray | None = None,
-            codes: np.ndarray | None = None, codebook_sizes: list[int] | None = None,
-            fitted: bool = False, tail_threshold: int = DEFAULT_TAIL_THRESHOLD) -> PreparedData:
+            semantic: SemanticIDs | None = None, fitted: bool = False,
+            tail_threshold: int = DEFAULT_TAIL_THRESHOLD) -> PreparedData:
     """Fit ``encoder`` on the training rows (unless ``fitted``) and transform every part.
-    tail_threshold: a row is a tail row when its item has at most this many training rows."""
+    semantic: the items' semantic IDs (sid feature sets); tail_threshold: a row is a tail row
+    when its item has at most this many training rows."""
     if isinstance(tail_threshold, bool) or not isinstance(tail_threshold, int) or tail_threshold < 0:
         raise InvalidInputError(f"tail_threshold must be an int >= 0, got {tail_threshold!r}")
     if not fitted:
-        encoder.fit(dataset, split.train, item_codes=codes, codebook_sizes=codebook_sizes, content=content)
+        if semantic is None:
+            encoder.fit(dataset, split.train, content=content)
+        else:
+            encoder.fit(dataset, split.train, item_codes=semantic.codes, codebook_sizes=semantic.sizes,
+                        content=content, codewords=semantic.codewords, soft=semantic.soft)
     frame = dataset.interactions
     train_items = set(frame["item_id"].iloc[split.train])
     train_counts = frame["item_id"].iloc[split.train].value_counts()
@@ -104,7 +105,7 @@ def prepare(dataset: CTRDataset, split: Split, encoder: FeatureEncoder, *, conte
 def new_model(name: str, encoder: FeatureEncoder, params: dict, seed: int) -> CTRModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(name, encoder.layout, encoder.item_fields, encoder.item_content, **params)
+        return build_model(name, encoder.layout, encoder.item_tables, **params)
 
 
 def fit_and_evaluate(data: PreparedData, model_name: str, model_params: dict, training: TrainingConfig,
@@ -128,21 +129,21 @@ def prepare_run(config: RunConfig, progress: bool | None = None) -> PreparedData
     encoder = FeatureEncoder(config.features, min_count=config.min_count,
                              history_length=config.history_length if config.model == "din" else 0,
                              missing_items=config.missing_items, sid_representation=config.sid_representation,
-                             prefix_buckets=config.prefix_buckets)
-    content = codes = sizes = None
+                             prefix_buckets=config.prefix_buckets, sid_init=config.sid_init,
+                             soft_top_k=config.soft_top_k)
+    content = semantic = None
     if encoder.uses_sid or encoder.uses_content:
         content = item_content(dataset, progress)
     if encoder.uses_sid:
         if config.tokenizer is None:
             raise InvalidInputError(f"features {config.features!r} need semantic IDs: pass a tokenizer directory"
                                     " (fit one with `rqgmm fit`)")
-        codes, sizes, version = semantic_ids(config.tokenizer, content)
-        if config.tokenizer_version not in (None, version):
+        semantic = semantic_ids(config.tokenizer, content, config.soft_top_k)
+        if config.tokenizer_version not in (None, semantic.version):
             raise InvalidInputError(f"config names tokenizer version {config.tokenizer_version}, but"
-                                    f" {config.tokenizer} is version {version}")
-        config.tokenizer_version = version
-    return prepare(dataset, split, encoder, content=content, codes=codes, codebook_sizes=sizes,
-                   tail_threshold=config.tail_threshold)
+                                    f" {config.tokenizer} is version {semantic.version}")
+        config.tokenizer_version = semantic.version
+    return prepare(dataset, split, encoder, content=content, semantic=semantic, tail_threshold=config.tail_threshold)
 
 
 def train_run(config: RunConfig, output: str | Path | None = None, *, overwrite: bool = False,
@@ -169,7 +170,7 @@ def save_run(path: str | Path, config: RunConfig, encoder: FeatureEncoder, model
 
     attributes, arrays = encoder.state()
     for name, tensor in model.state_dict().items():
-        if name not in _EXTERNAL_BUFFERS:
+        if not _external(name):
             arrays[f"model.{name}"] = tensor.detach().cpu().numpy()
     with atomic_path(Path(path), overwrite=overwrite, directory=True, kind="run") as tmp:
         save_artifact(tmp / "model", kind=f"ctr-{config.model}", params=config.model_params,
@@ -195,12 +196,11 @@ def load_run(path: str | Path) -> tuple[RunConfig, FeatureEncoder, CTRModel]:
     if manifest["kind"] != f"ctr-{config.model}":
         raise ArtifactError(f"{path}: model artifact holds {manifest['kind']!r}, config says {config.model!r}")
     encoder = FeatureEncoder.from_state(manifest["attributes"]["features"], arrays)
-    model = build_model(config.model, encoder.layout, encoder.item_fields, encoder.item_content,
-                        **manifest["params"])
+    model = build_model(config.model, encoder.layout, encoder.item_tables, **manifest["params"])
     state = {name[len("model."):]: torch.from_numpy(array) for name, array in arrays.items()
              if name.startswith("model.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - set(_EXTERNAL_BUFFERS):
+    if unexpected or [name for name in missing if not _external(name)]:
         raise ArtifactError(f"{path}: model weights do not fit the model (missing {missing}, unexpected {unexpected})")
     return config, encoder, model
 

@@ -44,6 +44,9 @@ class TrainingConfig:
     item_id_dropout: float = setting(0.0, "share of training rows whose item ID is replaced by the out-of-vocabulary"
                                           " index, so that index is trained and the model learns to use content"
                                           " when the ID is unknown (new items); evaluation is untouched")
+    sid_dropout: float = setting(0.0, "share of training rows whose semantic-ID fields are all replaced by the"
+                                      " out-of-vocabulary index (drawn apart from item-ID dropout), so the model"
+                                      " cannot lean on the IDs alone; evaluation is untouched")
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_epochs", "patience", "eval_batch_size"):
@@ -60,9 +63,10 @@ class TrainingConfig:
 
         if not valid_device(self.device):
             raise InvalidInputError(f"training.device must be cpu, cuda, cuda:N or auto, got {self.device!r}")
-        dropout = self.item_id_dropout
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise InvalidInputError(f"training.item_id_dropout must be a number in [0, 1), got {dropout!r}")
+        for name in ("item_id_dropout", "sid_dropout"):
+            dropout = getattr(self, name)
+            if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+                raise InvalidInputError(f"training.{name} must be a number in [0, 1), got {dropout!r}")
 
 
 @dataclass
@@ -149,6 +153,7 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
     generator = torch.Generator().manual_seed(config.seed)
     # a stream of its own, so a dropout of 0 leaves the shuffling (and every figure) as without it
     dropout_generator = torch.Generator().manual_seed(config.seed + 1)
+    sid_dropout_generator = torch.Generator().manual_seed(config.seed + 2)
     result = TrainingResult()
     best_auc, best_state, stale, busy = -np.inf, None, 0, 0.0
     started = time.perf_counter()
@@ -161,20 +166,20 @@ def train_model(model: torch.nn.Module, train: dict[str, np.ndarray], validation
             total, tick = 0.0, time.perf_counter()
             for start in range(0, n, config.batch_size):
                 index = order[start:start + config.batch_size]
-                dropped = None
+                masks = {}
                 if config.item_id_dropout > 0:
-                    dropped = torch.rand(len(index), generator=dropout_generator) < config.item_id_dropout
+                    masks["drop_item_id"] = torch.rand(len(index), generator=dropout_generator) < config.item_id_dropout
+                if config.sid_dropout > 0:
+                    masks["drop_sid"] = torch.rand(len(index), generator=sid_dropout_generator) < config.sid_dropout
                 if world == 1:
                     batch = {k: v[index].to(device, non_blocking=True) for k, v in tensors.items()}
-                    if dropped is not None:
-                        batch["drop_item_id"] = dropped.to(device)
+                    batch.update({k: mask.to(device) for k, mask in masks.items()})
                     loss = F.binary_cross_entropy_with_logits(network(batch)["logit"], labels[index.to(device)])
                     batch_loss = float(loss.detach())
                 else:  # this rank's slice; DDP averages the gradients over ranks
                     mine = index[rank::world]
                     batch = {k: v[mine].to(device, non_blocking=True) for k, v in tensors.items()}
-                    if dropped is not None:
-                        batch["drop_item_id"] = dropped[rank::world].to(device)
+                    batch.update({k: mask[rank::world].to(device) for k, mask in masks.items()})
                     summed = F.binary_cross_entropy_with_logits(network(batch)["logit"], labels[mine.to(device)],
                                                                 reduction="sum")
                     loss = summed * world / len(index)

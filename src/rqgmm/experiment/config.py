@@ -35,6 +35,18 @@ SID_FEATURES = ("sid", "sid+emb")
 
 
 @dataclass
+class SidVariant:
+    """How a study's semantic-ID fields are embedded and regularized (one named entry of
+    ``sid_variants``)."""
+
+    sid_init: str = setting("random", "a level's code embedding: random (a learned row) or codewords (plus the"
+                                      " codeword through a learned projection)")
+    soft_top_k: int = setting(0, "soft IDs: posterior-weighted top-k components per level (rq-gmm tokenizers"
+                                 " only; the variant is skipped for others); 0: hard codes")
+    sid_dropout: float = setting(0.0, "share of training rows whose semantic-ID fields are all dropped")
+
+
+@dataclass
 class PaperStudyConfig:
     name: str = setting(help="run directory name under --output")
     kind: str = setting("paper", "study kind: paper")
@@ -52,6 +64,9 @@ class PaperStudyConfig:
                                                   " level+prefix", factory=lambda: ["level"])
     item_id_dropouts: list[float] = setting(help="item-ID dropout rates to compare (each in [0, 1))",
                                             factory=lambda: [0.0])
+    sid_variants: dict[str, SidVariant] = setting(
+        help="semantic-ID embeddings to compare, by name (each: sid_init, soft_top_k, sid_dropout)",
+        factory=lambda: {"hard": SidVariant()})
     tail_threshold: int = setting(5, "tail AUC: test rows whose item has at most this many training rows")
     quick: dict = setting(help="top-level overrides applied by --quick", factory=dict)
 
@@ -83,6 +98,7 @@ class PaperStudyConfig:
                 raise InvalidInputError(f"{source}: item_id_dropouts: {rate} is not in [0, 1)")
         if not self.sid_representations or not self.item_id_dropouts:
             raise InvalidInputError(f"{source}: sid_representations and item_id_dropouts need at least one value")
+        self._check_sid_variants(source)
         if self.tail_threshold < 0:
             raise InvalidInputError(f"{source}: tail_threshold: must be >= 0, got {self.tail_threshold}")
         if self.features.prefix_buckets < 1:
@@ -98,6 +114,30 @@ class PaperStudyConfig:
                 if kind not in SID_FEATURES or tokenizer not in self.ctr_tokenizers:
                     raise InvalidInputError(f"{source}: models.{model}.features: {feature!r} must be id, emb, or"
                                             f" sid:<t> / sid+emb:<t> with <t> in ctr_tokenizers {self.ctr_tokenizers}")
+
+    def _check_sid_variants(self, source: str) -> None:
+        from rqgmm.ctr.names import SID_INITS
+
+        if not self.sid_variants:
+            raise InvalidInputError(f"{source}: sid_variants is empty; name at least one (e.g. hard: {{}})")
+        for name, variant in self.sid_variants.items():
+            where = f"{source}: sid_variants.{name}"
+            if variant.sid_init not in SID_INITS:
+                raise InvalidInputError(f"{where}.sid_init: expected one of {SID_INITS}, got {variant.sid_init!r}")
+            if variant.soft_top_k < 0:
+                raise InvalidInputError(f"{where}.soft_top_k: must be >= 0, got {variant.soft_top_k}")
+            if not 0 <= variant.sid_dropout < 1:
+                raise InvalidInputError(f"{where}.sid_dropout: {variant.sid_dropout} is not in [0, 1)")
+            if (variant.sid_init != "random" or variant.soft_top_k) and self.sid_representations != ["level"]:
+                raise InvalidInputError(f"{where}: codeword init and soft IDs act on per-level fields; they need"
+                                        f" sid_representations [level], got {self.sid_representations}")
+
+    def sid_variant_applies(self, name: str, tokenizer: str) -> bool:
+        """Soft-ID variants need a probabilistic tokenizer (rq-gmm)."""
+        if not self.sid_variants[name].soft_top_k:
+            return True
+        entry = next((t for t in self.tokenizers if t.name == tokenizer), None)
+        return entry is not None and entry.method == "rq-gmm"
 
     def features_of(self, model: str) -> list[str]:
         """Feature specs of a model: ``id``, ``emb``, ``sid:<tokenizer>``, ``sid+emb:<tokenizer>``."""

@@ -242,13 +242,13 @@ def run_ctr_task(task: CTRTask) -> list[dict]:
     if not todo:
         return []
     dataset, content = dataset_and_content(task.dataset)
-    codes = sizes = version = None
+    semantic = version = None
     if "sid" in task.features:
-        codes, sizes, version = semantic_ids(task.tokenizer, content)
+        semantic = semantic_ids(task.tokenizer, content, task.feature_options.get("soft_top_k", 0))
+        version = semantic.version
     split = make_split(dataset.interactions, task.split, seed=task.split_seed)
     encoder = FeatureEncoder(task.features, **task.feature_options)
-    data = prepare(dataset, split, encoder, content=content, codes=codes, codebook_sizes=sizes,
-                   tail_threshold=task.tail_threshold)
+    data = prepare(dataset, split, encoder, content=content, semantic=semantic, tail_threshold=task.tail_threshold)
     records = []
     for run in todo:
         training = TrainingConfig(**{**task.training, "seed": run.seed})

@@ -12,6 +12,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from rqgmm.experiment.config import SidVariant
 from rqgmm.experiment.engine import (
     CTRRun,
     CTRTask,
@@ -108,20 +109,32 @@ class PaperStudy(Study):
         write_json(cached, headlines)
         return headlines
 
-    def variants(self, spec: str) -> list[tuple[str, str, float]]:
-        """(label, sid representation, item-ID dropout) of a feature spec over the study's axes; the
-        label is the spec plus the axes that vary ("sid:rq-kmeans-2x128 prefix drop=0.1")."""
+    def variants(self, spec: str) -> list[tuple[str, dict, dict]]:
+        """(label, feature options, training options) of a feature spec over the study's axes; the
+        label is the spec plus the axes that vary ("sid:rq-kmeans-2x128 prefix drop=0.1",
+        "sid+emb:rq-gmm-3x256 soft4")."""
         config = self.config
-        representations = config.sid_representations if "sid" in spec else config.sid_representations[:1]
+        sid = "sid" in spec
+        tokenizer = spec.partition(":")[2]
+        representations = config.sid_representations if sid else config.sid_representations[:1]
+        names = [name for name in config.sid_variants if config.sid_variant_applies(name, tokenizer)] if sid else \
+            list(config.sid_variants)[:1]
         out = []
         for representation in representations:
-            for dropout in config.item_id_dropouts:
-                label = spec
-                if "sid" in spec and len(config.sid_representations) > 1:
-                    label += f" {representation}"
-                if len(config.item_id_dropouts) > 1:
-                    label += f" drop={dropout:g}"
-                out.append((label, representation, float(dropout)))
+            for name in names:
+                variant = config.sid_variants[name] if sid else SidVariant()
+                for dropout in config.item_id_dropouts:
+                    label = spec
+                    if sid and len(config.sid_representations) > 1:
+                        label += f" {representation}"
+                    if sid and len(config.sid_variants) > 1:
+                        label += f" {name}"
+                    if len(config.item_id_dropouts) > 1:
+                        label += f" drop={dropout:g}"
+                    features = {"sid_representation": representation, "sid_init": variant.sid_init,
+                                "soft_top_k": variant.soft_top_k}
+                    training = {"item_id_dropout": float(dropout), "sid_dropout": variant.sid_dropout}
+                    out.append((label, features, training))
         return out
 
     def ctr_tasks(self) -> list[CTRTask]:
@@ -132,7 +145,7 @@ class PaperStudy(Study):
         for split in config.splits:
             for spec in specs:
                 kind, _, tokenizer = spec.partition(":")
-                for label, representation, dropout in self.variants(spec):
+                for label, feature_options, training_options in self.variants(spec):
                     runs = tuple(
                         CTRRun(model, dict(config.models[model].params), int(seed),
                                str(run_path(directory, split, model, label, seed)),
@@ -142,10 +155,10 @@ class PaperStudy(Study):
                     tasks.append(CTRTask(
                         dataset=config.dataset, split=split, split_seed=int(config.seeds[0]), features=kind,
                         tokenizer=str(directory / "tokenizers" / tokenizer) if tokenizer else None, runs=runs,
-                        training={**asdict(config.training), "item_id_dropout": dropout},
-                        feature_options={**asdict(config.features), "sid_representation": representation},
-                        labels={"features": label, "tokenizer": tokenizer or None, "sid_representation": representation,
-                                "item_id_dropout": dropout},
+                        training={**asdict(config.training), **training_options},
+                        feature_options={**asdict(config.features), **feature_options},
+                        labels={"features": label, "tokenizer": tokenizer or None, **feature_options,
+                                **training_options},
                         tail_threshold=config.tail_threshold))
         return tasks
 

@@ -207,6 +207,7 @@ def ctr_job(directory: str, config_json: dict, entry_index: int, seed: int) -> d
     import torch
 
     from rqgmm.ctr.features import FeatureEncoder
+    from rqgmm.ctr.item_tables import SemanticIDs
     from rqgmm.ctr.run import fit_and_evaluate, prepare
     from rqgmm.ctr.splits import make_split
     from rqgmm.ctr.training import evaluate
@@ -224,7 +225,7 @@ def ctr_job(directory: str, config_json: dict, entry_index: int, seed: int) -> d
                              prefix_buckets=ctr.feature_options.prefix_buckets)
     v1_codes = np.load(code_dir / "v1.npy")
     sizes = entry.build().codebook_sizes
-    data = prepare(dataset, split, encoder, content=content, codes=v1_codes, codebook_sizes=sizes)
+    data = prepare(dataset, split, encoder, content=content, semantic=SemanticIDs(v1_codes, sizes))
     training = TrainingConfig(**{**asdict(ctr.training), "seed": int(seed)})
     started = time.perf_counter()
     model, _, metrics = fit_and_evaluate(data, ctr.model, {}, training, progress=False)

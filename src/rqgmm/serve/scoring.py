@@ -30,6 +30,10 @@ class CTRScorer:
         if self.encoder.history_length:
             raise InvalidInputError(f"{run_dir}: a {self.config.model} run uses user histories; the score endpoint"
                                     " serves models without them (fnn, ipnn, dcnv2, ...)")
+        if self.encoder.soft_top_k:
+            raise InvalidInputError(f"{run_dir}: a soft-ID run (soft_top_k={self.encoder.soft_top_k}) needs each"
+                                    " item's posterior over every level's components; the score endpoint serves"
+                                    " hard semantic IDs (train with --soft-top-k 0)")
         self.model.eval()
         self.embedding = self.model.embedding
         self._rows = {item: index + 1 for index, item in enumerate(self.encoder.item_ids)}
