@@ -162,3 +162,22 @@ def test_codeword_init_needs_the_codebooks(catalogue):
         prepare(dataset, split, FeatureEncoder("sid", history_length=0, sid_init="codewords"), semantic=semantic)
     with pytest.raises(InvalidInputError, match="soft_top_k=2 needs soft semantic IDs"):
         prepare(dataset, split, FeatureEncoder("sid", history_length=0, soft_top_k=2), semantic=semantic)
+
+
+def test_a_temperature_softens_the_posterior_and_keeps_its_order(catalogue):
+    dataset, content, split, gmm = catalogue
+    sharp_index, sharp = soft_codes(gmm, content, 3)
+    soft_index, soft = soft_codes(gmm, content, 3, temperature=50.0)
+    assert np.array_equal(sharp_index[:, :, 0], soft_index[:, :, 0])  # the hard code still leads
+    assert soft[:, :, 0].mean() < sharp[:, :, 0].mean() - 0.05
+    # tempering divides the joint log-density: the ratio of two posteriors is the 1/T-th power
+    full = gmm.predict_proba(content[:50], level=0)
+    tempered = gmm.predict_proba(content[:50], level=0, temperature=2.0)
+    top2 = np.sort(full, axis=1)[:, ::-1][:, :2].astype(np.float64)
+    top2_tempered = np.sort(tempered, axis=1)[:, ::-1][:, :2].astype(np.float64)
+    usable = top2[:, 1] > 1e-6
+    assert usable.sum() >= 5
+    assert np.allclose(np.log(top2_tempered[usable, 0] / top2_tempered[usable, 1]),
+                       0.5 * np.log(top2[usable, 0] / top2[usable, 1]), atol=1e-3)
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+        gmm.predict_proba(content, level=0, temperature=0)

@@ -61,6 +61,9 @@ def ctr() -> None:
 @click.option("--soft-top-k", type=click.IntRange(0), default=0, show_default=True,
               help="Soft IDs (rq-gmm): each level's field is the posterior-weighted sum of its top-k"
                    " components' embeddings; 0: hard codes.")
+@click.option("--soft-temperature", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="Soft IDs: the posterior of the joint log-density divided by this (> 1: softer; RQ-GMM's"
+                   " posterior in hundreds of dimensions is nearly one-hot).")
 @click.option("--item-id-dropout", type=float, default=0.1, show_default=True,
               help="Share of training rows whose item ID is replaced by the out-of-vocabulary index (trains the"
                    " unknown-item row; chosen on validation by the sid-ctr studies).")
@@ -75,7 +78,7 @@ def ctr() -> None:
 @quiet_option
 def ctr_train(dataset, model_name, features, tokenizer, split, seed, epochs, batch_size, learning_rate, patience,
               embed_dim, min_count, missing_items, sid_representation, prefix_buckets, sid_init, soft_top_k,
-              item_id_dropout, sid_dropout, tail_threshold, device, output, overwrite, quiet):
+              soft_temperature, item_id_dropout, sid_dropout, tail_threshold, device, output, overwrite, quiet):
     """Train a CTR model and write OUTPUT (config.json, metrics.json, model/).
 
     Data-parallel under torchrun (``torchrun --nproc_per_node N -m rqgmm.cli ctr train ...``):
@@ -93,13 +96,14 @@ def ctr_train(dataset, model_name, features, tokenizer, split, seed, epochs, bat
                 "device": device}
     TrainingConfig(**training)  # named errors before any data is read
     FeatureEncoder(features, min_count=min_count, sid_representation=sid_representation, prefix_buckets=prefix_buckets,
-                   sid_init=sid_init, soft_top_k=soft_top_k)
+                   sid_init=sid_init, soft_top_k=soft_top_k, soft_temperature=soft_temperature)
     if dataset.endswith((".yaml", ".yml")):  # runs store absolute paths: evaluate works from any directory
         dataset = str(Path(dataset).resolve())
     config = RunConfig(dataset=dataset, split=split, model=model_name, features=features,
                        tokenizer=None if tokenizer is None else str(tokenizer.resolve()), seed=seed,
                        min_count=min_count, missing_items=missing_items, sid_representation=sid_representation,
                        prefix_buckets=prefix_buckets, sid_init=sid_init, soft_top_k=soft_top_k,
+                       soft_temperature=soft_temperature,
                        tail_threshold=tail_threshold,
                        model_params={"embed_dim": embed_dim}, training=training)
     with process_group() as (rank, world):

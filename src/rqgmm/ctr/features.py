@@ -120,13 +120,14 @@ class FeatureEncoder:
     sid_init: "random" (a code's embedding is a learned row) or "codewords" (the learned row plus
     the code's codeword through a learned projection, the ``emb`` projection when the feature set
     has one of the same width). soft_top_k: 0 (hard codes) or k: each level's field is the
-    posterior-weighted sum of its top-k components' embeddings (RQ-GMM). Both need "level" fields.
+    posterior-weighted sum of its top-k components' embeddings (RQ-GMM), the posterior tempered by
+    soft_temperature (> 1: softer). Both need "level" fields.
     """
 
     def __init__(self, feature_set: str = "id", *, min_count: int = 1, history_length: int = 20,
                  missing_items: str = "error", sid_representation: str = "level",
                  prefix_buckets: int = DEFAULT_PREFIX_BUCKETS, sid_init: str = "random",
-                 soft_top_k: int = 0):
+                 soft_top_k: int = 0, soft_temperature: float = 1.0):
         if feature_set not in FEATURE_SETS:
             raise InvalidInputError(f"feature set must be one of {FEATURE_SETS}, got {feature_set!r}")
         if missing_items not in MISSING_ITEM_POLICIES:
@@ -140,6 +141,9 @@ class FeatureEncoder:
             raise InvalidInputError(f"sid_init must be one of {SID_INITS}, got {sid_init!r}")
         if isinstance(soft_top_k, bool) or not isinstance(soft_top_k, int) or soft_top_k < 0:
             raise InvalidInputError(f"soft_top_k must be an int >= 0, got {soft_top_k!r}")
+        if isinstance(soft_temperature, bool) or not isinstance(soft_temperature, (int, float)) or \
+                not np.isfinite(soft_temperature) or soft_temperature <= 0:
+            raise InvalidInputError(f"soft_temperature must be a finite number > 0, got {soft_temperature!r}")
         if (sid_init != "random" or soft_top_k) and sid_representation != "level":
             raise InvalidInputError(f"sid_init={sid_init!r} and soft_top_k={soft_top_k} act on per-level code"
                                     f" embeddings: they need sid_representation 'level', got {sid_representation!r}")
@@ -155,6 +159,7 @@ class FeatureEncoder:
         self.prefix_buckets = prefix_buckets
         self.sid_init = sid_init
         self.soft_top_k = soft_top_k
+        self.soft_temperature = float(soft_temperature)
         self.sid_codewords: list[np.ndarray] | None = None
         self.sid_soft_index: np.ndarray | None = None
         self.sid_soft_weight: np.ndarray | None = None
@@ -339,6 +344,7 @@ class FeatureEncoder:
                       "history_length": self.history_length, "missing_items": self.missing_items,
                       "sid_representation": self.sid_representation, "prefix_buckets": self.prefix_buckets,
                       "sid_init": self.sid_init, "soft_top_k": self.soft_top_k,
+                      "soft_temperature": self.soft_temperature,
                       "categorical": self.categorical, "numeric": self.numeric, "sid_sizes": self.sid_sizes,
                       "vocabularies": {name: vocab.values for name, vocab in self.vocabularies.items()},
                       "item_ids": self.item_ids.tolist(), "n_missing_items": self.n_missing_items}
@@ -359,7 +365,8 @@ class FeatureEncoder:
                       history_length=attributes["history_length"], missing_items=attributes["missing_items"],
                       sid_representation=attributes.get("sid_representation", "level"),
                       prefix_buckets=attributes.get("prefix_buckets", DEFAULT_PREFIX_BUCKETS),
-                      sid_init=attributes.get("sid_init", "random"), soft_top_k=attributes.get("soft_top_k", 0))
+                      sid_init=attributes.get("sid_init", "random"), soft_top_k=attributes.get("soft_top_k", 0),
+                      soft_temperature=attributes.get("soft_temperature", 1.0))
         encoder.categorical = list(attributes["categorical"])
         encoder.numeric = list(attributes["numeric"])
         encoder.sid_sizes = list(attributes["sid_sizes"])

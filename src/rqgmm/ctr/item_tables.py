@@ -44,9 +44,11 @@ class SemanticIDs:
     soft: tuple[np.ndarray, np.ndarray] | None = None
 
 
-def semantic_ids(tokenizer_dir: str | Path, content: np.ndarray, soft_top_k: int = 0) -> SemanticIDs:
+def semantic_ids(tokenizer_dir: str | Path, content: np.ndarray, soft_top_k: int = 0,
+                 soft_temperature: float = 1.0) -> SemanticIDs:
     """Encode the items' content (n_items, dim) with a saved tokenizer; ``soft_top_k`` > 0 also
-    computes each level's top-k posterior components (a probabilistic tokenizer only)."""
+    computes each level's top-k posterior components (a probabilistic tokenizer only), at
+    ``soft_temperature``."""
     from rqgmm.quantize import ResidualTokenizer
 
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
@@ -54,21 +56,23 @@ def semantic_ids(tokenizer_dir: str | Path, content: np.ndarray, soft_top_k: int
         raise InvalidInputError(f"tokenizer {tokenizer_dir} was fitted on {tokenizer.n_features_in_}-d embeddings,"
                                 f" but the item embeddings are {content.shape[1]}-d; fit it on the same encoder")
     tokenizer.progress = False
-    soft = soft_codes(tokenizer, content, soft_top_k, str(tokenizer_dir)) if soft_top_k else None
+    soft = soft_codes(tokenizer, content, soft_top_k, soft_temperature, str(tokenizer_dir)) if soft_top_k else None
     return SemanticIDs(tokenizer.encode(content), list(tokenizer.codebook_sizes), tokenizer.version,
                        [np.asarray(c, np.float32) for c in tokenizer.codebooks_], soft)
 
 
-def soft_codes(tokenizer, content: np.ndarray, top_k: int, name: str = "tokenizer") -> tuple[np.ndarray, np.ndarray]:
+def soft_codes(tokenizer, content: np.ndarray, top_k: int, temperature: float = 1.0,
+               name: str = "tokenizer") -> tuple[np.ndarray, np.ndarray]:
     """Each level's ``top_k`` most probable components for the item's residual at that level (the
-    residual of the hard path, as encoding follows it) and their posteriors renormalized over the
-    k: ``(index (n, L, k) int64, weight (n, L, k) float32)``. Needs ``predict_proba(X, level)``."""
+    residual of the hard path, as encoding follows it) and their posteriors (tempered: softmax of
+    the joint log-density over ``temperature``) renormalized over the k: ``(index (n, L, k)
+    int64, weight (n, L, k) float32)``. Needs ``predict_proba(X, level, temperature)``."""
     if not hasattr(tokenizer, "predict_proba"):
         raise InvalidInputError(f"soft semantic IDs need a probabilistic tokenizer (rq-gmm); {name} is"
                                 f" {type(tokenizer).__name__}, which has no posterior over its codes")
     indices, weights = [], []
     for level in range(tokenizer.n_levels):
-        posterior = tokenizer.predict_proba(content, level=level)
+        posterior = tokenizer.predict_proba(content, level=level, temperature=temperature)
         k = min(top_k, posterior.shape[1])
         top = np.argsort(-posterior, axis=1, kind="stable")[:, :k]
         weight = np.take_along_axis(posterior, top, axis=1).astype(np.float64)

@@ -54,6 +54,7 @@ class RunConfig:
     prefix_buckets: int = DEFAULT_PREFIX_BUCKETS
     sid_init: str = "random"
     soft_top_k: int = 0
+    soft_temperature: float = 1.0
     tail_threshold: int = DEFAULT_TAIL_THRESHOLD
     model_params: dict = field(default_factory=dict)
     training: dict = field(default_factory=dict)
@@ -130,7 +131,7 @@ def prepare_run(config: RunConfig, progress: bool | None = None) -> PreparedData
                              history_length=config.history_length if config.model == "din" else 0,
                              missing_items=config.missing_items, sid_representation=config.sid_representation,
                              prefix_buckets=config.prefix_buckets, sid_init=config.sid_init,
-                             soft_top_k=config.soft_top_k)
+                             soft_top_k=config.soft_top_k, soft_temperature=config.soft_temperature)
     content = semantic = None
     if encoder.uses_sid or encoder.uses_content:
         content = item_content(dataset, progress)
@@ -138,7 +139,7 @@ def prepare_run(config: RunConfig, progress: bool | None = None) -> PreparedData
         if config.tokenizer is None:
             raise InvalidInputError(f"features {config.features!r} need semantic IDs: pass a tokenizer directory"
                                     " (fit one with `rqgmm fit`)")
-        semantic = semantic_ids(config.tokenizer, content, config.soft_top_k)
+        semantic = semantic_ids(config.tokenizer, content, config.soft_top_k, config.soft_temperature)
         if config.tokenizer_version not in (None, semantic.version):
             raise InvalidInputError(f"config names tokenizer version {config.tokenizer_version}, but"
                                     f" {config.tokenizer} is version {semantic.version}")

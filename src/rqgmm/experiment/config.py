@@ -43,6 +43,8 @@ class SidVariant:
                                       " codeword through a learned projection)")
     soft_top_k: int = setting(0, "soft IDs: posterior-weighted top-k components per level (rq-gmm tokenizers"
                                  " only; the variant is skipped for others); 0: hard codes")
+    soft_temperature: float = setting(1.0, "soft IDs: the posterior of the joint log-density divided by this (> 1:"
+                                           " softer; in hundreds of dimensions RQ-GMM's posterior is nearly one-hot)")
     sid_dropout: float = setting(0.0, "share of training rows whose semantic-ID fields are all dropped")
 
 
@@ -126,6 +128,8 @@ class PaperStudyConfig:
                 raise InvalidInputError(f"{where}.sid_init: expected one of {SID_INITS}, got {variant.sid_init!r}")
             if variant.soft_top_k < 0:
                 raise InvalidInputError(f"{where}.soft_top_k: must be >= 0, got {variant.soft_top_k}")
+            if not variant.soft_temperature > 0:
+                raise InvalidInputError(f"{where}.soft_temperature: must be > 0, got {variant.soft_temperature}")
             if not 0 <= variant.sid_dropout < 1:
                 raise InvalidInputError(f"{where}.sid_dropout: {variant.sid_dropout} is not in [0, 1)")
             if (variant.sid_init != "random" or variant.soft_top_k) and self.sid_representations != ["level"]:

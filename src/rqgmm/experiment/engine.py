@@ -244,7 +244,8 @@ def run_ctr_task(task: CTRTask) -> list[dict]:
     dataset, content = dataset_and_content(task.dataset)
     semantic = version = None
     if "sid" in task.features:
-        semantic = semantic_ids(task.tokenizer, content, task.feature_options.get("soft_top_k", 0))
+        semantic = semantic_ids(task.tokenizer, content, task.feature_options.get("soft_top_k", 0),
+                                task.feature_options.get("soft_temperature", 1.0))
         version = semantic.version
     split = make_split(dataset.interactions, task.split, seed=task.split_seed)
     encoder = FeatureEncoder(task.features, **task.feature_options)

@@ -132,7 +132,7 @@ class PaperStudy(Study):
                     if len(config.item_id_dropouts) > 1:
                         label += f" drop={dropout:g}"
                     features = {"sid_representation": representation, "sid_init": variant.sid_init,
-                                "soft_top_k": variant.soft_top_k}
+                                "soft_top_k": variant.soft_top_k, "soft_temperature": variant.soft_temperature}
                     training = {"item_id_dropout": float(dropout), "sid_dropout": variant.sid_dropout}
                     out.append((label, features, training))
         return out

@@ -162,14 +162,19 @@ class MixtureScorer:
         return scores if row_term is None else scores.add_(row_term[:, None])
 
     def log_responsibilities(self, chunk: torch.Tensor, temperature: float = 1.0):
-        """Return ``(log_resp (m, K), log_prob_norm (m,))``; log_prob_norm is log p(x)."""
+        """Return ``(log_resp (m, K), log_prob_norm (m,))``; log_prob_norm is log p(x). With
+        ``temperature`` T != 1 the responsibilities are those of ``log p(x, k) / T`` (and the norm
+        is that tempered sum's)."""
         joint = self.joint_log_prob(chunk)
+        if temperature != 1.0:
+            joint = joint / temperature
         log_norm = torch.logsumexp(joint, dim=1)
         return joint - log_norm[:, None], log_norm
 
-    def predict_proba(self, chunk: torch.Tensor) -> torch.Tensor:
-        """Posterior responsibilities (m, K), rows summing to 1."""
-        log_resp, _ = self.log_responsibilities(chunk)
+    def predict_proba(self, chunk: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """Posterior responsibilities (m, K), rows summing to 1 (of the tempered joint
+        ``log p(x, k) / temperature`` when ``temperature`` != 1)."""
+        log_resp, _ = self.log_responsibilities(chunk, temperature)
         return torch.exp(log_resp)
 
     def accumulate(self, chunk: torch.Tensor) -> MixtureStats:

@@ -224,13 +224,19 @@ class RQGMM(LevelwiseTokenizer):
                     if level + 1 < self.n_levels:
                         residual = self.residual_chain(residual, 1, offset=level)[1]
 
-    def predict_proba(self, X, level: int = 0) -> np.ndarray:
+    def predict_proba(self, X, level: int = 0, temperature: float = 1.0) -> np.ndarray:
         """Posterior over the components of ``level`` for the residuals of X at that level:
-        (n_items, codebook_sizes[level]) float32, rows summing to 1."""
+        (n_items, codebook_sizes[level]) float32, rows summing to 1. ``temperature`` > 1 softens
+        it (softmax of the joint log-density divided by the temperature): in hundreds of
+        dimensions the posterior is nearly one-hot, the top two components often tens of nats
+        apart."""
         self.check_fitted()
         if not 0 <= level < self.n_levels:
             raise ValueError(f"level must be in [0, {self.n_levels}), got {level}")
-        parts = [self._scorer(level, residual.device).predict_proba(residual).float().cpu().numpy()
+        if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature > 0
+                and np.isfinite(temperature)):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        parts = [self._scorer(level, residual.device).predict_proba(residual, float(temperature)).float().cpu().numpy()
                  for at, residual in self._level_passes(X) if at == level]
         return np.concatenate(parts)
 
