@@ -171,8 +171,8 @@ def test_a_temperature_softens_the_posterior_and_keeps_its_order(catalogue):
     assert np.array_equal(sharp_index[:, :, 0], soft_index[:, :, 0])  # the hard code still leads
     assert soft[:, :, 0].mean() < sharp[:, :, 0].mean() - 0.05
     # tempering divides the joint log-density: the ratio of two posteriors is the 1/T-th power
-    full = gmm.predict_proba(content[:50], level=0)
-    tempered = gmm.predict_proba(content[:50], level=0, temperature=2.0)
+    full = gmm.predict_proba(content[:50], level=0, temperature=20.0)
+    tempered = gmm.predict_proba(content[:50], level=0, temperature=40.0)
     top2 = np.sort(full, axis=1)[:, ::-1][:, :2].astype(np.float64)
     top2_tempered = np.sort(tempered, axis=1)[:, ::-1][:, :2].astype(np.float64)
     usable = top2[:, 1] > 1e-6
