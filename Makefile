@@ -8,7 +8,7 @@ BASE := $(VENV)/.base-stamp
 DEMO := $(VENV)/.demo-stamp
 TEST := $(VENV)/.test-stamp
 
-.PHONY: setup demo test sid-ctr ctr-figures figures clean
+.PHONY: setup demo test sid-ctr sid-emb ctr-figures sid-emb-figures figures clean
 
 # torch is pinned here: 2.13.0 is a local CPU build on our machines; an unpinned torch would pull
 # a multi-GB CUDA build. pyproject.toml declares the compatible range for users elsewhere.
@@ -45,6 +45,18 @@ sid-ctr: $(DEMO)
 	for name in $(SID_CTR); do HF_HUB_OFFLINE=1 $(BIN)/rqgmm experiment $$name || exit 1; done
 	$(MAKE) ctr-figures
 
+# semantic IDs beside the raw embedding on MovieLens-100k and -1M (about 1 h on 2 cores), the
+# cost benchmark, then their documents and the decision tables of docs/ctr.md
+SID_EMB := sid-emb-ml-100k sid-emb-ml-1m
+sid-emb: $(DEMO)
+	for name in $(SID_EMB); do HF_HUB_OFFLINE=1 $(BIN)/rqgmm experiment $$name || exit 1; done
+	$(BIN)/python -m benchmarks.bench_sid_cost --markdown docs/results/bench-sid-cost.md
+	$(MAKE) sid-emb-figures
+
+sid-emb-figures: $(DEMO)
+	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_EMB)) --readme docs/ctr.md
+	$(BIN)/rqgmm publish runs/sid-emb-ml-1m --readme README.md
+
 ctr-figures: $(DEMO)
 	$(BIN)/rqgmm publish runs/sid-ctr-shapes --readme README.md
 	$(BIN)/rqgmm publish $(addprefix runs/,$(SID_CTR_DOCS)) --readme docs/ctr.md
@@ -53,7 +65,7 @@ ctr-figures: $(DEMO)
 # results documents (docs/results/) and README tables from finished runs under runs/
 figures: $(DEMO)
 	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline tokenizers
-	$(MAKE) ctr-figures
+	$(MAKE) ctr-figures sid-emb-figures
 	$(BIN)/rqgmm publish runs/variants-raw --readme README.md --headline "ml-100k 2x128"
 	$(BIN)/rqgmm publish runs/variants --readme docs/which-tokenizer.md --headline selection
 	$(BIN)/rqgmm publish runs/stable-ids-curve runs/stable-ids --readme docs/stable-ids.md

@@ -4,7 +4,8 @@ Each finished study's ``results.json`` becomes ``docs/results/<name>.md``: its t
 definitions of their columns, and a stamp (the command that produced the run, its date, commit
 and machine, and the command that wrote the document). A README block between the markers
 ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->`` is replaced by the
-document's headline table, so the README never holds a hand-copied figure.
+document's headline table, so the README never holds a hand-copied figure; the sentences that
+interpret a headline table are generated into the block with it (:mod:`rqgmm.experiment.verdicts`).
 """
 
 from __future__ import annotations
@@ -37,9 +38,12 @@ def results_blocks(results: dict, run_dir: Path) -> list[tuple]:
         blocks.append(("p", TOKENIZER_DEFINITIONS))
     if kind == "paper":
         blocks.append(("p", CTR_DEFINITIONS))
+    from rqgmm.experiment.verdicts import verdicts
+
     for name, (header, rows) in results["summary"]["tables"].items():
         if rows:
             blocks += [("h", 2, name.replace("_", " ")), ("table", header, rows)]
+            blocks += [("p", f"- {sentence}") for sentence in verdicts(header, rows)]
     return blocks
 
 
@@ -79,6 +83,8 @@ def publish(run_dir: str | Path, docs_dir: str | Path = "docs/results", readme: 
         if not pattern.search(text):
             raise InvalidInputError(f"{readme}: no block '<!-- generated: {name} -->' ... '<!-- end generated:"
                                     f" {name} -->' to fill")
+        from rqgmm.experiment.verdicts import fill_document
+
         with atomic_path(Path(readme), overwrite=True) as tmp:
-            tmp.write_text(pattern.sub(lambda _: block, text))
+            tmp.write_text(fill_document(pattern.sub(lambda _: block, text)))
     return target
