@@ -27,7 +27,7 @@ $(DEMO): $(BASE)
 	touch $(DEMO)
 
 $(TEST): $(BASE)
-	$(BIN)/python -m pip install --quiet -e ".[text,studies,dev,ray,serve]"
+	$(BIN)/python -m pip install --quiet -e ".[text,studies,dev,ray,serve,postgres]"
 	touch $(TEST) $(DEMO)
 
 setup: $(TEST)

@@ -1,4 +1,5 @@
-"""The SQLite ID registry: unique IDs under concurrency, crash safety, migration mappings."""
+"""The ID registry on SQLite and on a real PostgreSQL server (one suite, both backends): unique IDs
+under concurrency, crash safety, migration mappings."""
 
 import sqlite3
 import subprocess
@@ -17,8 +18,8 @@ from rqgmm.io.tables import write_matrix
 from rqgmm.registry import IDRegistry, RegistryError
 
 
-def test_new_items_get_the_smallest_free_suffix_and_known_items_keep_theirs(tmp_path):
-    with IDRegistry(tmp_path / "r.db", create=True) as store:
+def test_new_items_get_the_smallest_free_suffix_and_known_items_keep_theirs(registry_url):
+    with IDRegistry(registry_url, create=True) as store:
         first = store.assign(["a", "b", "c"], np.array([[1, 2], [1, 2], [3, 4]]), "v1")
         assert [a.sid for a in first] == [(1, 2, 0), (1, 2, 1), (3, 4, 0)] and all(a.new for a in first)
         again = store.assign(["b", "d"], np.array([[9, 9], [1, 2]]), "v1")
@@ -32,8 +33,8 @@ def test_new_items_get_the_smallest_free_suffix_and_known_items_keep_theirs(tmp_
         assert store.check() == []
 
 
-def test_bad_input_is_named(tmp_path):
-    with IDRegistry(tmp_path / "r.db", create=True) as store:
+def test_bad_input_is_named(tmp_path, registry_url):
+    with IDRegistry(registry_url, create=True) as store:
         store.assign(["a"], np.array([[1, 2]]), "v1")
         with pytest.raises(InvalidInputError, match=r"\['x'\] appear more than once"):
             store.assign(["x", "x"], np.array([[1, 2], [1, 2]]), "v1")
@@ -56,12 +57,15 @@ def test_bad_input_is_named(tmp_path):
     db.commit()
     with pytest.raises(RegistryError, match="schema version 99 is newer"):
         IDRegistry(newer)
-    with pytest.raises(RegistryError, match="'postgresql' is not supported"):
-        IDRegistry("postgresql://host/db")
+    with pytest.raises(RegistryError, match="'mysql' is not supported"):
+        IDRegistry("mysql://host/db")
+    with pytest.raises(RegistryError, match="cannot connect to the PostgreSQL registry"):
+        IDRegistry("postgresql://nobody:secret@/nothing?host=/nonexistent-socket-dir", timeout=1)
 
 
-def test_migrate_keeps_unchanged_ids_and_its_mapping_round_trips(tmp_path):
-    with IDRegistry(f"sqlite:///{tmp_path}/r.db", create=True) as store:
+def test_migrate_keeps_unchanged_ids_and_its_mapping_round_trips(registry_url):
+    url = registry_url if "://" in registry_url else f"sqlite:///{registry_url}"
+    with IDRegistry(url, create=True) as store:
         store.assign(["a", "b", "c"], np.array([[1, 2], [1, 2], [3, 4]]), "v1")
         first_seen = {item_id: seen for item_id, _, _, seen, _ in store.items()}
         mapping = store.migrate(["a", "b", "c"], np.array([[1, 2], [5, 5], [3, 4]]), "v2")
@@ -87,8 +91,8 @@ _WORKER = textwrap.dedent("""
 """)
 
 
-def test_two_processes_assigning_at_once_never_share_an_id(tmp_path):
-    path = str(tmp_path / "r.db")
+def test_two_processes_assigning_at_once_never_share_an_id(registry_url):
+    path = registry_url
     IDRegistry(path, create=True).close()
     workers = [subprocess.Popen([sys.executable, "-c", _WORKER, path, str(k)]) for k in range(2)]
     assert [w.wait(timeout=120) for w in workers] == [0, 0]
@@ -99,8 +103,8 @@ def test_two_processes_assigning_at_once_never_share_an_id(tmp_path):
         assert store.check() == []
 
 
-def test_a_kill_mid_assign_leaves_the_registry_as_before(tmp_path):
-    path = str(tmp_path / "r.db")
+def test_a_kill_mid_assign_leaves_the_registry_as_before(registry_url):
+    path = registry_url
     with IDRegistry(path, create=True) as store:
         store.assign(["kept"], np.array([[1, 1]]), "v1")
     script = textwrap.dedent(f"""
@@ -152,17 +156,18 @@ def test_command_line_assign_check_export(tmp_path):
         assert levels == codes[int(item[4:])].tolist() and sids[row] == "-".join(map(str, [*levels, suffix]))
 
 
-def test_many_items_under_one_code_read_the_prefix_once(tmp_path):
+def test_many_items_under_one_code_read_the_prefix_once(registry_url, monkeypatch):
     """20,000 identical embeddings share one code: their suffixes are allocated from one read of
     the prefix's taken suffixes (it used to be one query per item over a growing set, quadratic:
     85 s); the statements the assignment runs are counted, not timed."""
-    with IDRegistry(tmp_path / "r.db", create=True) as store:
+    with IDRegistry(registry_url, create=True) as store:
         store.assign(["retired-one"], np.array([[3, 3]]), "v1")
         store.retire(["retired-one"])  # suffix 0 under (3, 3) is never handed out again
         statements = []
-        store._db.set_trace_callback(statements.append)
+        execute = store._db.execute
+        monkeypatch.setattr(store._db, "execute", lambda sql, params=(): (statements.append(sql), execute(sql, params))[1])
         assigned = store.assign([f"i{k}" for k in range(20_000)], np.full((20_000, 2), 3), "v1")
-        store._db.set_trace_callback(None)
+        monkeypatch.undo()
         assert [a.sid[-1] for a in assigned] == list(range(1, 20_001)) and store.check() == []
         assert sum("SELECT suffix FROM items" in text for text in statements) == 1
         ids = [f"j{k}" for k in range(60_000)] + ["j17"]
@@ -193,11 +198,11 @@ def test_damaged_locked_or_missing_registries_are_named(tmp_path):
     holder.execute("ROLLBACK")
 
 
-def test_two_processes_creating_one_registry_at_once_both_succeed(tmp_path):
+def test_two_processes_creating_one_registry_at_once_both_succeed(registry_url):
     script = textwrap.dedent(f"""
         import sys
         from rqgmm.registry import IDRegistry
-        with IDRegistry({str(tmp_path / 'race.db')!r}, create=True) as store:
+        with IDRegistry({registry_url!r}, create=True) as store:
             store.check()
     """)
     runs = [subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True) for _ in range(6)]

@@ -46,3 +46,15 @@ def test_a_hand_edited_verdict_is_caught(tmp_path):
 def test_published_documents_state_what_their_tables_say(document):
     path = ROOT / document if document == "README.md" else ROOT / "docs" / document
     assert check_document(path) == []
+
+
+def test_family_rows_of_one_neural_fit_are_left_out_of_the_sentences():
+    header = ["model", "tokenizer family", "cold AUC: sid", "Δ sid vs id", "setting chosen on validation", "note"]
+    rows = [["fnn", "rq-kmeans", "", "+0.0100 *", "", ""], ["fnn", "vq-vae", "", "+0.0073 *", "",
+                                                              "one neural fit: differs across machines"]]
+    first, last = verdicts(header, rows)
+    assert "above for fnn rq-kmeans (+0.0100) (significant)" in first and "vq-vae" not in first
+    assert last.startswith("Not stated for vq-vae")
+    # the sentences stay the same whatever the neural row says on another machine
+    rows[1][3] = "-0.0077 *"
+    assert verdicts(header, rows) == [first, last]

@@ -1,4 +1,4 @@
-"""An ID registry: which semantic ID each item holds, in a real database (SQLite).
+"""An ID registry: which semantic ID each item holds, in a real database (SQLite or PostgreSQL).
 
 ``item_id -> semantic ID`` where a semantic ID is the tokenizer's codes plus a collision suffix
 (the smallest free number under that code prefix), so every active item has an ID no other
@@ -6,31 +6,32 @@ item has. The registry also records which tokenizer version assigned an ID, when
 first seen and last updated, and never hands out an ID again once it was retired.
 
 Guarantees:
-- every operation is one transaction (``BEGIN IMMEDIATE``): two processes assigning at the
-  same time are serialized by SQLite's write lock and never produce the same ID (a UNIQUE
-  index backs this up); a crash mid-operation leaves the registry as it was before the call;
-- WAL journal mode, so readers are not blocked by a writer;
+- every operation is one transaction: two processes assigning at the same time are serialized
+  (SQLite: ``BEGIN IMMEDIATE``, the write lock; PostgreSQL: ``SERIALIZABLE``, re-run on a
+  conflict) and never produce the same ID (a UNIQUE index backs this up); a crash
+  mid-operation leaves the registry as it was before the call;
+- readers are not blocked by a writer (SQLite's WAL; PostgreSQL's MVCC);
 - versions only move forward: an ``assign`` with an older tokenizer version than the current
   one is refused; ``migrate`` moves every active item to a new version and records the
   old -> new ID mapping that a CTR model needs to remap its embedding rows.
 
-The database is named by a path or a ``sqlite:///path`` URL. Only SQLite is implemented; other
-URL schemes (e.g. ``postgresql://``) are refused with a named error.
+The database is named by a path or a ``sqlite:///path`` URL (SQLite, embedded: one host), or a
+``postgresql://…`` URL (a shared server for several workers and replicas; the database must
+exist, ``create=True`` makes the tables). See :mod:`rqgmm.registry_backends`.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import datetime
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from rqgmm.errors import InvalidInputError, RqgmmError
+from rqgmm.errors import InvalidInputError
+from rqgmm.registry_backends import RegistryError, open_backend
 
 SCHEMA_VERSION = 1
 _FORMAT = "rqgmm-id-registry"
@@ -38,7 +39,7 @@ _FORMAT = "rqgmm-id-registry"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS versions (
-    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    position {autoincrement},
     version TEXT NOT NULL UNIQUE,
     n_levels INTEGER NOT NULL,
     registered_at TEXT NOT NULL);
@@ -61,8 +62,7 @@ CREATE TABLE IF NOT EXISTS mappings (
 """
 
 
-class RegistryError(RqgmmError, ValueError):
-    """The registry file is not ours, of a newer schema, or an operation would break its rules."""
+__all__ = ["Assignment", "IDRegistry", "RegistryError", "tokenizer_version"]
 
 
 @dataclass(frozen=True)
@@ -104,65 +104,50 @@ def _text(codes: Sequence[int]) -> str:
     return "-".join(str(int(c)) for c in codes)
 
 
-def _path_of(url: str | Path) -> Path:
-    text = str(url)
-    if "://" in text:  # SQLAlchemy-style: sqlite:///relative/path, sqlite:////absolute/path
-        scheme, _, rest = text.partition("://")
-        if scheme != "sqlite":
-            raise RegistryError(f"{text}: only SQLite registries are implemented (sqlite:///path or a path);"
-                                f" {scheme!r} is not supported")
-        text = rest[1:]
-    return Path(text)
-
-
 class IDRegistry:
-    """A registry in the SQLite database at ``url`` (created with ``create=True``)."""
+    """A registry in the database at ``url`` (a path or ``sqlite:///path``: SQLite;
+    ``postgresql://…``: PostgreSQL); its tables are created with ``create=True``.
+    ``path`` is the SQLite file (None for PostgreSQL), ``name`` how messages name the registry."""
 
     def __init__(self, url: str | Path, *, create: bool = False, timeout: float = 30.0):
-        self.path = _path_of(url)
-        self._timeout = timeout
-        if not self.path.exists() and not create:
-            raise RegistryError(f"{self.path}: no registry here (create one with `rqgmm registry init {self.path}`,"
-                                " `registry assign`, or IDRegistry(..., create=True))")
-        if self.path.exists() and not self.path.is_file():
-            raise RegistryError(f"{self.path}: is not a file")
-        try:
-            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as exc:
-            raise RegistryError(f"{self.path}: not an SQLite database ({exc})") from None
-        if not tables:
+        self._db = open_backend(url, create=create, timeout=timeout)
+        self.path, self.name = self._db.path, self._db.name
+        tables = self._db.tables()
+        if not tables or ("meta" not in tables and create and self._db.kind == "PostgreSQL"):
             if not create:
-                raise RegistryError(f"{self.path}: empty database, not an rqgmm registry")
-            with self._transaction() as db:  # two processes creating at once: the second finds it done
-                for statement in _SCHEMA.strip().split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('schema_version', ?)",
-                           (_FORMAT, str(SCHEMA_VERSION)))
+                raise RegistryError(f"{self.name}: empty database, not an rqgmm registry")
+            self._db.write(self._create_schema)  # two processes creating at once: the second finds it done
         self._check_ours()
 
+    def _create_schema(self, db) -> None:
+        if hasattr(db, "lock_schema"):
+            db.lock_schema()
+        for statement in _SCHEMA.format(autoincrement=db.autoincrement).strip().split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("INSERT INTO meta VALUES ('format', ?), ('schema_version', ?) ON CONFLICT DO NOTHING",
+                   (_FORMAT, str(SCHEMA_VERSION)))
+
     def _check_ours(self) -> None:
-        try:
-            meta = dict(self._db.execute("SELECT key, value FROM meta"))
-        except sqlite3.DatabaseError:
-            raise RegistryError(f"{self.path}: an SQLite database, but not an rqgmm registry") from None
+        kind = self._db.kind
+        tables = self._db.tables()
+        if "meta" not in tables:
+            raise RegistryError(f"{self.name}: a{'n' if kind == 'SQLite' else ''} {kind} database, but not an rqgmm"
+                                " registry")
+        meta = {key: value for key, value in self._db.execute("SELECT key, value FROM meta")}
         if meta.get("format") != _FORMAT:
-            raise RegistryError(f"{self.path}: an SQLite database, but not an rqgmm registry")
+            raise RegistryError(f"{self.name}: a{'n' if kind == 'SQLite' else ''} {kind} database, but not an rqgmm"
+                                " registry")
         try:
             version = int(meta.get("schema_version", "0"))
         except ValueError:
-            raise RegistryError(f"{self.path}: damaged registry: schema_version is"
+            raise RegistryError(f"{self.name}: damaged registry: schema_version is"
                                 f" {meta.get('schema_version')!r}, not a number") from None
-        present = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        missing = sorted({"versions", "items", "retired", "mappings"} - present)
+        missing = sorted({"versions", "items", "retired", "mappings"} - tables)
         if missing:
-            raise RegistryError(f"{self.path}: damaged registry: table(s) {missing} are missing")
+            raise RegistryError(f"{self.name}: damaged registry: table(s) {missing} are missing")
         if version > SCHEMA_VERSION:
-            raise RegistryError(f"{self.path}: registry schema version {version} is newer than this rqgmm"
+            raise RegistryError(f"{self.name}: registry schema version {version} is newer than this rqgmm"
                                 f" understands ({SCHEMA_VERSION}); upgrade rqgmm")
 
     def close(self) -> None:
@@ -173,23 +158,6 @@ class IDRegistry:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction: taken with the write lock, committed whole or rolled back."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            raise RegistryError(f"{self.path}: another process has held the registry's write lock for longer than"
-                                f" the {self._timeout:g} s this call waits; try again when it is done") from None
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # ------------------------------------------------------------------ versions
     @property
@@ -229,8 +197,9 @@ class IDRegistry:
         if len(set(ids)) != len(ids):  # a counter, not ids.count per id: linear in the call's size
             duplicates = sorted(item for item, count in collections.Counter(ids).items() if count > 1)
             raise InvalidInputError(f"item id(s) {duplicates[:5]} appear more than once in one assign call")
-        out = []
-        with self._transaction() as db:
+
+        def work(db) -> list[Assignment]:  # re-run whole if a concurrent writer forces a retry
+            out = []
             self._use_version(db, version, codes.shape[1])
             free = _SuffixAllocator(db)  # one query per prefix, not one per item
             for item_id, row in zip(ids, codes):
@@ -247,7 +216,9 @@ class IDRegistry:
                 db.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (item_id, sid, prefix, suffix, version, stamp, stamp))
                 out.append(Assignment(item_id, (*(int(c) for c in row), suffix), version, True))
-        return out
+            return out
+
+        return self._db.write(work)
 
     @staticmethod
     def _taken_suffixes(db, prefix: str) -> set[int]:
@@ -262,16 +233,18 @@ class IDRegistry:
 
     def retire(self, item_ids: Sequence) -> int:
         """Remove items; their IDs are never handed out again. Returns how many were retired."""
-        count = 0
-        with self._transaction() as db:
-            for item_id in map(str, item_ids):
+        ids = [str(i) for i in item_ids]
+
+        def work(db) -> int:
+            for item_id in ids:
                 row = db.execute("SELECT sid, prefix, suffix FROM items WHERE item_id=?", (item_id,)).fetchone()
                 if row is None:
                     raise RegistryError(f"item {item_id!r} is not in the registry")
                 db.execute("INSERT INTO retired VALUES (?, ?, ?, ?, ?)", (*row, item_id, _now()))
                 db.execute("DELETE FROM items WHERE item_id=?", (item_id,))
-                count += 1
-        return count
+            return len(ids)
+
+        return self._db.write(work)
 
     def migrate(self, item_ids: Sequence, codes: np.ndarray, new_version: str) -> dict[str, tuple[str, str]]:
         """Move every active item to ``new_version``: ``codes`` (n, L) are the new tokenizer's codes
@@ -282,13 +255,14 @@ class IDRegistry:
         codes = np.asarray(codes)
         if codes.ndim != 2 or len(codes) != len(ids) or len(set(ids)) != len(ids):
             raise InvalidInputError("migrate needs each active item once with its (n_items, n_levels) codes")
-        old_version = self.current_version
-        if old_version is None:
-            raise RegistryError("the registry is empty; nothing to migrate")
-        if new_version in self.versions():
-            raise RegistryError(f"version {new_version!r} is already registered; versions only move forward")
-        mapping = {}
-        with self._transaction() as db:
+
+        def work(db) -> dict[str, tuple[str, str]]:  # reads inside: a retry sees the concurrent writer's work
+            old_version = self.current_version
+            if old_version is None:
+                raise RegistryError("the registry is empty; nothing to migrate")
+            if new_version in self.versions():
+                raise RegistryError(f"version {new_version!r} is already registered; versions only move forward")
+            mapping = {}
             active = {row[0]: row[1:] for row in db.execute("SELECT item_id, sid, prefix, suffix, first_seen FROM items")}
             missing = sorted(set(active) - set(ids))
             if missing:
@@ -321,7 +295,9 @@ class IDRegistry:
                 db.execute("INSERT INTO mappings VALUES (?, ?, ?, ?, ?)",
                            (old_version, new_version, item_id, old_sid, new_sid))
                 mapping[item_id] = (old_sid, new_sid)
-        return mapping
+            return mapping
+
+        return self._db.write(work)
 
     def _require_migration(self, old_version: str, new_version: str) -> None:
         """A named error unless the migration ``old_version -> new_version`` is recorded (one
@@ -330,7 +306,7 @@ class IDRegistry:
                                 (old_version, new_version)).fetchone():
             known = [f"{a} -> {b}" for a, b in self._db.execute(
                 "SELECT DISTINCT old_version, new_version FROM mappings")]
-            raise RegistryError(f"{self.path}: no migration from version {old_version!r} to {new_version!r} is"
+            raise RegistryError(f"{self.name}: no migration from version {old_version!r} to {new_version!r} is"
                                 f" recorded (recorded: {known or 'none'})")
 
     def migration_chain(self, old_version: str, new_version: str | None = None) -> list[str]:
@@ -341,10 +317,10 @@ class IDRegistry:
         new_version = versions[-1] if new_version is None and versions else new_version
         for version in (old_version, new_version):
             if version not in versions:
-                raise RegistryError(f"{self.path}: tokenizer version {version!r} was never registered here"
+                raise RegistryError(f"{self.name}: tokenizer version {version!r} was never registered here"
                                     f" (versions: {versions})")
         if versions.index(old_version) > versions.index(new_version):
-            raise RegistryError(f"{self.path}: version {old_version!r} comes after {new_version!r}; versions only"
+            raise RegistryError(f"{self.name}: version {old_version!r} comes after {new_version!r}; versions only"
                                 " move forward")
         chain = versions[versions.index(old_version):versions.index(new_version) + 1]
         for old, new in zip(chain, chain[1:]):
@@ -371,11 +347,11 @@ class IDRegistry:
         known = self.versions()
         new_version = known[-1] if new_version is None and known else new_version
         if new_version not in known:
-            raise RegistryError(f"{self.path}: version {new_version!r} is not registered (versions: {known})")
+            raise RegistryError(f"{self.name}: version {new_version!r} is not registered (versions: {known})")
         if old_version is None:
             position = known.index(new_version)
             if position == 0:
-                raise RegistryError(f"{self.path}: version {new_version!r} was not reached by a migration")
+                raise RegistryError(f"{self.name}: version {new_version!r} was not reached by a migration")
             old_version = known[position - 1]
         self._require_migration(old_version, new_version)
         return old_version, new_version
@@ -426,14 +402,10 @@ class IDRegistry:
     def check(self) -> list[str]:
         """Consistency problems (empty when consistent): duplicate or retired IDs in use, IDs
         that do not match their prefix and suffix, items on an unknown version."""
-        problems = []
         db = self._db
-        try:
-            integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
-        except sqlite3.DatabaseError as exc:  # a page too damaged for the check itself
-            return [f"SQLite integrity check failed: {exc}"]
-        if integrity != "ok":
-            problems.append(f"SQLite integrity check failed: {integrity}")
+        problems, readable = db.integrity_problems()
+        if not readable:  # pages too damaged for the checks below
+            return problems
         for sid, count in db.execute("SELECT sid, COUNT(*) FROM items GROUP BY sid HAVING COUNT(*) > 1"):
             problems.append(f"ID {sid} is held by {count} items")
         for (sid,) in db.execute("SELECT items.sid FROM items JOIN retired ON items.sid = retired.sid"):

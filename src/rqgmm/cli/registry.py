@@ -1,4 +1,4 @@
-"""``rqgmm registry``: stable semantic IDs in an SQLite registry."""
+"""``rqgmm registry``: stable semantic IDs in a registry (an SQLite file or a PostgreSQL database)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from rqgmm.cli.options import overwrite_option
 
 @click.group()
 def registry() -> None:
-    """Stable semantic IDs: assign, retire, migrate, export (SQLite)."""
+    """Stable semantic IDs: assign, retire, migrate, export (DATABASE: an SQLite path or a postgresql:// URL)."""
 
 
 def _items(tokenizer_dir: Path, embeddings: Path, column, id_column):
@@ -45,7 +45,7 @@ def _data_options(function):
 @registry.command("init")
 @click.argument("database")
 def registry_init(database):
-    """Create an empty registry at DATABASE (a path or sqlite:/// URL); an existing one is kept."""
+    """Create an empty registry at DATABASE (a path, sqlite:/// or postgresql:// URL); an existing one is kept."""
     from rqgmm.registry import IDRegistry
 
     with IDRegistry(database, create=True) as store:

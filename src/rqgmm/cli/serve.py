@@ -9,8 +9,9 @@ import click
 
 @click.command()
 @click.argument("tokenizer", type=click.Path(path_type=Path))
-@click.option("--registry", type=click.Path(path_type=Path), default=None,
-              help="SQLite ID registry (created if missing): enables /v1/items.")
+@click.option("--registry", default=None,
+              help="ID registry: an SQLite path or a postgresql:// URL (its tables created if missing); enables"
+                   " /v1/items. Several workers or replicas share one PostgreSQL registry.")
 @click.option("--ctr-run", type=click.Path(path_type=Path), default=None,
               help="A saved CTR run (`rqgmm ctr train -o RUN`): enables /v1/score.")
 @click.option("--host", default="127.0.0.1", show_default=True,

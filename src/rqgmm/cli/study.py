@@ -93,12 +93,14 @@ def with_training_device(config, device: str):
               help="Also fill the '<!-- generated: NAME -->' block of each run in this Markdown file"
               " (README.md or a page under docs/).")
 @click.option("--headline", default=None, help="Which table fills the README block (default: the first headline table, else the first).")
-def publish(run_dirs, output, readme, headline):
+@click.option("--block", default=None,
+              help="Name of the block to fill (default: the run's name; another lets one run fill two blocks).")
+def publish(run_dirs, output, readme, headline, block):
     """Write results documents (docs/results/<name>.md) from finished runs' results.json."""
     from rqgmm.experiment.publish import publish as write
 
     for run_dir in run_dirs:
-        click.echo(f"wrote {write(run_dir, output, readme, headline)}")
+        click.echo(f"wrote {write(run_dir, output, readme, headline, block)}")
 
 
 COMMANDS = (experiment, publish)

@@ -125,6 +125,50 @@ def headline(runs: list[dict], split: str) -> dict:
     return {"split": split, "rows": rows}
 
 
+NEURAL_METHODS = ("rq-vae", "vq-vae")
+
+
+def tokenizer_family(features: str) -> str | None:
+    """"sid+emb:rq-kmeans-2x128 level" -> "rq-kmeans"; None without a tokenizer."""
+    tokenizer = features.split(" ")[0].partition(":")[2]
+    return tokenizer.rsplit("-", 1)[0] if tokenizer else None
+
+
+def family_headline(runs: list[dict], split: str) -> dict:
+    """Per model and tokenizer family (rq-kmeans, rq-gmm, rq-vae, ...): the family's best sid
+    setting on validation against id, paired by seed on test cold AUC (Holm over this table).
+    A single overall winner can flip between families whose figures are within noise of each
+    other (and a neural tokenizer's fit differs across machines); this table shows each."""
+    grouped = by_seed([r for r in runs if r["split"] == split], lambda r: (r["model"], r["features"]))
+    rows = []
+    for model in dict.fromkeys(r["model"] for r in runs if r["split"] == split):
+        plain = [(f, seeds) for (m, f), seeds in grouped.items() if m == model and f.split(" ")[0] == "id"]
+        if not plain:
+            continue
+        id_seeds = max(plain, key=lambda item: mean_std(_validation_score(r) for r in item[1].values())[0])[1]
+        families: dict[str, list] = {}
+        for (m, features), seeds in grouped.items():
+            if m == model and features.split(" ")[0].split(":")[0] == "sid":
+                families.setdefault(tokenizer_family(features), []).append((features, seeds))
+        for family, candidates in families.items():
+            features, seeds = max(candidates, key=lambda item: mean_std(_validation_score(r)
+                                                                        for r in item[1].values())[0])
+            rows.append({"model": model, "family": family, "chosen": features,
+                         "cold_auc": mean_std(r["test"].get("cold_auc") for r in seeds.values()),
+                         "vs_id": paired_difference(seeds, id_seeds, _test("cold_auc")),
+                         "one_fit": family in NEURAL_METHODS})
+    mark_significant([row["vs_id"] for row in rows])
+    return {"split": split, "rows": rows}
+
+
+def family_table(summary: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["model", "tokenizer family", "cold AUC: sid", "Δ sid vs id", "setting chosen on validation", "note"]
+    body = [[row["model"], row["family"], format_mean_std(row["cold_auc"]), _diff(row["vs_id"]), row["chosen"],
+             "one neural fit: differs across machines" if row["one_fit"] else ""]
+            for row in summary["rows"]]
+    return header, body
+
+
 def headline_table(summary: dict) -> tuple[list[str], list[list[str]]]:
     header = ["model", "cold AUC: id", "emb", "sid", "sid+emb", "Δ sid vs id", "Δ sid+emb vs emb",
               "tail AUC Δ sid vs id", "recommended (validation)", "settings chosen on validation (sid; sid+emb)"]
@@ -240,11 +284,12 @@ def write_paper_report(directory: Path, results: dict) -> dict:
     ]
     if rows:  # a study without CTR models reports quality only
         blocks += [("h", 2, "CTR"), ("p", CTR_DEFINITIONS)]
-    headlines = {}
+    headlines, families = {}, {}
     for split in config["splits"]:
         if not any(r["split"] == split for r in rows):
             continue
         headlines[split] = headline(results["ctr_runs"], split)
+        families[split] = family_headline(results["ctr_runs"], split)
         plot_auc(rows, split, directory / f"auc_{split}.png")
         blocks += [("h", 3, f"{split} split"),
                    ("p", "Headline: for each model, the best setting of each feature set (tokenizer, representation,"
@@ -253,6 +298,11 @@ def write_paper_report(directory: Path, results: dict) -> dict:
                          " is the best of those on validation; * = significant by paired t-test, Holm-corrected"
                          " over this table."),
                    ("table", *headline_table(headlines[split])),
+                   *([("p", "Each tokenizer family's best semantic-ID setting on validation against plain item IDs"
+                               " (a single overall winner can flip between families within noise of each other,"
+                               " and a neural tokenizer is fitted once, so its figures differ across machines):"),
+                      ("table", *family_table(families[split]))]
+                     if len({row["family"] for row in families[split]["rows"]}) > 1 else []),
                    ("table", *ctr_table(rows, split)),
                    ("img", f"auc_{split}.png", f"AUC {split}")]
     if rows:
@@ -267,4 +317,5 @@ def write_paper_report(directory: Path, results: dict) -> dict:
     return {"ctr": rows, "rq_gmm_vs_rq_kmeans": verdict, "headline": headlines,
             "tables": {"tokenizers": tokenizer_table(results["tokenizers"]),
                        **{f"headline_{split}": headline_table(h) for split, h in headlines.items()},
+                       **{f"families_{split}": family_table(f) for split, f in families.items()},
                        **{f"ctr_{split}": ctr_table(rows, split) for split in config["splits"]}}}

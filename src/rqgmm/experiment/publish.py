@@ -48,10 +48,10 @@ def results_blocks(results: dict, run_dir: Path) -> list[tuple]:
 
 
 def publish(run_dir: str | Path, docs_dir: str | Path = "docs/results", readme: str | Path | None = None,
-            headline: str | None = None) -> Path:
+            headline: str | None = None, block_name: str | None = None) -> Path:
     """Write ``docs_dir/<name>.md`` from ``run_dir/results.json``; with ``readme``, replace the
-    block of that name in it by the ``headline`` table (default: the first non-empty headline
-    table, else the first non-empty table)."""
+    block ``block_name`` (default: the run's name) in it by the ``headline`` table (default: the
+    first non-empty headline table, else the first non-empty table)."""
     from rqgmm.io.atomic import atomic_path
 
     run_dir = Path(run_dir)
@@ -72,6 +72,7 @@ def publish(run_dir: str | Path, docs_dir: str | Path = "docs/results", readme: 
             raise InvalidInputError(f"{run_dir}: no table {key!r}; tables are {sorted(tables)}")
         stamp = results.get("provenance") or {}
         link = Path(os.path.relpath(target, Path(readme).parent)).as_posix()  # from the page that links
+        name = block_name or name
         block = (f"<!-- generated: {name} -->\n"
                  + markdown([("table", *tables[key])]).rstrip()
                  + f"\n\n*{key.replace('_', ' ')} of `{stamp.get('command', 'rqgmm experiment')}`,"

@@ -29,9 +29,15 @@ def parse_difference(cell: str) -> tuple[float, bool] | None:
 
 
 def verdicts(header: list[str], rows: list[list[str]], metric: str = "cold AUC") -> list[str]:
-    """One sentence per comparison column of a headline table (rows start with the model name),
-    plus the validation recommendation when the table has that column."""
+    """One sentence per comparison column of a headline table (rows start with the model name,
+    then the tokenizer family where the table has one), plus the validation recommendation when
+    the table has that column. Rows noted "one neural fit" are left out of the sentences (their
+    figures change from machine to machine), and a last sentence says so."""
     sentences = []
+    family = header.index("tokenizer family") if "tokenizer family" in header else None
+    note = header.index("note") if "note" in header else None
+    unstable = [row for row in rows if note is not None and "one neural fit" in row[note]]
+    rows = [row for row in rows if not any(row is other for other in unstable)]
     for column, (what, against) in COMPARISONS.items():
         if column not in header:
             continue
@@ -43,11 +49,16 @@ def verdicts(header: list[str], rows: list[list[str]], metric: str = "cold AUC")
                 continue
             value, significant = parsed
             side = "within noise of" if not significant else "above" if value > 0 else "below"
-            groups[side].append(f"{row[0]} ({value:+.4f})")
+            label = row[0] if family is None else f"{row[0]} {row[family]}"
+            groups[side].append(f"{label} ({value:+.4f})")
         parts = [f"{side.replace(' of', '')} for {', '.join(models)}" + (" (significant)" if side != "within noise of" else "")
                  for side, models in groups.items() if models]
         if parts:
             sentences.append(f"{metric}, {what} against {against}: {'; '.join(parts)}.")
+    if unstable:
+        names = sorted({row[family] if family is not None else row[0] for row in unstable})
+        sentences.append(f"Not stated for {', '.join(names)}: fitted once, a neural tokenizer's IDs (and so these"
+                         " rows) differ across processors and thread counts.")
     if "recommended (validation)" in header:
         j = header.index("recommended (validation)")
         picks = [f"{row[0]}: {row[j]}" for row in rows if j < len(row) and row[j] not in ("", "-")]

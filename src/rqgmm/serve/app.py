@@ -74,7 +74,7 @@ class Service:
                 from rqgmm.serve.scoring import CTRScorer
 
                 scorer = CTRScorer(settings.ctr_run)
-            self.lifecycle = Lifecycle(self.versions, self.registry, scorer, registry_name=settings.registry,
+            self.lifecycle = Lifecycle(self.versions, self.registry, scorer, registry_name=None if self.registry is None else self.registry.name,
                                        run_name=settings.ctr_run)
             self._registry_thread.submit(self.lifecycle.check_start).result()
         except BaseException:

@@ -32,7 +32,7 @@ class HTTPError(Exception):
 
 @dataclass
 class ServiceSettings:
-    """tokenizer: saved tokenizer directory; registry: SQLite registry path (None: no /v1/items);
+    """tokenizer: saved tokenizer directory; registry: SQLite path or postgresql:// URL (None: no /v1/items);
     ctr_run: saved CTR run (None: no /v1/score); token: bearer token of write/admin endpoints
     (None: open, loopback only); limits on the body (bytes) and on rows per request; the batching
     wait (ms) and largest batch (rows); registry_budget_s: the longest a request waits for the
