@@ -443,3 +443,29 @@ def test_a_request_waits_for_the_registry_within_a_budget(tmp_path, tokenizers, 
     with TestClient(app) as client:
         reply = client.post("/v1/items", json={"items": [{"item_id": "a", "embedding": catalogue[0].tolist()}]})
         assert reply.status_code == 503 and "did not answer within 0.3 s" in reply.json()["error"]
+
+
+def test_the_api_is_strict_and_describes_itself(server):
+    """Unknown fields are refused naming them (a misspelt option was silently ignored), unknown
+    paths and methods answer JSON, and /openapi.json documents every endpoint's body."""
+    running, _ = server
+    reply = httpx.post(f"{running.url}/v1/encode", json={"embeddings": [[0.0] * 16], "collision": "suffix"})
+    assert reply.status_code == 422
+    assert reply.json()["error"] == "collision: unknown field (allowed: collisions, embeddings)"
+    nested = httpx.post(f"{running.url}/v1/items", headers=auth(),
+                        json={"items": [{"item_id": "a", "embedding": [0.0] * 16}, {"item_id": "b", "embeding": []}]})
+    assert nested.status_code == 422 and nested.json()["error"].startswith("items.1.embeding: unknown field"), nested.text
+    missing = httpx.post(f"{running.url}/v1/items", headers=auth(), json={"item": []})
+    assert missing.status_code == 422 and "items: required field is missing" in missing.json()["error"]
+    wrong_type = httpx.post(f"{running.url}/v1/items", headers=auth(), json={"items": [{"item_id": [1]}]})
+    assert wrong_type.status_code == 422 and wrong_type.json()["error"].startswith("items.0.item_id"), wrong_type.text
+    nowhere = httpx.get(f"{running.url}/v2/encode")
+    assert nowhere.status_code == 404 and "no endpoint /v2/encode" in nowhere.json()["error"]
+    wrong_method = httpx.get(f"{running.url}/v1/encode")
+    assert wrong_method.status_code == 405 and "GET is not allowed" in wrong_method.json()["error"]
+    document = httpx.get(f"{running.url}/openapi.json").json()
+    assert document["openapi"].startswith("3.") and "/v1/score" in document["paths"]
+    schema = document["components"]["schemas"]["EncodeRequest"]
+    assert schema["additionalProperties"] is False and set(schema["properties"]) == {"embeddings", "collisions"}
+    assert document["paths"]["/v1/items"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"] \
+        == "#/components/schemas/ItemsRequest"

@@ -1,8 +1,10 @@
 """``rqgmm serve``: semantic IDs over HTTP (Starlette on uvicorn).
 
 Starlette rather than FastAPI: the service needs routing, request/response objects and a
-lifespan, not request models or a generated docs page (FastAPI's pulls its assets from a CDN,
-which an offline deployment cannot load); the JSON shapes are documented in docs/serving.md.
+lifespan, not a generated docs page (FastAPI's pulls its assets from a CDN, which an offline
+deployment cannot load). Request bodies are pydantic models (:mod:`rqgmm.serve.schemas`): an
+unknown or malformed field is a 422 naming it; ``GET /openapi.json`` is the OpenAPI document,
+served from the process; the JSON shapes are also documented in docs/serving.md.
 
 Endpoints (all under ``/v1`` except the probes):
 
@@ -24,7 +26,8 @@ Endpoints (all under ``/v1`` except the probes):
 
 Write and admin endpoints (items, score, reload) need ``Authorization: Bearer <token>`` when the
 service has a token. Errors are JSON ``{"error": "..."}`` with a 4xx status and the library's
-one-line message; an unexpected failure is a 500 with one line, never a trace.
+one-line message (unknown paths and methods included: 404 / 405); an unexpected failure is a
+500 with one line, never a trace.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ import numpy as np
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -51,6 +55,7 @@ from rqgmm.errors import InvalidInputError, RqgmmError, VersionMismatchError
 from rqgmm.serve.batching import EncodeBatcher
 from rqgmm.serve.http import COLLISION_POLICIES, NPY, FastJSONResponse, HTTPError, Metrics, ServiceSettings
 from rqgmm.serve.lifecycle import Lifecycle, SwitchRefused
+from rqgmm.serve.schemas import EncodeRequest, ItemsRequest, MigrateRequest, ReloadRequest, ScoreRequest, openapi, parse
 from rqgmm.serve.versions import VersionHolder
 
 
@@ -194,9 +199,9 @@ class Service:
             buffer = io.BytesIO()
             np.save(buffer, codes.astype(np.int64))
             return Response(buffer.getvalue(), media_type=NPY, headers={"X-RQGMM-Version": version.version})
-        payload = await self.json_body(request)
-        rows = self.matrix(payload.get("embeddings"), "embeddings")
-        collisions = payload.get("collisions")
+        body = parse(EncodeRequest, await self.json_body(request))
+        rows = self.matrix(body.embeddings, "embeddings")
+        collisions = body.collisions
         if collisions not in COLLISION_POLICIES:
             raise HTTPError(422, f"collisions must be one of {list(COLLISION_POLICIES)}, got {collisions!r}")
         if collisions is None:
@@ -209,21 +214,17 @@ class Service:
         self.authorize(request)
         registry = self._need_registry()
         payload = await self.json_body(request)
-        items = payload.get("items")
-        if not isinstance(items, list) or not items:
+        if isinstance(payload.get("items"), list) and len(payload["items"]) > self.settings.max_items:
+            raise HTTPError(413, f"items: {len(payload['items']):,} is over the limit of {self.settings.max_items:,}")
+        items = parse(ItemsRequest, payload).items
+        if not items:
             raise HTTPError(422, "items: expected a non-empty list of {item_id, embedding}")
-        if len(items) > self.settings.max_items:
-            raise HTTPError(413, f"items: {len(items):,} is over the limit of {self.settings.max_items:,}")
-        ids = []
-        for index, item in enumerate(items):
-            if not isinstance(item, dict) or not isinstance(item.get("item_id"), (str, int)):
-                raise HTTPError(422, f"items[{index}]: expected an object with an item_id (string) and an embedding")
-            ids.append(checked_item_id(item["item_id"], f"items[{index}].item_id"))
+        ids = [checked_item_id(item.item_id, f"items[{index}].item_id") for index, item in enumerate(items)]
         version = self.versions.current
         known = await self.on_registry(_lookup_many, registry, ids)
         new = [i for i, item_id in enumerate(ids) if known[item_id] is None]
         if new:
-            rows = self.matrix([items[i].get("embedding") for i in new], "items[].embedding")
+            rows = self.matrix([items[i].embedding for i in new], "items[].embedding")
             codes = await self.batcher.encode(rows, version)
             assigned = await self.on_registry(self.lifecycle.assign, [ids[i] for i in new], rows, codes, version)
             self.metrics.assigned.inc(sum(a.new for a in assigned))
@@ -270,18 +271,18 @@ class Service:
         body = {"ready": not problems, "version": version.version, "checks": checks, "problems": problems}
         return FastJSONResponse(body, status_code=200 if not problems else 503)
 
+    async def openapi_page(self, request: Request) -> Response:
+        from rqgmm import __version__
+
+        return FastJSONResponse(openapi(__version__))
+
     async def metrics_page(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     async def reload(self, request: Request) -> Response:
         self.authorize(request)
         raw = await self.body(request)
-        path = None
-        if raw.strip():
-            payload = self.parse_json(raw)
-            path = payload.get("path")
-            if path is not None and not isinstance(path, str):
-                raise HTTPError(422, "path: expected a string")
+        path = parse(ReloadRequest, self.parse_json(raw)).path if raw.strip() else None
         candidate = await asyncio.to_thread(self.versions.load, path)
         return FastJSONResponse(await self.on_registry(self.lifecycle.switch_to, candidate, budget=None))
 
@@ -291,14 +292,7 @@ class Service:
 
         self.authorize(request)
         self._need_registry()
-        payload = await self.json_body(request)
-        for key in ("tokenizer", "catalogue"):
-            if not isinstance(payload.get(key), str):
-                raise HTTPError(422, f"{key}: expected the path of the new tokenizer and of the catalogue (Parquet"
-                                     " with an id column and an embedding column)")
-        for key in ("column", "id_column"):
-            if payload.get(key) is not None and not isinstance(payload[key], str):
-                raise HTTPError(422, f"{key}: expected a column name")
+        payload = parse(MigrateRequest, await self.json_body(request)).model_dump()
         candidate = await asyncio.to_thread(self.versions.load, payload["tokenizer"])
         table = await asyncio.to_thread(read_embeddings, payload["catalogue"], column=payload.get("column"),
                                         id_column=payload.get("id_column"))
@@ -314,17 +308,15 @@ class Service:
         if scorer is None:
             raise HTTPError(404, "this service was started without --ctr-run; /v1/score is off")
         payload = await self.json_body(request)
-        context, candidates = payload.get("context"), payload.get("candidates")
-        if not isinstance(context, dict):
-            raise HTTPError(422, "context: expected an object of feature values (user_id, ...)")
-        if not isinstance(candidates, list) or not candidates:
+        if isinstance(payload.get("candidates"), list) and len(payload["candidates"]) > self.settings.max_items:
+            raise HTTPError(413, f"candidates: {len(payload['candidates']):,} is over the limit of"
+                                 f" {self.settings.max_items:,}")
+        body = parse(ScoreRequest, payload)
+        context, candidates = body.context, [candidate.model_dump() for candidate in body.candidates]
+        if not candidates:
             raise HTTPError(422, "candidates: expected a non-empty list of {item_id, embedding?, features?}")
-        if len(candidates) > self.settings.max_items:
-            raise HTTPError(413, f"candidates: {len(candidates):,} is over the limit of {self.settings.max_items:,}")
         version, scorer = self.lifecycle.served()  # one version and one scorer for the whole request
         for index, candidate in enumerate(candidates):
-            if not isinstance(candidate, dict) or not isinstance(candidate.get("item_id"), (str, int)):
-                raise HTTPError(422, f"candidates[{index}]: expected an object with an item_id")
             candidate["item_id"] = checked_item_id(candidate["item_id"], f"candidates[{index}].item_id")
         unseen = [c for c in candidates if not scorer.knows(c["item_id"])]
         sids = await self._sids_of_new_items(scorer, unseen, version)
@@ -444,7 +436,14 @@ def build_app(settings: ServiceSettings) -> Starlette:
         route("/healthz", service.health, ["GET"], "healthz"),
         route("/readyz", service.ready, ["GET"], "readyz"),
         route("/metrics", service.metrics_page, ["GET"], "metrics"),
+        route("/openapi.json", service.openapi_page, ["GET"], "openapi"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+
+    async def json_error(request: Request, error: HTTPException) -> Response:
+        what = {404: f"no endpoint {request.url.path} (see /openapi.json)",
+                405: f"{request.method} is not allowed on {request.url.path}"}.get(error.status_code, error.detail)
+        return FastJSONResponse({"error": what}, status_code=error.status_code, headers=error.headers)
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: json_error})
     app.state.service = service
     return app
