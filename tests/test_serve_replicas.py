@@ -70,3 +70,36 @@ def test_two_replicas_one_killed_mid_stream_keep_every_acknowledged_id(  # noqa:
     # every acknowledged answer (from either replica, before or after the kill) is the registry's
     for item_id, answers in acknowledged.items():
         assert set(answers) == {held[item_id]}, (item_id, answers, held[item_id])
+
+
+def test_workers_share_one_port_one_registry_and_one_set_of_metrics(tmp_path, postgres_server, tokenizers,  # noqa: F811
+                                                                    catalogue):  # noqa: F811
+    url = postgres_server.create_database()
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    server = Server(tokenizers[0], "--registry", url, "--token-file", tmp_path / "token", "--workers", "2")
+    try:
+        def assign(start: int) -> list:
+            body = {"items": [{"item_id": f"w{k}", "embedding": catalogue[k].tolist()} for k in range(start, start + 5)]}
+            reply = httpx.post(f"{server.url}/v1/items", json=body, headers=auth(), timeout=30)
+            assert reply.status_code == 200, reply.text
+            return reply.json()["items"]
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = [item for batch in pool.map(assign, [k % 40 for k in range(0, 400, 5)]) for item in batch]
+        # the same 40 items asked for twice each, through whichever worker answered: one ID each
+        by_item: dict[str, set] = {}
+        for item in answers:
+            by_item.setdefault(item["item_id"], set()).add(tuple(item["sid"]))
+        assert len(by_item) == 40 and all(len(ids) == 1 for ids in by_item.values())
+        assert len({ids.pop() for ids in by_item.values()}) == 40
+        # /metrics, from whichever worker answers, counts the requests of both (8 clients on 2
+        # workers: each worker answers some; a per-process count would fall short of 80)
+        metrics = httpx.get(f"{server.url}/metrics").text
+        total = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                    if line.startswith('rqgmm_requests_total{endpoint="items",status="200"'))
+        assert total == 80, metrics[:2000]
+    finally:
+        server.stop()
+    assert server.process.returncode == 0  # SIGTERM: a graceful shutdown
+    with IDRegistry(url) as store:
+        assert len(store.items()) == 40 and store.check() == []

@@ -28,10 +28,14 @@ import click
 @click.option("--threads", type=click.IntRange(1, 256), default=1, show_default=True,
               help="torch threads for encoding and scoring: 1 keeps many small concurrent requests fast (the"
                    " event loop and the batches do not fight over cores); raise it for few large batches.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes serving one port (uvicorn's supervisor), each with its own encode batcher; they share"
+                   " the registry (PostgreSQL, or one SQLite file on this host) and one set of Prometheus metrics."
+                   " SIGTERM shuts them down gracefully.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info"]), default="warning",
               show_default=True, help="uvicorn's log level (info logs every request).")
 def serve(tokenizer, registry, ctr_run, host, port, token_file, max_body_mib, max_items, batch_wait_ms, max_batch,
-          threads, log_level):
+          threads, workers, log_level):
     """Serve TOKENIZER over HTTP: POST /v1/encode, /v1/items, /v1/score; GET /v1/items/ID,
     /v1/tokenizer, /healthz, /metrics; POST /v1/admin/reload or SIGHUP swaps in a new version."""
     try:
@@ -57,6 +61,11 @@ def serve(tokenizer, registry, ctr_run, host, port, token_file, max_body_mib, ma
     import torch
 
     torch.set_num_threads(threads)
+    if workers > 1:
+        from rqgmm.serve.workers import run_workers
+
+        run_workers(settings, host=host, port=port, workers=workers, threads=threads, log_level=log_level)
+        return
     app = build_app(settings)
     click.echo(f"serving {app.state.service.versions.current.version} on http://{host}:{port}", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=log_level == "info")

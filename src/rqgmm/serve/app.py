@@ -277,7 +277,11 @@ class Service:
         return FastJSONResponse(openapi(__version__))
 
     async def metrics_page(self, request: Request) -> Response:
-        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        from rqgmm.serve.workers import multiprocess_metrics
+
+        every_worker = multiprocess_metrics()  # under --workers: summed over the workers
+        return Response(every_worker if every_worker is not None else generate_latest(self.metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
 
     async def reload(self, request: Request) -> Response:
         self.authorize(request)
