@@ -75,19 +75,30 @@ class Assignment:
     new: bool
 
 
-class _SuffixAllocator:
-    """Smallest free suffixes within one transaction: each prefix's taken suffixes are read once,
-    then handed out in order, so assigning n items under one code is linear, not quadratic."""
+_CHUNK = 500  # values per IN (...) list: far below SQLite's and PostgreSQL's limits
 
-    def __init__(self, db):
+
+def _chunks(values: list) -> list[list]:
+    return [values[start:start + _CHUNK] for start in range(0, len(values), _CHUNK)]
+
+
+class _SuffixAllocator:
+    """Smallest free suffixes within one transaction: the taken suffixes of every prefix the call
+    needs are read in one query per 500 prefixes, then handed out in order, so assigning n items
+    under one code is linear, not quadratic, and a batch costs a few round trips, not one per item."""
+
+    def __init__(self, db, prefixes: list[str]):
         self._db = db
-        self._taken: dict[str, set[int]] = {}
-        self._next: dict[str, int] = {}
+        self._taken: dict[str, set[int]] = {prefix: set() for prefix in prefixes}
+        self._next: dict[str, int] = {prefix: 0 for prefix in prefixes}
+        for part in _chunks(sorted(self._taken)):
+            marks = ",".join("?" * len(part))
+            for prefix, suffix in db.execute(f"SELECT prefix, suffix FROM items WHERE prefix IN ({marks}) UNION ALL"
+                                             f" SELECT prefix, suffix FROM retired WHERE prefix IN ({marks})",
+                                             (*part, *part)):
+                self._taken[prefix].add(suffix)
 
     def take(self, prefix: str) -> int:
-        if prefix not in self._taken:
-            self._taken[prefix] = IDRegistry._taken_suffixes(self._db, prefix)
-            self._next[prefix] = 0
         taken, suffix = self._taken[prefix], self._next[prefix]
         while suffix in taken:
             suffix += 1
@@ -199,32 +210,31 @@ class IDRegistry:
             raise InvalidInputError(f"item id(s) {duplicates[:5]} appear more than once in one assign call")
 
         def work(db) -> list[Assignment]:  # re-run whole if a concurrent writer forces a retry
-            out = []
             self._use_version(db, version, codes.shape[1])
-            free = _SuffixAllocator(db)  # one query per prefix, not one per item
+            db.lock_items(exclusive=False)  # PostgreSQL: no migration or retirement meanwhile
+            known = _rows_by_item(db, "SELECT item_id, sid, version FROM items WHERE item_id IN", ids)
+            retired = _rows_by_item(db, "SELECT item_id, sid FROM retired WHERE item_id IN",
+                                    [i for i in ids if i not in known])
+            if retired:
+                raise RegistryError(f"item {next(iter(retired))!r} was retired; its ID is never reused (use a new"
+                                    " item id)")
+            prefixes = {item_id: _text(row) for item_id, row in zip(ids, codes) if item_id not in known}
+            db.lock_prefixes(sorted(set(prefixes.values())))  # PostgreSQL: writers of one prefix take turns
+            free = _SuffixAllocator(db, list(set(prefixes.values())))
+            out, rows, stamp = [], [], _now()
             for item_id, row in zip(ids, codes):
-                known = db.execute("SELECT sid, version FROM items WHERE item_id=?", (item_id,)).fetchone()
-                if known is not None:
-                    out.append(Assignment(item_id, tuple(int(x) for x in known[0].split("-")), known[1], False))
+                if item_id in known:
+                    sid, at = known[item_id]
+                    out.append(Assignment(item_id, tuple(int(x) for x in sid.split("-")), at, False))
                     continue
-                if db.execute("SELECT 1 FROM retired WHERE item_id=?", (item_id,)).fetchone():
-                    raise RegistryError(f"item {item_id!r} was retired; its ID is never reused (use a new item id)")
-                prefix = _text(row)
+                prefix = prefixes[item_id]
                 suffix = free.take(prefix)
-                sid = f"{prefix}-{suffix}"
-                stamp = _now()
-                db.execute("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (item_id, sid, prefix, suffix, version, stamp, stamp))
+                rows.append((item_id, f"{prefix}-{suffix}", prefix, suffix, version, stamp, stamp))
                 out.append(Assignment(item_id, (*(int(c) for c in row), suffix), version, True))
+            db.executemany("INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             return out
 
         return self._db.write(work)
-
-    @staticmethod
-    def _taken_suffixes(db, prefix: str) -> set[int]:
-        return {row[0] for row in db.execute(
-            "SELECT suffix FROM items WHERE prefix=? UNION SELECT suffix FROM retired WHERE prefix=?",
-            (prefix, prefix))}
 
     def lookup(self, item_id) -> Assignment | None:
         row = self._db.execute("SELECT sid, version FROM items WHERE item_id=?", (str(item_id),)).fetchone()
@@ -236,6 +246,7 @@ class IDRegistry:
         ids = [str(i) for i in item_ids]
 
         def work(db) -> int:
+            db.lock_items(exclusive=True)
             for item_id in ids:
                 row = db.execute("SELECT sid, prefix, suffix FROM items WHERE item_id=?", (item_id,)).fetchone()
                 if row is None:
@@ -257,6 +268,7 @@ class IDRegistry:
             raise InvalidInputError("migrate needs each active item once with its (n_items, n_levels) codes")
 
         def work(db) -> dict[str, tuple[str, str]]:  # reads inside: a retry sees the concurrent writer's work
+            db.lock_items(exclusive=True)
             old_version = self.current_version
             if old_version is None:
                 raise RegistryError("the registry is empty; nothing to migrate")
@@ -279,7 +291,7 @@ class IDRegistry:
             moving = [i for i in ids if i not in keep]
             for item_id in moving:
                 db.execute("DELETE FROM items WHERE item_id=?", (item_id,))
-            free = _SuffixAllocator(db)
+            free = _SuffixAllocator(db, sorted({new_prefix[i] for i in moving}))
             for item_id in ids:
                 old_sid = active[item_id][0]
                 if item_id in keep:
@@ -416,6 +428,15 @@ class IDRegistry:
         for (item_id,) in db.execute("SELECT item_id FROM items WHERE version NOT IN (SELECT version FROM versions)"):
             problems.append(f"item {item_id}: unknown version")
         return problems
+
+
+def _rows_by_item(db, query: str, ids: list[str]) -> dict[str, tuple]:
+    """``query`` ("SELECT item_id, ... WHERE item_id IN") over ``ids`` in chunks: item_id -> rest of the row."""
+    found = {}
+    for part in _chunks(ids):
+        for row in db.execute(f"{query} ({','.join('?' * len(part))})", tuple(part)):
+            found[row[0]] = tuple(row[1:])
+    return found
 
 
 def tokenizer_version(tokenizer_dir: str | Path) -> str:

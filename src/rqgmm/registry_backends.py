@@ -6,10 +6,14 @@ transactions the isolation the registry's rules need:
 - SQLite: ``BEGIN IMMEDIATE`` takes the write lock, so writers are serialized (WAL: readers are
   not blocked);
 - PostgreSQL (psycopg 3: the reference driver, a thin layer over libpq, already what SQLAlchemy
-  would use underneath; the registry's dozen statements need no ORM): ``SERIALIZABLE``
-  transactions, re-run from the start on a serialization failure, a deadlock or a unique
-  violation raced by another writer (bounded retries with jittered back-off), so concurrent
-  assigns on many hosts behave as if run one after the other.
+  would use underneath; the registry's dozen statements need no ORM): READ COMMITTED
+  transactions with transaction-scoped advisory locks where the rules need them — writers of
+  one code prefix take turns (locks taken in sorted order: no deadlock between them), an assign
+  holds a shared lock that a migration or retirement takes exclusively — so assigns under
+  different prefixes run in parallel on many hosts and assigns under one prefix never pick the
+  same suffix. A transaction that still collides (two hosts inserting one new item id, the first
+  version registered twice, a deadlock) is re-run from the start (bounded, jittered back-off);
+  the UNIQUE constraints back every rule up.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from rqgmm.errors import RqgmmError
 T = TypeVar("T")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 MAX_ATTEMPTS = 30
+_ITEMS_LOCK = 7310243  # advisory lock key: assigns (shared) against migrations and retirements
 
 
 class RegistryError(RqgmmError, ValueError):
@@ -78,6 +83,15 @@ class SQLiteBackend:
 
     def execute(self, sql: str, params: tuple = ()):
         return self._db.execute(sql, params)
+
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        self._db.executemany(sql, rows)
+
+    def lock_items(self, exclusive: bool) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` already holds the only write lock."""
+
+    def lock_prefixes(self, prefixes: list[str]) -> None:
+        """Nothing to do: ``BEGIN IMMEDIATE`` already holds the only write lock."""
 
     def tables(self) -> set[str]:
         return {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -145,19 +159,33 @@ class PostgresBackend:
     def execute(self, sql: str, params: tuple = ()):
         return self._db.execute(self._sql(sql), params)
 
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        if rows:
+            with self._db.cursor() as cursor:
+                cursor.executemany(self._sql(sql), rows)
+
+    def lock_items(self, exclusive: bool) -> None:
+        """Assigns share this lock; a migration or retirement takes it alone."""
+        self._db.execute(f"SELECT pg_advisory_xact_lock{'' if exclusive else '_shared'}(%s)", (_ITEMS_LOCK,))
+
+    def lock_prefixes(self, prefixes: list[str]) -> None:
+        """One writer at a time per code prefix (sorted: two writers never wait on each other)."""
+        if prefixes:
+            self._db.execute("SELECT pg_advisory_xact_lock(2, hashtext(p)) FROM unnest(%s::text[]) AS p ORDER BY p",
+                             (prefixes,))
+
     def tables(self) -> set[str]:
         return {row[0] for row in self._db.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
 
     def write(self, work: Callable[["PostgresBackend"], T]) -> T:
-        """``work(self)`` in one SERIALIZABLE transaction, re-run from the start when PostgreSQL
-        reports that a concurrent writer made it unserializable."""
+        """``work(self)`` in one transaction, re-run from the start when it collided with a
+        concurrent writer (see the module text)."""
         errors = self._psycopg.errors
         retryable = (errors.SerializationFailure, errors.DeadlockDetected, errors.UniqueViolation)
         for attempt in range(MAX_ATTEMPTS):
             try:
                 with self._db.transaction():
-                    self._db.execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
                     return work(self)
             except retryable as exc:
                 if attempt + 1 == MAX_ATTEMPTS:
