@@ -65,6 +65,7 @@ ctr-figures: $(DEMO)
 # results documents (docs/results/) and README tables from finished runs under runs/
 figures: $(DEMO)
 	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline tokenizers
+	$(BIN)/rqgmm publish runs/ml-100k --readme README.md --headline families_cold-item --block ml-100k-ctr
 	$(MAKE) ctr-figures sid-emb-figures
 	$(BIN)/rqgmm publish runs/variants-raw --readme README.md --headline "ml-100k 2x128"
 	$(BIN)/rqgmm publish runs/variants --readme docs/which-tokenizer.md --headline selection
