@@ -338,4 +338,61 @@ def report(tokenizer_dir, embeddings, output, others, labels, label_column, embe
     click.echo(f"wrote {', '.join(str(p) for p in paths)}")
 
 
-COMMANDS = (fit, encode, decode, info, report)
+@click.command()
+@click.argument("tokenizer_dir", type=click.Path(path_type=Path))
+@click.argument("items", type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Parquet file to write: the id column, then one int64 column per field; a <file>.json sidecar"
+                   " names the fields, their vocabulary sizes and hashing, and the tokenizer version.")
+@click.option("--representation", type=click.Choice(["level", "prefix", "level+prefix"]), default="level",
+              show_default=True, help="Per-level fields (code + 1), prefix fields (the code up to each level), or both:"
+                                      " the fields `rqgmm ctr train --sid-representation` embeds.")
+@click.option("--prefix-buckets", type=click.IntRange(1), default=100_000, show_default=True,
+              help="A prefix field whose prefix space is larger is hashed into this many buckets.")
+@click.option("--column", default=None, help="Parquet embedding column (auto-detected if only one list column).")
+@click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the other column).")
+@overwrite_option
+@quiet_option
+def features(tokenizer_dir, items, output, representation, prefix_buckets, column, id_column, overwrite, quiet):
+    """Semantic-ID feature columns of ITEMS for your own CTR stack: the exact integer fields `rqgmm ctr
+    train` embeds (0 = unknown item), to embed with rqgmm.ctr.sid_embedding.SemanticIDEmbedding or
+    any embedding layer."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from rqgmm.ctr.features import semantic_id_fields
+    from rqgmm.io.atomic import atomic_path, check_output
+    from rqgmm.io.tables import read_embeddings
+    from rqgmm.quantize import ResidualTokenizer
+
+    show_warnings(quiet)
+    if output.suffix.lower() != ".parquet":
+        raise click.BadParameter(f"{output}: feature columns are written as .parquet (id + one column per field)",
+                                 param_hint="--output")
+    check_output(output, overwrite, inputs=[tokenizer_dir, items])
+    tokenizer = ResidualTokenizer.load(tokenizer_dir)
+    tokenizer.progress = False if quiet else None
+    table = read_embeddings(items, column=column, id_column=id_column)
+    if table.id_name == "row":
+        raise click.BadParameter(f"{items}: no item id column (a .npy has none); give Parquet with an id column",
+                                 param_hint="ITEMS")
+    codes = tokenizer.encode(table.embeddings)
+    fields, names, cards = semantic_id_fields(codes, tokenizer.codebook_sizes, representation, prefix_buckets)
+    columns = {table.id_name: pa.array(table.ids)}
+    columns.update({name: pa.array(fields[:, j], pa.int64()) for j, name in enumerate(names)})
+    spec = {"format": "rqgmm-sid-features", "tokenizer_version": tokenizer.version, "id_column": table.id_name,
+            "fields": names, "cardinalities": cards, "representation": representation,
+            "codebook_sizes": [int(k) for k in tokenizer.codebook_sizes], "prefix_buckets": prefix_buckets,
+            "hashed": [name.startswith("sid_prefix_") and card - 1 >= prefix_buckets for name, card in zip(names, cards)],
+            "unknown": 0, "hash": "splitmix64 of the mixed-radix prefix, salted by level, modulo prefix_buckets"}
+    arrow = pa.table(columns).replace_schema_metadata({b"rqgmm.sid_features": json.dumps(spec).encode()})
+    sidecar = output.with_name(output.name + ".json")
+    with atomic_path(output, overwrite=overwrite) as tmp:
+        pq.write_table(arrow, tmp)
+    with atomic_path(sidecar, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(spec, indent=2))
+    if not quiet:
+        click.echo(f"wrote {len(fields)} items x {len(names)} fields ({', '.join(names)}) to {output}; spec {sidecar}")
+
+
+COMMANDS = (fit, encode, decode, info, report, features)

@@ -65,6 +65,36 @@ def prefix_cardinalities(codebook_sizes: list[int], buckets: int) -> list[int]:
     return out
 
 
+def semantic_id_fields(codes: np.ndarray, codebook_sizes: list[int], representation: str = "level",
+                       prefix_buckets: int = DEFAULT_PREFIX_BUCKETS) -> tuple[np.ndarray, list[str], list[int]]:
+    """The semantic-ID fields a CTR model embeds, as ``rqgmm ctr train`` builds them: ``(fields
+    (n, F) int64, names (F,), cardinalities (F,))``. Per level ``code + 1`` ("level": names
+    ``sid_0..``), and/or the prefix up to each level ``prefix + 1`` ("prefix": ``sid_prefix_0..``,
+    hashed into ``prefix_buckets`` above that size); 0 is left for an unknown item, so a field's
+    vocabulary is ``cardinality`` values (0 included). Refuses codes outside ``codebook_sizes``."""
+    if representation not in SID_REPRESENTATIONS:
+        raise InvalidInputError(f"representation must be one of {SID_REPRESENTATIONS}, got {representation!r}")
+    codes = np.asarray(codes, dtype=np.int64)
+    sizes = [int(k) for k in codebook_sizes]
+    if codes.ndim != 2 or codes.shape[1] != len(sizes):
+        raise InvalidInputError(f"semantic IDs: expected (n, {len(sizes)}) codes, got {codes.shape}")
+    outside = (codes < 0) | (codes >= np.asarray(sizes, dtype=np.int64)[None, :])
+    if outside.any():
+        row, level = map(int, np.argwhere(outside)[0])
+        raise InvalidInputError(f"semantic IDs: row {row} has code {int(codes[row, level])} at level {level},"
+                                f" outside the codebook size {sizes[level]} (another tokenizer?)")
+    columns, names, cards = [], [], []
+    if "level" in representation.split("+"):
+        columns.append(codes + 1)
+        names += [f"sid_{level}" for level in range(len(sizes))]
+        cards += [k + 1 for k in sizes]
+    if "prefix" in representation.split("+"):
+        columns.append(prefix_fields(codes, sizes, prefix_buckets) + 1)
+        names += [f"sid_prefix_{level}" for level in range(len(sizes))]
+        cards += [k + 1 for k in prefix_cardinalities(sizes, prefix_buckets)]
+    return np.concatenate(columns, axis=1), names, cards
+
+
 def _splitmix64(values: np.ndarray, salt: int) -> np.ndarray:
     with np.errstate(over="ignore"):
         z = values + np.uint64(0x9E3779B97F4A7C15) * np.uint64(salt + 1)
@@ -266,21 +296,7 @@ class FeatureEncoder:
         """The semantic-ID fields (n, n_sid_fields) int64 of items with codes (n, L): per level
         ``code + 1`` and/or the prefix fields ``prefix + 1``, as ``sid_representation`` says (0
         is kept for the unknown item). Refuses codes outside the run's codebook sizes."""
-        codes = np.asarray(codes, dtype=np.int64)
-        sizes = self.sid_sizes
-        if codes.ndim != 2 or codes.shape[1] != len(sizes):
-            raise InvalidInputError(f"semantic IDs: expected (n, {len(sizes)}) codes, got {codes.shape}")
-        outside = (codes < 0) | (codes >= np.asarray(sizes, dtype=np.int64)[None, :])
-        if outside.any():
-            row, level = map(int, np.argwhere(outside)[0])
-            raise InvalidInputError(f"semantic IDs: row {row} has code {int(codes[row, level])} at level {level},"
-                                    f" outside the run's codebook size {sizes[level]} (another tokenizer?)")
-        columns = []
-        if "level" in self.sid_representation.split("+"):
-            columns.append(codes + 1)
-        if "prefix" in self.sid_representation.split("+"):
-            columns.append(prefix_fields(codes, sizes, self.prefix_buckets) + 1)
-        return np.concatenate(columns, axis=1)
+        return semantic_id_fields(codes, self.sid_sizes, self.sid_representation, self.prefix_buckets)[0]
 
     def remap_items(self, new_codes: dict[str, np.ndarray]) -> int:
         """Give the items named in ``new_codes`` (item id -> codes (L,)) the semantic-ID fields of
@@ -313,12 +329,11 @@ class FeatureEncoder:
     @property
     def layout(self) -> FeatureLayout:
         item_fields, item_cards = ["item_id"], [len(self.vocabularies["item_id"])]
-        if self.sid_sizes and "level" in self.sid_representation.split("+"):
-            item_fields += [f"sid_{level}" for level in range(len(self.sid_sizes))]
-            item_cards += [k + 1 for k in self.sid_sizes]
-        if self.sid_sizes and "prefix" in self.sid_representation.split("+"):
-            item_fields += [f"sid_prefix_{level}" for level in range(len(self.sid_sizes))]
-            item_cards += [k + 1 for k in prefix_cardinalities(self.sid_sizes, self.prefix_buckets)]
+        if self.sid_sizes:
+            _, names, cards = semantic_id_fields(np.zeros((0, len(self.sid_sizes)), np.int64), self.sid_sizes,
+                                                 self.sid_representation, self.prefix_buckets)
+            item_fields += names
+            item_cards += cards
         context = ["user_id", *self.categorical]
         return FeatureLayout(tuple(context), tuple(len(self.vocabularies[c]) for c in context), tuple(item_fields),
                              tuple(item_cards), len(self.numeric),
