@@ -57,9 +57,9 @@ def main(ctx, debug) -> None:
 
 
 def _register() -> None:
-    from rqgmm.cli import ctr, data, registry, serve, stream, study, tokenize
+    from rqgmm.cli import ctr, data, registry, retrieval, serve, stream, study, tokenize
 
-    for module in (tokenize, data, ctr, study, stream, registry, serve):
+    for module in (tokenize, data, ctr, study, stream, registry, serve, retrieval):
         for command in module.COMMANDS:
             main.add_command(command)
 
