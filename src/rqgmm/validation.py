@@ -33,6 +33,67 @@ class ColumnMoments:
     variance: np.ndarray
 
 
+def _from_columnar(data, name: str):
+    """Arrow and pandas inputs as a 2-D NumPy matrix: a ``pyarrow`` Table (its one list column, or
+    its numeric columns side by side), a (Chunked)Array of fixed-size or equal-length lists (the
+    Parquet layout the CLI reads; zero-copy for one chunk of fixed-size lists without nulls), a
+    pandas Series of arrays, or a DataFrame (one column of arrays, or numeric columns). Anything
+    else is returned as it is."""
+    module = type(data).__module__
+    if module.startswith("pandas"):
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            arrays = [c for c in data.columns if data[c].dtype == object]
+            if len(arrays) == 1 and len(data.columns) == 1:
+                return _from_columnar(data[arrays[0]], f"{name}[{arrays[0]!r}]")
+            if arrays:
+                raise InvalidInputError(f"{name}: a DataFrame with column(s) of arrays {arrays} beside other"
+                                        " columns; pass the embedding column itself (df[column])")
+            return data.to_numpy()
+        if isinstance(data, pd.Series) and data.dtype == object:
+            missing = np.flatnonzero(data.isna().to_numpy())
+            if missing.size:
+                raise InvalidInputError(f"{name}: row {int(missing[0])} has no embedding (null)")
+            lengths = data.map(len).to_numpy()
+            if (lengths != lengths[0]).any():
+                row = int(np.flatnonzero(lengths != lengths[0])[0])
+                raise InvalidInputError(f"{name}: row {row} has {lengths[row]} values, row 0 has {lengths[0]}")
+            return np.stack(data.to_numpy())
+        return data
+    if not module.startswith("pyarrow"):
+        return data
+    import pyarrow as pa
+
+    if isinstance(data, pa.Table):
+        lists = [f.name for f in data.schema if pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type)
+                 or pa.types.is_large_list(f.type)]
+        if len(lists) == 1:
+            return _from_columnar(data.column(lists[0]), f"{name}[{lists[0]!r}]")
+        if lists:
+            raise InvalidInputError(f"{name}: a table with several list columns {lists}; pass the embedding"
+                                    " column itself (table.column(name))")
+        return np.column_stack([data.column(i).to_numpy() for i in range(data.num_columns)])
+    if isinstance(data, pa.ChunkedArray):
+        data = data.combine_chunks() if data.num_chunks != 1 else data.chunk(0)
+    if isinstance(data, pa.Array) and (pa.types.is_list(data.type) or pa.types.is_large_list(data.type)
+                                       or pa.types.is_fixed_size_list(data.type)):
+        if data.null_count:
+            raise InvalidInputError(f"{name}: row {int(np.flatnonzero(data.is_null().to_numpy(zero_copy_only=False))[0])}"
+                                    " has no embedding (null)")
+        if pa.types.is_fixed_size_list(data.type):
+            return data.values.to_numpy(zero_copy_only=False)[data.offset * data.type.list_size:][
+                :len(data) * data.type.list_size].reshape(len(data), data.type.list_size)
+        lengths = np.diff(data.offsets.to_numpy())
+        if len(lengths) and (lengths != lengths[0]).any():
+            row = int(np.flatnonzero(lengths != lengths[0])[0])
+            raise InvalidInputError(f"{name}: row {row} has {lengths[row]} values, row 0 has {lengths[0]}")
+        return data.flatten().to_numpy(zero_copy_only=False).reshape(len(data), int(lengths[0]) if len(lengths) else 0)
+    if isinstance(data, pa.Array):
+        return data.to_numpy(zero_copy_only=False)
+    return data
+
+
 class EmbeddingMatrix:
     """Chunked, validated, read-only view of an ``(n, dim)`` numeric matrix.
 
@@ -46,6 +107,7 @@ class EmbeddingMatrix:
     def __init__(self, data: np.ndarray, rows: np.ndarray | None = None, name: str = "X"):
         if isinstance(data, torch.Tensor):
             data = data.detach().cpu().numpy()
+        data = _from_columnar(data, name)
         if hasattr(data, "toarray") and hasattr(data, "nnz"):
             raise InvalidInputError(f"{name}: sparse input is not supported (embeddings are dense); convert it"
                                     " with .toarray() first")
