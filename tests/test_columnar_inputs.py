@@ -54,3 +54,20 @@ def test_bad_columnar_input_is_named(fitted, data, message):
     tokenizer, _ = fitted
     with pytest.raises(InvalidInputError, match=message):
         tokenizer.encode(data)
+
+
+def test_pandas_output_in_a_scikit_learn_pipeline(blobs_module):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X = pd.DataFrame(blobs_module, index=[f"item-{k}" for k in range(len(blobs_module))])
+    pipeline = make_pipeline(StandardScaler(), RQKMeans(n_levels=2, codebook_size=8, random_state=0,
+                                                       progress=False)).set_output(transform="pandas")
+    codes = pipeline.fit_transform(X)
+    assert list(codes.columns) == ["level_0", "level_1"] and list(codes.index) == list(X.index)
+    assert list(pipeline.get_feature_names_out()) == ["level_0", "level_1"]
+    plain = make_pipeline(StandardScaler(), RQKMeans(n_levels=2, codebook_size=8, random_state=0, progress=False))
+    assert np.array_equal(plain.fit_transform(blobs_module), codes.to_numpy())
+    from sklearn.base import clone
+
+    assert clone(pipeline[-1])._sklearn_output_config == {"transform": "pandas"}

@@ -67,13 +67,35 @@ class ResidualTokenizer(Declared, ResidualChain):
     def __sklearn_is_fitted__(self) -> bool:
         return hasattr(self, "codebooks_")
 
-    def transform(self, X) -> np.ndarray:
-        """scikit-learn's name for :meth:`encode`: the codes of X, (n_items, n_levels) int64."""
-        return self.encode(X)
+    def transform(self, X):
+        """scikit-learn's name for :meth:`encode`: the codes of X, (n_items, n_levels) int64 (a
+        DataFrame of ``level_0..`` columns after ``set_output(transform="pandas")``)."""
+        return self._output(self.encode(X), X)
 
-    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
+    def fit_transform(self, X, y=None, **fit_params):
         """scikit-learn's name for :meth:`fit_encode`."""
-        return self.fit_encode(X, y, **fit_params)
+        return self._output(self.fit_encode(X, y, **fit_params), X)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the columns :meth:`transform` returns: ``level_0 .. level_{L-1}`` (object array)."""
+        return np.array([f"level_{level}" for level in range(self.n_levels)], dtype=object)
+
+    def set_output(self, *, transform: str | None = None):
+        """scikit-learn's output API: ``"pandas"`` makes transform return a DataFrame (columns
+        from :meth:`get_feature_names_out`, the input's index kept), ``"default"`` NumPy."""
+        if transform not in (None, "default", "pandas"):
+            raise ValueError(f"transform must be 'default' or 'pandas', got {transform!r}")
+        if transform is not None:
+            self._sklearn_output_config = {"transform": transform}
+        return self
+
+    def _output(self, codes: np.ndarray, X):
+        if getattr(self, "_sklearn_output_config", {}).get("transform") != "pandas":
+            return codes
+        import pandas as pd
+
+        index = X.index if isinstance(X, (pd.DataFrame, pd.Series)) else None
+        return pd.DataFrame(codes, columns=list(self.get_feature_names_out()), index=index)
 
     def score(self, X, y=None) -> float:
         """Negative mean squared reconstruction error per coordinate of X (higher is better, as
