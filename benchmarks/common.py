@@ -88,7 +88,9 @@ def write_json(path: str | None, result: dict) -> None:
     from rqgmm.io.atomic import atomic_path
 
     with atomic_path(Path(path), overwrite=True) as target:
-        target.write_text(json.dumps({**result, "environment": environment()}, indent=2))
+        from rqgmm.io import strict_json
+
+        target.write_text(strict_json.dumps({**result, "environment": environment()}, indent=2))
 
 
 def stamp() -> str:

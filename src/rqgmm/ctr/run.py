@@ -21,6 +21,7 @@ from rqgmm.ctr.splits import Split, make_split
 from rqgmm.ctr.training import TrainingConfig, TrainingResult, evaluate, train_model
 from rqgmm.data.interactions import CTRDataset, item_content, load_dataset
 from rqgmm.errors import ArtifactError, InvalidInputError
+from rqgmm.io import strict_json
 
 # item tables the feature encoder saves: not saved twice with the weights
 _EXTERNAL_BUFFERS = ("embedding.item_fields", "embedding.item_content", "embedding.sid_soft_index",
@@ -177,7 +178,7 @@ def save_run(path: str | Path, config: RunConfig, encoder: FeatureEncoder, model
         save_artifact(tmp / "model", kind=f"ctr-{config.model}", params=config.model_params,
                       attributes={"features": attributes}, arrays=arrays)
         (tmp / "config.json").write_text(json.dumps(asdict(config), indent=2))
-        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
+        (tmp / "metrics.json").write_text(strict_json.dumps(summary, indent=2))
     return Path(path)
 
 

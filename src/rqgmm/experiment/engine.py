@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from rqgmm.errors import InvalidInputError, RqgmmError
+from rqgmm.io import strict_json
 from rqgmm.io.atomic import atomic_path
 
 
@@ -26,7 +27,7 @@ def write_json(path: Path, payload) -> None:
     """``payload`` as indented JSON at ``path`` (atomic; parents created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, default=float))
+        tmp.write_text(strict_json.dumps(payload, indent=2))
 
 
 def read_json(path: Path):

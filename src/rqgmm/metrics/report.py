@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from rqgmm.io import strict_json
 from rqgmm.io.atomic import atomic_path
 from rqgmm.metrics.quality import QualityReport, compare
 
@@ -79,7 +79,7 @@ def write_report(reports: Sequence[QualityReport], directory: str | Path, *, ext
     if len(reports) > 1:
         payload["comparisons"] = [compare(reports[0], other) for other in reports[1:]]
     with atomic_path(directory / "report.json", overwrite=True) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, default=float))
+        tmp.write_text(strict_json.dumps(payload, indent=2))
     written.append(directory / "report.json")
 
     n_levels = max(len(r.codebook_sizes) for r in reports)
