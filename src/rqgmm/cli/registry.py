@@ -6,12 +6,17 @@ from pathlib import Path
 
 import click
 
-from rqgmm.cli.options import overwrite_option
+from rqgmm.cli.options import overwrite_option, quiet_option
 
 
 @click.group()
 def registry() -> None:
     """Stable semantic IDs: assign, retire, migrate, export (DATABASE: an SQLite path or a postgresql:// URL)."""
+
+
+def _say(quiet: bool, text: str) -> None:
+    if not quiet:
+        click.echo(text)
 
 
 def _items(tokenizer_dir: Path, embeddings: Path, column, id_column):
@@ -44,17 +49,19 @@ def _data_options(function):
 
 @registry.command("init")
 @click.argument("database")
-def registry_init(database):
+@quiet_option
+def registry_init(database, quiet):
     """Create an empty registry at DATABASE (a path, sqlite:/// or postgresql:// URL); an existing one is kept."""
     from rqgmm.registry import IDRegistry
 
     with IDRegistry(database, create=True) as store:
-        click.echo(f"registry {database}: {len(store.items())} active item(s), versions {store.versions()}")
+        _say(quiet, f"registry {database}: {len(store.items())} active item(s), versions {store.versions()}")
 
 
 @registry.command("assign")
 @_data_options
-def registry_assign(database, tokenizer_dir, embeddings, column, id_column):
+@quiet_option
+def registry_assign(database, tokenizer_dir, embeddings, column, id_column, quiet):
     """Give the items of EMBEDDINGS their stable IDs (new items get the tokenizer's codes plus the
     smallest free suffix; known items keep theirs). DATABASE is created if missing. EMBEDDINGS is
     Parquet with an item id column: a .npy is refused, since its row numbers are not item ids."""
@@ -64,12 +71,13 @@ def registry_assign(database, tokenizer_dir, embeddings, column, id_column):
     with IDRegistry(database, create=True) as store:
         assigned = store.assign(ids, codes, version)
     new = sum(a.new for a in assigned)
-    click.echo(f"{len(assigned)} item(s): {new} new, {len(assigned) - new} known; version {version}")
+    _say(quiet, f"{len(assigned)} item(s): {new} new, {len(assigned) - new} known; version {version}")
 
 
 @registry.command("migrate")
 @_data_options
-def registry_migrate(database, tokenizer_dir, embeddings, column, id_column):
+@quiet_option
+def registry_migrate(database, tokenizer_dir, embeddings, column, id_column, quiet):
     """Move every active item to a new tokenizer version (EMBEDDINGS holds all active items);
     IDs whose codes did not change are kept; the old -> new mapping is recorded."""
     from rqgmm.registry import IDRegistry
@@ -78,7 +86,7 @@ def registry_migrate(database, tokenizer_dir, embeddings, column, id_column):
     with IDRegistry(database) as store:
         mapping = store.migrate(ids, codes, version)
     changed = sum(old != new for old, new in mapping.values())
-    click.echo(f"migrated {len(mapping)} item(s) to version {version}: {changed} ID(s) changed")
+    _say(quiet, f"migrated {len(mapping)} item(s) to version {version}: {changed} ID(s) changed")
 
 
 @registry.command("mapping")
@@ -88,7 +96,8 @@ def registry_migrate(database, tokenizer_dir, embeddings, column, id_column):
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Parquet to write: item_id, old_sid, new_sid, changed.")
 @overwrite_option
-def registry_mapping(database, old_version, new_version, output, overwrite):
+@quiet_option
+def registry_mapping(database, old_version, new_version, output, overwrite, quiet):
     """Export the old -> new ID mapping a migration recorded (what `rqgmm ctr remap` applies)."""
     from rqgmm.io.atomic import check_output
     from rqgmm.registry import IDRegistry
@@ -97,25 +106,27 @@ def registry_mapping(database, old_version, new_version, output, overwrite):
     with IDRegistry(database) as store:
         old_version, new_version = store.migration(old_version, new_version)
         written = store.export_mapping(old_version, new_version, output, overwrite=overwrite)
-    click.echo(f"wrote {written} item(s) of the migration {old_version} -> {new_version} to {output}")
+    _say(quiet, f"wrote {written} item(s) of the migration {old_version} -> {new_version} to {output}")
 
 
 @registry.command("retire")
 @click.argument("database")
 @click.argument("item_ids", nargs=-1, required=True)
-def registry_retire(database, item_ids):
+@quiet_option
+def registry_retire(database, item_ids, quiet):
     """Retire ITEM_IDS: their IDs are never handed out again."""
     from rqgmm.registry import IDRegistry
 
     with IDRegistry(database) as store:
-        click.echo(f"retired {store.retire(item_ids)} item(s)")
+        _say(quiet, f"retired {store.retire(item_ids)} item(s)")
 
 
 @registry.command("export")
 @click.argument("database")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Parquet file to write.")
 @overwrite_option
-def registry_export(database, output, overwrite):
+@quiet_option
+def registry_export(database, output, overwrite, quiet):
     """Write the active items and their IDs as Parquet."""
     from rqgmm.io.atomic import check_output
     from rqgmm.registry import IDRegistry
@@ -123,12 +134,13 @@ def registry_export(database, output, overwrite):
     check_output(output, overwrite, inputs=[database])
     with IDRegistry(database) as store:
         store.export(output, overwrite=overwrite)
-    click.echo(f"wrote {output}")
+    _say(quiet, f"wrote {output}")
 
 
 @registry.command("check")
 @click.argument("database")
-def registry_check(database):
+@quiet_option
+def registry_check(database, quiet):
     """Check the registry's consistency (unique IDs, retired IDs unused, IDs match codes)."""
     from rqgmm.registry import IDRegistry
 
@@ -137,7 +149,7 @@ def registry_check(database):
         count, version = len(store.items()), store.current_version
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s): " + "; ".join(problems[:5]))
-    click.echo(f"consistent: {count} active item(s), current version {version}")
+    _say(quiet, f"consistent: {count} active item(s), current version {version}")
 
 
 COMMANDS = (registry,)

@@ -93,14 +93,17 @@ def with_training_device(config, device: str):
               help="Also fill the '<!-- generated: NAME -->' block of each run in this Markdown file"
               " (README.md or a page under docs/).")
 @click.option("--headline", default=None, help="Which table fills the README block (default: the first headline table, else the first).")
+@quiet_option
 @click.option("--block", default=None,
               help="Name of the block to fill (default: the run's name; another lets one run fill two blocks).")
-def publish(run_dirs, output, readme, headline, block):
+def publish(run_dirs, output, readme, headline, block, quiet):
     """Write results documents (docs/results/<name>.md) from finished runs' results.json."""
     from rqgmm.experiment.publish import publish as write
 
     for run_dir in run_dirs:
-        click.echo(f"wrote {write(run_dir, output, readme, headline, block)}")
+        written = write(run_dir, output, readme, headline, block)
+        if not quiet:
+            click.echo(f"wrote {written}")
 
 
 COMMANDS = (experiment, publish)
