@@ -45,9 +45,9 @@ sid-ctr: $(DEMO)
 	for name in $(SID_CTR); do HF_HUB_OFFLINE=1 $(BIN)/rqgmm experiment $$name || exit 1; done
 	$(MAKE) ctr-figures
 
-# semantic IDs beside the raw embedding on MovieLens-100k and -1M (about 1 h on 2 cores), the
-# cost benchmark, then their documents and the decision tables of docs/ctr.md
-SID_EMB := sid-emb-ml-100k sid-emb-ml-1m
+# semantic IDs beside the raw embedding on MovieLens-100k and -1M, and the depth ablation (about
+# 1.5 h on 2 cores), the cost benchmark, then their documents and the tables of docs/ctr.md
+SID_EMB := sid-emb-ml-100k sid-emb-ml-1m sid-emb-ml-1m-depth
 sid-emb: $(DEMO)
 	for name in $(SID_EMB); do HF_HUB_OFFLINE=1 $(BIN)/rqgmm experiment $$name || exit 1; done
 	$(BIN)/python -m benchmarks.bench_sid_cost --markdown docs/results/bench-sid-cost.md
