@@ -126,7 +126,51 @@ def provenance() -> dict:
     arguments = [Path(sys.argv[0]).name, *sys.argv[1:]]
     return {"command": " ".join(arguments), "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
             "commit": commit, "version": __version__,
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}"}
+            "machine": f"{platform.machine()} {processor_name()}, {os.cpu_count()} CPU(s), Python"
+                       f" {platform.python_version()}, {blas_backends()}"}
+
+
+def processor_name() -> str:
+    """The processor's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown processor"
+
+
+def blas_backends() -> str:
+    """Which BLAS the products run on: torch's build (MKL, OpenBLAS, ...) and NumPy's (with the
+    kernel OpenBLAS picked for this processor, when threadpoolctl can tell)."""
+    import re
+
+    import numpy as np
+
+    torch_blas = "?"
+    try:
+        import torch
+
+        found = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+        torch_blas = found.group(1) if found else "?"
+    except ImportError:
+        torch_blas = "absent"
+    numpy_blas = "?"
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = [info for info in threadpool_info() if info.get("user_api") == "blas"]
+        if blas:
+            info = blas[0]
+            numpy_blas = f"{info['internal_api']} {info.get('version') or ''} ({info.get('architecture') or '?'})"
+    except ImportError:
+        config = np.show_config(mode="dicts") if hasattr(np, "show_config") else {}
+        numpy_blas = (config.get("Build Dependencies", {}).get("blas", {}) or {}).get("name", "?")
+    return f"BLAS: torch {torch_blas}, NumPy {numpy_blas.strip()}"
 
 
 def single_thread() -> None:
