@@ -121,9 +121,11 @@ def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_inva
 @click.command()
 @click.argument("tokenizer_dir", type=click.Path(path_type=Path))
 @click.argument("embeddings", type=click.Path(path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Codes to write: .parquet (id + level_0.. columns) or .npy ((n, L) int64); with --engine ray, a"
-                   " directory of Parquet files.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, allow_dash=True),
+              help="Codes to write: .parquet (id + level_0.. columns), .npy ((n, L) int64) or .csv; - for standard"
+                   " output (with --format); with --engine ray, a directory of Parquet files.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "npy", "csv"]), default=None,
+              help="Format of OUTPUT (default: its extension; needed for -).")
 @click.option("--column", default=None, help="Parquet embedding column (auto-detected if only one list column).")
 @click.option("--id-column", default=None, help="Parquet id column (default: 'id' or the other column).")
 @click.option("--device", default=None, help="Override the tokenizer's device (cpu, cuda, cuda:N, auto).")
@@ -139,7 +141,7 @@ def _fit_on_ray(tokenizer, method: str, pattern: str, column, address, drop_inva
 @click.option("--verbose", is_flag=True, help="Show Ray's INFO logs (--engine ray).")
 @overwrite_option
 @quiet_option
-def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_invalid, collisions, capacity,
+def encode(tokenizer_dir, embeddings, output, fmt, column, id_column, device, drop_invalid, collisions, capacity,
            engine, address, verbose, overwrite, quiet):
     """Encode EMBEDDINGS with a saved tokenizer; write id + level_0..level_{L-1} to OUTPUT."""
     from rqgmm.io.atomic import check_output
@@ -156,12 +158,16 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
     from rqgmm.validation import check_embeddings
 
     show_warnings(quiet)
-    check_codes_path(output)
-    if drop_invalid and output.suffix.lower() == ".npy":
+    from rqgmm.io.tables import codes_format
+
+    check_codes_path(output, fmt)
+    to_stdout = str(output) == "-"
+    if drop_invalid and codes_format(output, fmt) == "npy":
         raise click.BadParameter("a .npy of codes has no id column, so dropped rows would leave its rows out of line"
                                  " with the input; write .parquet (it keeps the id of every kept row)",
                                  param_hint="--drop-invalid")
-    check_output(output, overwrite, inputs=[tokenizer_dir, embeddings])
+    if not to_stdout:
+        check_output(output, overwrite, inputs=[tokenizer_dir, embeddings])
     tokenizer = ResidualTokenizer.load(tokenizer_dir)
     tokenizer.progress = False if quiet else None
     if device:
@@ -173,15 +179,16 @@ def encode(tokenizer_dir, embeddings, output, column, id_column, device, drop_in
     codes = tokenizer.encode(matrix, collisions=collisions, capacity=capacity)
     ids = np.delete(table.ids, dropped) if dropped.size else table.ids
     write_codes(output, codes, ids, table.id_name, n_levels=tokenizer.n_levels, tokenizer_version=tokenizer.version,
-                overwrite=overwrite)
+                overwrite=overwrite, fmt=fmt)
     if dropped.size:  # always said, even with -q: the output has fewer rows than the input
         first = table.ids[dropped[0]]
         first = first.item() if isinstance(first, np.generic) else first
         click.echo(f"rqgmm encode: dropped {dropped.size} row(s) with NaN/Inf (first: {table.id_name}="
                    f"{first!r}); {output} holds the {len(codes)} kept row(s) with their"
                    f" {table.id_name!r}", err=True)
-    if not quiet:
-        click.echo(f"encoded {len(codes)} rows into {tokenizer.n_levels} levels; wrote {output}")
+    if not quiet:  # on stderr when the codes themselves go to standard output
+        click.echo(f"encoded {len(codes)} rows into {tokenizer.n_levels} levels (tokenizer version"
+                   f" {tokenizer.version}); wrote {'standard output' if to_stdout else output}", err=to_stdout)
 
 
 def _encode_on_ray(tokenizer_dir, pattern: str, output: Path, column, id_column, address, overwrite, quiet,

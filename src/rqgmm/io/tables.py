@@ -8,6 +8,7 @@ null embeddings become NaN rows, which the NaN/Inf check then names (or drops).
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,14 +204,31 @@ def list_array_to_matrix(vectors: pa.Array, path: Path, column: str, *, dim: int
 
 
 CODES_DTYPE = np.int64  # codes are int64 everywhere: encode() results, Parquet columns, .npy files
-CODE_SUFFIXES = (".parquet", ".npy")
+CODE_SUFFIXES = (".parquet", ".npy", ".csv")
+CODE_FORMATS = ("parquet", "npy", "csv")
+STDOUT = "-"
 
 
-def check_codes_path(path: str | Path) -> None:
-    """Codes go to ``.parquet`` (id + level columns) or ``.npy`` ((n, L) int64, rows in input order)."""
-    if Path(path).suffix.lower() not in CODE_SUFFIXES:
-        raise InvalidInputError(f"{path}: codes are written as .parquet or .npy; got the extension"
-                                f" {Path(path).suffix or '(none)'!r}")
+def codes_format(path: str | Path, fmt: str | None = None) -> str:
+    """The format codes are written in: ``fmt`` when given, else the extension of ``path``;
+    ``-`` (standard output) needs ``fmt``."""
+    if fmt is not None:
+        if fmt not in CODE_FORMATS:
+            raise InvalidInputError(f"format must be one of {CODE_FORMATS}, got {fmt!r}")
+        return fmt
+    if str(path) == STDOUT:
+        raise InvalidInputError("writing codes to standard output (-o -) needs --format parquet, npy or csv")
+    suffix = Path(path).suffix.lower()
+    if suffix not in CODE_SUFFIXES:
+        raise InvalidInputError(f"{path}: codes are written as .parquet, .npy or .csv (or pass --format); got the"
+                                f" extension {suffix or '(none)'!r}")
+    return suffix[1:]
+
+
+def check_codes_path(path: str | Path, fmt: str | None = None) -> None:
+    """Codes go to ``.parquet`` (id + level columns), ``.npy`` ((n, L) int64, rows in input order)
+    or ``.csv`` (id + level columns, a header row), or to ``-`` with an explicit format."""
+    codes_format(path, fmt)
 
 
 SUFFIX_COLUMN = "suffix"  # the collision suffix of encode(..., collisions="suffix"): not a level
@@ -235,17 +253,31 @@ def codes_sidecar(path: str | Path) -> Path:
 
 
 def write_codes(path: str | Path, codes: np.ndarray, ids: np.ndarray, id_name: str, *, n_levels: int | None = None,
-                tokenizer_version: str | None = None, overwrite: bool = False) -> Path:
+                tokenizer_version: str | None = None, overwrite: bool = False, fmt: str | None = None) -> Path:
     """Write ``codes`` (n, L) or (n, L + 1) with a collision suffix: Parquet (the id column, then
     ``level_0 .. level_{L-1}`` and ``suffix``, int64, the tokenizer version in the schema
-    metadata) or ``.npy`` (the int64 matrix, rows in input order, with a ``<file>.json``
-    sidecar naming the version and the columns), by the extension of ``path``.
+    metadata), ``.npy`` (the int64 matrix, rows in input order) or ``.csv`` (a header row, the
+    id column then the code columns); a ``.npy`` or ``.csv`` file gets a ``<file>.json``
+    sidecar naming the version and the columns. The format is ``fmt`` or the extension of
+    ``path``; ``path`` ``-`` writes to standard output (no sidecar).
     n_levels: the tokenizer's levels (default: every column is a level)."""
-    check_codes_path(path)
+    fmt = codes_format(path, fmt)
     codes = np.asarray(codes, dtype=CODES_DTYPE)
     n_levels = codes.shape[1] if n_levels is None else n_levels
     names = [LEVEL_COLUMN.format(level) for level in range(n_levels)] + [SUFFIX_COLUMN] * (codes.shape[1] - n_levels)
-    if Path(path).suffix.lower() == ".npy":
+    if str(path) == STDOUT:
+        _write_codes_to(sys.stdout.buffer, fmt, codes, ids, id_name, names, tokenizer_version)
+        sys.stdout.flush()
+        return Path(STDOUT)
+    if fmt == "csv":
+        sidecar = {"format": "rqgmm-codes", "tokenizer_version": tokenizer_version, "columns": [id_name, *names]}
+        with atomic_path(path, overwrite=overwrite) as tmp, \
+                atomic_path(codes_sidecar(path), overwrite=True) as tmp_sidecar:
+            with open(tmp, "wb") as handle:
+                _write_codes_to(handle, fmt, codes, ids, id_name, names, tokenizer_version)
+            Path(tmp_sidecar).write_text(json.dumps(sidecar, indent=2))
+        return Path(path)
+    if fmt == "npy":
         sidecar = {"format": "rqgmm-codes", "tokenizer_version": tokenizer_version, "columns": names}
         with atomic_path(path, overwrite=overwrite) as tmp, \
                 atomic_path(codes_sidecar(path), overwrite=True) as tmp_sidecar:
@@ -262,6 +294,23 @@ def write_codes(path: str | Path, codes: np.ndarray, ids: np.ndarray, id_name: s
     return Path(path)
 
 
+def _write_codes_to(handle, fmt: str, codes: np.ndarray, ids, id_name: str, names: list[str],
+                    tokenizer_version: str | None) -> None:
+    """Codes in ``fmt`` to a binary file object (standard output or a temporary file)."""
+    if fmt == "npy":
+        np.save(handle, codes, allow_pickle=False)
+        return
+    table = pa.table({id_name: ids, **{name: codes[:, j] for j, name in enumerate(names)}})
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        pacsv.write_csv(table, handle, pacsv.WriteOptions(quoting_style="needed"))
+        return
+    if tokenizer_version is not None:
+        table = table.replace_schema_metadata({VERSION_KEY: tokenizer_version.encode()})
+    pq.write_table(table, handle)
+
+
 def read_codes(path: str | Path, n_levels: int) -> CodesTable:
     """Read the first ``n_levels`` level columns of codes written by :func:`write_codes`
     (``.parquet`` or ``.npy``), with the ids and the tokenizer version they carry."""
@@ -270,10 +319,18 @@ def read_codes(path: str | Path, n_levels: int) -> CodesTable:
         raise InvalidInputError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
         return _read_npy_codes(path, n_levels)
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from None
+    if path.suffix.lower() == ".csv":
+        import pyarrow.csv as pacsv
+
+        try:
+            table = pacsv.read_csv(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidInputError(f"{path}: not a readable CSV file ({exc})") from None
+    else:
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise InvalidInputError(f"{path}: not a readable Parquet file ({exc})") from None
     wanted = [LEVEL_COLUMN.format(level) for level in range(n_levels)]
     missing = [c for c in wanted if c not in table.column_names]
     if missing:
@@ -290,7 +347,10 @@ def read_codes(path: str | Path, n_levels: int) -> CodesTable:
     id_name = others[0] if others else "row"
     ids = table.column(id_name).to_numpy(zero_copy_only=False) if others else np.arange(len(codes))
     version = (table.schema.metadata or {}).get(VERSION_KEY)
-    return CodesTable(codes, ids, id_name, None if version is None else version.decode())
+    version = None if version is None else version.decode()
+    if path.suffix.lower() == ".csv" and codes_sidecar(path).is_file():
+        version = _sidecar_version(codes_sidecar(path))
+    return CodesTable(codes, ids, id_name, version)
 
 
 def _read_npy_codes(path: Path, n_levels: int) -> CodesTable:
@@ -303,17 +363,20 @@ def _read_npy_codes(path: Path, n_levels: int) -> CodesTable:
                                 f" {codes.shape} {codes.dtype}")
     if codes.shape[1] < n_levels:
         raise InvalidInputError(f"{path}: {codes.shape[1]} code column(s) for a {n_levels}-level tokenizer")
-    version = None
     sidecar = codes_sidecar(path)
-    if sidecar.is_file():
-        try:
-            meta = json.loads(sidecar.read_text())
-            version = meta.get("tokenizer_version") if isinstance(meta, dict) else None
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidInputError(f"{sidecar}: unreadable codes sidecar ({exc})") from None
-        if version is not None and not isinstance(version, str):
-            raise InvalidInputError(f"{sidecar}: tokenizer_version must be a string, got {version!r}")
+    version = _sidecar_version(sidecar) if sidecar.is_file() else None
     return CodesTable(np.asarray(codes[:, :n_levels], dtype=np.int64), np.arange(len(codes)), "row", version)
+
+
+def _sidecar_version(sidecar: Path) -> str | None:
+    try:
+        meta = json.loads(sidecar.read_text())
+        version = meta.get("tokenizer_version") if isinstance(meta, dict) else None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{sidecar}: unreadable codes sidecar ({exc})") from None
+    if version is not None and not isinstance(version, str):
+        raise InvalidInputError(f"{sidecar}: tokenizer_version must be a string, got {version!r}")
+    return version
 
 
 def write_matrix(path: str | Path, matrix: np.ndarray, ids: np.ndarray | None = None, id_name: str = "id",
