@@ -128,6 +128,9 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["sqlite:1", "sqlite:2", "postgresql:1", "postgresql:2"],
                         help="registry:workers rows")
     parser.add_argument("--per-request", type=int, default=100, help="new items per /v1/items request")
+    parser.add_argument("--distinct", type=int, default=2048,
+                        help="distinct embeddings new items are drawn from (few: every request writes under the"
+                             " same code prefixes, which writers take turns on)")
     parser.add_argument("--skip-score", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy the single-worker SQLite server under load")
     add_markdown_option(parser)
@@ -143,8 +146,8 @@ def main() -> None:
             warnings.simplefilter("ignore")
             RQKMeans(n_levels=3, codebook_size=256, random_state=0, max_iter=10, progress=False).fit(X).save(
                 directory / "tokenizer")
-        rows = [json.dumps([round(float(v), 5) for v in X[k]]) for k in range(64)]
-        encode_script = ENCODE_LUA.replace("{ROWS}", lua_strings(rows))
+        rows = [json.dumps([round(float(v), 5) for v in X[k]]) for k in range(args.distinct)]
+        encode_script = ENCODE_LUA.replace("{ROWS}", lua_strings(rows[:64]))
         items_script = (ITEMS_LUA.replace("{ROWS}", lua_strings(rows)).replace("{TOKEN}", TOKEN)
                         .replace("{PER_REQUEST}", str(args.per_request)))
         print(f"wrk 1 thread on loopback, {args.seconds:g} s per part; server: 3 x 256 RQ-KMeans, 384-d, --threads 1")
