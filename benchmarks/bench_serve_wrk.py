@@ -6,7 +6,7 @@ The server: a 3 x 256 RQ-KMeans tokenizer on 384-d embeddings (a fitted syntheti
 SQLite or PostgreSQL registry (a throwaway local server, unix socket), 1 or 2 workers; for the
 score part a FNN run on MovieLens-100k with 3 x 256 IDs of its MiniLM items. wrk's Lua scripts
 send the POST bodies: single-item encode bodies, new-item batches with ids unique per thread and
-request (each item's embedding one of 64 synthetic rows), 100-candidate score requests.
+request (each item's embedding one of --distinct synthetic rows), 100-candidate score requests.
 
 1. single-item ``POST /v1/encode`` at 32 connections: requests/s, p50 / p99;
 2. ``POST /v1/items``, 100 new items per request, 8 connections: items/s with the registry;
