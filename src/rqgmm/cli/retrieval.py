@@ -21,7 +21,9 @@ def retrieval() -> None:
                    " every ID gets a collision suffix.")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds (split, tokenizer, model).")
 @click.option("--epochs", type=click.IntRange(1), default=30, show_default=True,
-              help="Epochs at most (early stopping on validation Recall@10).")
+              help="Epochs at most of the generative model (early stopping on validation Recall@10).")
+@click.option("--sasrec-epochs", type=click.IntRange(1), default=200, show_default=True,
+              help="SASRec's epochs at most (patience 10; cheap to validate, so it is let converge).")
 @click.option("--history", type=click.IntRange(1), default=20, show_default=True, help="Items a model reads.")
 @click.option("--beams", type=click.IntRange(1), default=10, show_default=True, help="Beam width of generation.")
 @click.option("--quick", is_flag=True, help="One seed, RQ-KMeans and RQ-GMM 3 x 256, 3 epochs (a smoke run).")
@@ -30,7 +32,7 @@ def retrieval() -> None:
 @click.option("--markdown", type=click.Path(path_type=Path), default=None,
               help="Also write the stamped results document (e.g. docs/results/retrieval.md).")
 @quiet_option
-def study(tokenizers, seeds, epochs, history, beams, quick, output, markdown, quiet):
+def study(tokenizers, seeds, epochs, sasrec_epochs, history, beams, quick, output, markdown, quiet):
     """Run the generative-retrieval study on MovieLens-100k (leave-last-out; 10% of items held out
     as cold-start targets) and print its table."""
     from rqgmm.retrieval.study import RetrievalStudy, run_study, write_document
@@ -41,7 +43,7 @@ def study(tokenizers, seeds, epochs, history, beams, quick, output, markdown, qu
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers, got {seeds!r}", param_hint="--seeds") from None
     names = [t.strip() for t in tokenizers.split(",") if t.strip()]
-    training = RetrievalTraining(max_epochs=epochs, history=history, beams=beams)
+    training = RetrievalTraining(max_epochs=epochs, history=history, beams=beams, sasrec_max_epochs=sasrec_epochs)
     config = RetrievalStudy(tokenizers=names, seeds=seed_list, training=training)
     if quick:
         config = RetrievalStudy(name="retrieval-quick", tokenizers=["rq-kmeans-3x256", "rq-gmm-3x256"], seeds=[0],

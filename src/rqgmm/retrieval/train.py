@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -41,6 +41,8 @@ class RetrievalTraining:
     batch_size: int = 128
     max_epochs: int = 30
     patience: int = 3
+    sasrec_max_epochs: int = 200  # SASRec's epochs are cheap (no beam search to validate): let it converge
+    sasrec_patience: int = 10
     beams: int = 10
     validation_users: int = 300  # TIGER: validation users sampled for early stopping
     seed: int = 0
@@ -157,7 +159,8 @@ def fit_sasrec(sequences: Sequences, config: RetrievalTraining,
         ranked = rank_items(model, [sequences.history("validation", u)[-config.history:] for u in users], 10)
         return item_metrics(ranked, sequences.validation, sequences.cold)["recall@10"]
 
-    model, result = _train(model, examples, loss_of, validate, config, progress, "sasrec")
+    sasrec = replace(config, max_epochs=config.sasrec_max_epochs, patience=config.sasrec_patience)
+    model, result = _train(model, examples, loss_of, validate, sasrec, progress, "sasrec")
     ranked = rank_items(model, [sequences.history("test", u)[-config.history:] for u in users], max(KS))
     result.metrics = item_metrics(ranked, sequences.test, sequences.cold)
     return model, result
