@@ -60,6 +60,7 @@ def test_generation_learns_the_pattern_and_reaches_cold_items():
     tokenizer = RQKMeans(n_levels=2, codebook_size=[6, 4], random_state=0, progress=False).fit(content)
     item_tokens = ItemTokens(tokenizer.encode(content, collisions="suffix"))
     training = RetrievalTraining(history=8, dim=32, layers=1, max_epochs=12, patience=12, beams=10,
+                                 sasrec_max_epochs=12, sasrec_patience=12,
                                  learning_rate=5e-3, validation_users=60)
     _, tiger = fit_tiger(sequences, item_tokens, training)
     _, sasrec = fit_sasrec(sequences, training)
