@@ -51,7 +51,26 @@ def format_table(reports: Sequence[QualityReport]) -> str:
     widths += [max(len(header[i + 1]), *(len(values[i]) for _, values in rows)) for i in range(len(reports))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip([name, *values], widths)) for name, values in rows]
+    lines += [f"WARNING: {warning}" for warning in collapse_warnings(reports)]
     return "\n".join(lines)
+
+
+COLLAPSE_SHARE = 0.5  # a level where one code holds at least half the items says little about them
+
+
+def collapse_warnings(reports: Sequence[QualityReport]) -> list[str]:
+    """Levels that collapsed: one code holds at least half the items (utilization can read 100%
+    while nearly every item shares a code)."""
+    out = []
+    for report in reports:
+        for level, usage in enumerate(report.usage):
+            if usage.max_share >= COLLAPSE_SHARE and report.codebook_sizes[level] > 1:
+                capacity = (f", effective capacity {report.overlap.effective_capacity[level]:.1f} codes"
+                            if report.overlap else "")
+                out.append(f"{report.method}: level {level + 1} collapsed: one code holds {usage.max_share:.0%} of"
+                           f" the items (utilization {usage.utilization:.0%}, perplexity {usage.perplexity:.1f} of"
+                           f" {report.codebook_sizes[level]}{capacity})")
+    return out
 
 
 def _label(axis, xlabel: str, ylabel: str, title: str) -> None:
@@ -81,6 +100,9 @@ def write_report(reports: Sequence[QualityReport], directory: str | Path, *, ext
     with atomic_path(directory / "report.json", overwrite=True) as tmp:
         tmp.write_text(strict_json.dumps(payload, indent=2))
     written.append(directory / "report.json")
+    with atomic_path(directory / "report.txt", overwrite=True) as tmp:  # the table the command printed
+        tmp.write_text(format_table(reports) + "\n")
+    written.append(directory / "report.txt")
 
     n_levels = max(len(r.codebook_sizes) for r in reports)
     colours = {report.method: f"C{index}" for index, report in enumerate(reports)}  # one colour per tokenizer
@@ -96,32 +118,59 @@ def write_report(reports: Sequence[QualityReport], directory: str | Path, *, ext
                           color=colours[report.method])
         axis.plot([0, 1], [0, 1], color="grey", linewidth=0.8, linestyle=":", label="perfectly even")
         _label(axis, "share of codes (most used first)", "share of items", f"level {level + 1}: code usage")  # 1-based, as in tables
+        collapsed = [f"{r.method}: one code holds {r.usage[level].max_share:.0%}" for r in reports
+                     if level < len(r.usage) and r.usage[level].max_share >= COLLAPSE_SHARE]
+        if collapsed:
+            axis.text(0.98, 0.05, "collapsed level\n" + "\n".join(collapsed), transform=axis.transAxes, ha="right",
+                      va="bottom", fontsize=7, color="firebrick")
     _save_figure(figure, directory / "code_usage.png")
     written.append(directory / "code_usage.png")
 
-    figure = Figure(figsize=(4.8, 3.4))
-    axis = figure.subplots()
-    for report in reports:
-        levels = np.arange(1, len(report.reconstruction.rmse) + 1)
-        axis.plot(levels, report.reconstruction.rmse, marker="o", label=report.method, color=colours[report.method])
-    axis.set_xticks(range(1, n_levels + 1))
-    _label(axis, "levels decoded", "RMSE per coordinate", "reconstruction error by level")
-    _save_figure(figure, directory / "reconstruction.png")
+    _save_figure(reconstruction_figure(reports, colours), directory / "reconstruction.png")
     written.append(directory / "reconstruction.png")
 
+    _save_figure(collisions_figure(reports, colours), directory / "collisions.png")
+    written.append(directory / "collisions.png")
+    return written
+
+
+def reconstruction_figure(reports: Sequence[QualityReport], colours: dict[str, str]):
+    """RMSE after each level, one line per tokenizer, on a zero-based axis."""
+    from matplotlib.figure import Figure
+
+    n_levels = max(len(r.codebook_sizes) for r in reports)
     figure = Figure(figsize=(4.8, 3.4))
+    axis = figure.subplots()
+    markers = "osD^vP*X"
+    for index, report in enumerate(reports):  # distinct markers and a small offset: equal points stay visible
+        levels = np.arange(1, len(report.reconstruction.rmse) + 1) + (index - (len(reports) - 1) / 2) * 0.04
+        axis.plot(levels, report.reconstruction.rmse, marker=markers[index % len(markers)], label=report.method,
+                  color=colours[report.method], alpha=0.85)
+    axis.set_ylim(bottom=0)  # zero-based: a zoomed axis makes small differences look large
+    axis.set_xticks(range(1, n_levels + 1))
+    _label(axis, "levels decoded", "RMSE per coordinate", "reconstruction error by level")
+    return figure
+
+
+def collisions_figure(reports: Sequence[QualityReport], colours: dict[str, str]):
+    """Items by the size of the bucket (items sharing one full ID) they are in."""
+    from matplotlib.figure import Figure
+
+    # one x position per bucket size (the union over methods), so bars at one x share a size
+    all_sizes = sorted({int(size) for report in reports
+                        for size in np.flatnonzero(np.asarray(report.collisions.bucket_sizes))})
+    position = {size: index for index, size in enumerate(all_sizes)}
+    figure = Figure(figsize=(max(4.8, 0.45 * len(all_sizes) * len(reports) + 2), 3.4))
     axis = figure.subplots()
     width = 0.8 / len(reports)
     for index, report in enumerate(reports):
-        sizes = np.asarray(report.collisions.bucket_sizes)
-        bucket_size = np.flatnonzero(sizes)
-        items = sizes[bucket_size] * bucket_size  # items living in buckets of that size
-        axis.bar(np.arange(len(bucket_size)) + index * width, items, width=width, label=report.method,
-                 color=colours[report.method])
-        for x, size in zip(np.arange(len(bucket_size)) + index * width, bucket_size):
-            axis.annotate(str(size), (x, 0), fontsize=6, ha="center", va="bottom")
+        counts = np.asarray(report.collisions.bucket_sizes)
+        sizes = np.flatnonzero(counts)
+        items = counts[sizes] * sizes  # items living in buckets of that size
+        xs = np.array([position[int(size)] for size in sizes]) + (index - (len(reports) - 1) / 2) * width
+        axis.bar(xs, items, width=width, label=report.method, color=colours[report.method])
+    axis.set_xticks(range(len(all_sizes)))
+    axis.set_xticklabels([str(size) for size in all_sizes], fontsize=7, rotation=90 if len(all_sizes) > 20 else 0)
     axis.set_yscale("log")
-    _label(axis, "buckets by size (label: items sharing one full ID)", "items (log scale)", "collision buckets")
-    _save_figure(figure, directory / "collisions.png")
-    written.append(directory / "collisions.png")
-    return written
+    _label(axis, "items sharing one full ID (bucket size)", "items in such buckets (log scale)", "collision buckets")
+    return figure
