@@ -47,6 +47,15 @@ TOKENIZER_DEFINITIONS = (
     " tolerance (neural tokenizers: -).")
 
 
+def ctr_definitions(n_seeds: int) -> str:
+    """The CTR column definitions, honest about a single seed (no spread, no paired test)."""
+    if n_seeds > 1:
+        return CTR_DEFINITIONS
+    return (CTR_DEFINITIONS.replace("Test figures, mean ± std over seeds.", "Test figures of a single seed (no spread"
+                                    " over seeds is measured, and no difference is marked significant).")
+            .replace(" Δ columns are paired by seed", " Δ columns are differences"))
+
+
 def _test(metric: str):
     return lambda record: record["test"].get(metric)
 
@@ -257,7 +266,8 @@ def plot_auc(rows: list[dict], split: str, path: Path) -> None:
         axis.errorbar(x, means, yerr=stds, fmt="o", capsize=3, label=model, color=f"C{index}")
     axis.set_xticks([i + 0.4 - width / 2 for i in range(len(features))])
     axis.set_xticklabels(features, rotation=35, ha="right", fontsize=8)
-    axis.set_ylabel("test AUC (dot: mean; bar: ± std over seeds)")
+    one_seed = all(np.isnan(r["auc"][1]) for r in selected)
+    axis.set_ylabel("test AUC (one seed)" if one_seed else "test AUC (dot: mean; bar: ± std over seeds)")
     axis.set_title(f"CTR test AUC by features and backbone, {split} split")
     axis.grid(axis="y", alpha=0.3)
     axis.legend(fontsize=8, ncol=len(models))
@@ -283,7 +293,7 @@ def write_paper_report(directory: Path, results: dict) -> dict:
         ("img", "quality/code_usage.png", "items per code"),
     ]
     if rows:  # a study without CTR models reports quality only
-        blocks += [("h", 2, "CTR"), ("p", CTR_DEFINITIONS)]
+        blocks += [("h", 2, "CTR"), ("p", ctr_definitions(len(config["seeds"])))]
     headlines, families = {}, {}
     for split in config["splits"]:
         if not any(r["split"] == split for r in rows):

@@ -20,7 +20,7 @@ from rqgmm.experiment.pages import markdown
 
 
 def results_blocks(results: dict, run_dir: Path) -> list[tuple]:
-    from rqgmm.experiment.paper_report import CTR_DEFINITIONS, TOKENIZER_DEFINITIONS
+    from rqgmm.experiment.paper_report import TOKENIZER_DEFINITIONS, ctr_definitions
 
     config, stamp = results["config"], results.get("provenance") or {}
     blocks: list[tuple] = [
@@ -37,7 +37,7 @@ def results_blocks(results: dict, run_dir: Path) -> list[tuple]:
     else:
         blocks.append(("p", TOKENIZER_DEFINITIONS))
     if kind == "paper":
-        blocks.append(("p", CTR_DEFINITIONS))
+        blocks.append(("p", ctr_definitions(len(config.get("seeds", [0, 1])))))
     from rqgmm.experiment.verdicts import verdicts
 
     for name, (header, rows) in results["summary"]["tables"].items():
