@@ -277,8 +277,8 @@ def test_codes_files_honour_their_extension(tmp_path, data):
     assert cli("encode", tokenizer, tmp_path / "X.npy", "-o", tmp_path / "c.npy").exit_code == 0
     codes = np.load(tmp_path / "c.npy")
     assert codes.dtype == np.int64 and np.array_equal(codes, load(tokenizer).encode(data))
-    result = cli("encode", tokenizer, tmp_path / "X.npy", "-o", tmp_path / "c.csv")
-    assert result.exit_code == 1 and "codes are written as .parquet or .npy" in result.output
+    result = cli("encode", tokenizer, tmp_path / "X.npy", "-o", tmp_path / "c.txt")
+    assert result.exit_code == 1 and "codes are written as .parquet, .npy or .csv" in result.output
 
 
 # ------------------------------------------------------------ 7. output paths are checked before the work

@@ -128,7 +128,7 @@ def retrieval_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
                      "-" if quality is None else " / ".join(f"{u:.1%}" for u in quality["prefix_utilization"])])
     mark_significant(diffs)
     for row in rows:
-        row[8] = format_difference(row[8], flag="significant") if row[8] else ""
+        row[7] = format_difference(row[7], flag="significant") if row[7] else ""
     header = ["model", "seeds", "Recall@5", "NDCG@5", "Recall@10", "NDCG@10", "cold Recall@10",
               "Δ Recall@10 vs RQ-KMeans", "independent IDs", "prefix utilization by level"]
     return header, rows
