@@ -110,7 +110,11 @@ def run_wrk(url: str, script: str, connections: int, seconds: float, directory: 
 def profile(pid: int, seconds: float, path: Path) -> str:
     """py-spy's top functions of the server process over ``seconds`` (the caller drives load)."""
     raw = path.with_suffix(".txt")
-    subprocess.run(["py-spy", "record", "--pid", str(pid), "--duration", str(int(seconds)), "--format", "raw",
+    beside = Path(sys.executable).parent / "py-spy"  # a virtual environment's scripts are not always on PATH
+    spy = shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+    if spy is None:
+        raise SystemExit("--profile needs py-spy (pip install py-spy)")
+    subprocess.run([spy, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--format", "raw",
                     "--output", str(raw), "--nonblocking"], capture_output=True, check=True)
     totals: dict[str, int] = {}
     for line in raw.read_text().splitlines():
