@@ -26,13 +26,13 @@ def test_every_results_document_names_a_config_that_still_parses():
             for option in re.findall(r"--[\w-]+", options):
                 assert f'"{option}"' in source, f"{document.name}: {name} has no option {option}"
             continue
-        command = re.search(r"Produced by `rqgmm (stream|serve)([^`]*)`", text)
+        command = re.search(r"Produced by `rqgmm (stream|serve|retrieval study)([^`]*)`", text)
         if command:  # a command's own document: every option it was run with still exists
             from click.testing import CliRunner
 
             from rqgmm.cli import main
 
-            help_text = CliRunner().invoke(main, [command.group(1), "--help"]).output
+            help_text = CliRunner().invoke(main, [*command.group(1).split(), "--help"]).output
             for option in re.findall(r"--[\w-]+", command.group(2)):
                 assert option in help_text, f"{document.name}: rqgmm {command.group(1)} has no option {option}"
             continue
