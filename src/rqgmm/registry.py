@@ -145,7 +145,11 @@ class IDRegistry:
         if "meta" not in tables:
             raise RegistryError(f"{self.name}: a{'n' if kind == 'SQLite' else ''} {kind} database, but not an rqgmm"
                                 " registry")
-        meta = {key: value for key, value in self._db.execute("SELECT key, value FROM meta")}
+        try:
+            meta = {key: value for key, value in self._db.execute("SELECT key, value FROM meta")}
+        except Exception as exc:  # noqa: BLE001 - a damaged page or a foreign table: named, not a trace
+            raise RegistryError(f"{self.name}: damaged registry: its meta table cannot be read"
+                                f" ({type(exc).__name__}: {exc})") from None
         if meta.get("format") != _FORMAT:
             raise RegistryError(f"{self.name}: a{'n' if kind == 'SQLite' else ''} {kind} database, but not an rqgmm"
                                 " registry")
