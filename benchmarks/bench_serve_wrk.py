@@ -38,17 +38,6 @@ from benchmarks.bench_serve import ctr_run, start_server
 from benchmarks.common import add_markdown_option, recorded_output, structured_data
 from rqgmm import RQKMeans
 
-ENCODE_LUA = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local rows = {ROWS}
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format(nil, nil, nil, '{"embeddings": [' .. rows[(n % #rows) + 1] .. ']}')
-end
-"""
-
 ITEMS_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -72,7 +61,8 @@ request = function()
 end
 """
 
-SCORE_LUA = """
+# the next of a list of ready-made JSON bodies (encode and score requests)
+BODIES_LUA = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 local bodies = {BODIES}
@@ -151,7 +141,8 @@ def main() -> None:
             RQKMeans(n_levels=3, codebook_size=256, random_state=0, max_iter=10, progress=False).fit(X).save(
                 directory / "tokenizer")
         rows = [json.dumps([round(float(v), 5) for v in X[k]]) for k in range(args.distinct)]
-        encode_script = ENCODE_LUA.replace("{ROWS}", lua_strings(rows[:64]))
+        encode_script = BODIES_LUA.replace("{BODIES}", lua_strings(['{"embeddings": [' + row + "]}"
+                                                                     for row in rows[:64]]))
         items_script = (ITEMS_LUA.replace("{ROWS}", lua_strings(rows)).replace("{TOKEN}", TOKEN)
                         .replace("{PER_REQUEST}", str(args.per_request)))
         print(f"wrk 1 thread on loopback, {args.seconds:g} s per part; server: 3 x 256 RQ-KMeans, 384-d, --threads 1")
@@ -205,7 +196,7 @@ def main() -> None:
                       for k in range(64)]
             process, url = start_server(directory / "ml-tokenizer", "--ctr-run", run)
             try:
-                score = run_wrk(f"{url}/v1/score", SCORE_LUA.replace("{BODIES}", lua_strings(bodies)), 16,
+                score = run_wrk(f"{url}/v1/score", BODIES_LUA.replace("{BODIES}", lua_strings(bodies)), 16,
                                 args.seconds, directory)
             finally:
                 process.terminate()

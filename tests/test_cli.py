@@ -259,3 +259,20 @@ def test_experiment_without_a_config_is_refused_not_the_demo():
     """It used to start the 16-minute MovieLens study silently while --help showed CONFIG."""
     result = run("experiment")
     assert result.exit_code == 2 and "give CONFIG" in result.output
+
+
+def test_every_command_takes_quiet():
+    import click
+
+    def leaves(command, path=()):
+        if isinstance(command, click.Group):
+            for name, child in command.commands.items():
+                yield from leaves(child, (*path, name))
+        else:
+            yield " ".join(path), command
+
+    # a server's output is its log (uvicorn's --log-level); info and summarize print what they are for
+    exempt = {"serve", "info", "ctr summarize"}
+    missing = [name for name, command in leaves(main) if name not in exempt
+               and not any("--quiet" in p.opts for p in command.params)]
+    assert not missing, f"commands without -q/--quiet: {missing}"

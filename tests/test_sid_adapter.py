@@ -93,19 +93,3 @@ def test_embedding_options(catalogue):
     assert missing.exit_code != 0 and "written as .parquet" in missing.output
     assert not pd.io.common.file_exists(str(root / "x.csv"))
 
-
-def test_every_command_takes_quiet():
-    import click
-
-    def leaves(command, path=()):
-        if isinstance(command, click.Group):
-            for name, child in command.commands.items():
-                yield from leaves(child, (*path, name))
-        else:
-            yield " ".join(path), command
-
-    # a server's output is its log (uvicorn's --log-level); info and summarize print what they are for
-    exempt = {"serve", "info", "ctr summarize"}
-    missing = [name for name, command in leaves(main) if name not in exempt
-               and not any("--quiet" in p.opts for p in command.params)]
-    assert not missing, f"commands without -q/--quiet: {missing}"

